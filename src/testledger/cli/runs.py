@@ -1,0 +1,167 @@
+"""``testledger runs``, ``show`` and ``sync``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from testledger.cli.app import app, connection, console, emit_json, state
+from testledger.errors import DatabaseUnavailable
+from testledger.record.sync import pending_runs, sync_runs
+from testledger.report.runs import RunSummary, list_runs, show_run
+from testledger.store.engine import mask_url
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+
+
+def _number(value: float | int | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _when(run: RunSummary) -> str:
+    return run.run_timestamp.strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command("runs")
+def runs_command(
+    ctx: typer.Context,
+    branch: str | None = typer.Option(None, "--branch", "-b", help="Only runs of this branch."),
+    suite: str | None = typer.Option(None, "--suite", "-s", help="Only runs of this suite."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (newest first)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List recorded runs, newest first."""
+    with connection(ctx) as conn:
+        runs = list_runs(conn, branch=branch, suite=suite, limit=limit)
+    if as_json:
+        emit_json(runs)
+        return
+    if not runs:
+        console.print("No runs recorded yet.")
+        return
+    table = Table(box=None, header_style="bold")
+    for header in ("id", "when (UTC)", "suite", "branch", "commit", "status", "tests"):
+        table.add_column(header)
+    for header in ("pass", "fail", "skip", "pass %", "quality", "cost $", "secs"):
+        table.add_column(header, justify="right")
+    for run in runs:
+        table.add_row(
+            str(run.id),
+            _when(run),
+            run.suite,
+            run.branch,
+            (run.commit or "-")[:10],
+            run.status,
+            str(run.total_tests),
+            str(run.tests_passed),
+            str(run.tests_failed),
+            str(run.tests_skipped),
+            _number(run.pass_rate),
+            _number(run.avg_watcher_quality),
+            _number(run.total_cost_usd, "{:.4f}"),
+            _number(run.total_duration_secs, "{}"),
+        )
+    console.print(table)
+
+
+@app.command("show")
+def show_command(
+    ctx: typer.Context,
+    run: str | None = typer.Argument(None, help="Run id or run key (default: the latest run)."),
+    branch: str | None = typer.Option(None, "--branch", "-b", help="Latest run of this branch."),
+    suite: str | None = typer.Option(None, "--suite", "-s", help="Latest run of this suite."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show one run: its summary and its failing tests."""
+    with connection(ctx) as conn:
+        detail = show_run(conn, run, branch=branch, suite=suite)
+    if as_json:
+        emit_json(detail)
+        return
+    r = detail.run
+    console.print(f"[bold]Run {r.id}[/bold]  {r.run_key}")
+    console.print(
+        f"  {_when(r)} UTC  suite {r.suite}  branch {r.branch}  commit {(r.commit or '-')[:12]}"
+        f"  status {r.status}  watcher {r.watcher_model}"
+    )
+    console.print(
+        f"  {r.total_tests} tests: {r.tests_passed} passed, {r.tests_failed} failed"
+        f" ({r.tests_errored} errors), {r.tests_skipped} skipped;"
+        f" pass rate {_number(r.pass_rate)}%"
+        f"  quality {_number(r.avg_watcher_quality)}"
+        f"  cost ${_number(r.total_cost_usd, '{:.4f}')}"
+        f"  duration {_number(r.total_duration_secs, '{}')} s"
+    )
+    if detail.retried_tests:
+        console.print(f"  {detail.retried_tests} test(s) retried")
+    if r.notes:
+        console.print(f"  notes: {r.notes}")
+    if not detail.failing:
+        console.print("No failing tests.")
+        return
+    table = Table(title="Failing tests", box=None, header_style="bold", title_justify="left")
+    for header in ("test", "status", "attempt", "error", "quality"):
+        table.add_column(header, overflow="fold")
+    for test in detail.failing:
+        first_line = (test.error_message or "").splitlines()[0] if test.error_message else ""
+        error = f"{test.error_type}: {first_line}" if test.error_type else first_line
+        table.add_row(
+            test.test_id,
+            test.status,
+            str(test.attempt),
+            error[:160],
+            _number(test.watcher_quality, "{}"),
+        )
+    console.print(table)
+
+
+@app.command("sync")
+def sync_command(
+    ctx: typer.Context,
+    include_unfinished: bool = typer.Option(
+        False,
+        "--include-unfinished",
+        help="Also load runs still marked running (their process died); they become aborted.",
+    ),
+    resync: bool = typer.Option(
+        False, "--all", help="Replay every archived run, synced or not (idempotent)."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Load runs recorded while the database was away (the JSON spool) into the database."""
+    cli = state(ctx)
+    settings = cli.settings
+    waiting = list(pending_runs(settings.results_dir, include_synced=resync))
+    if not waiting:
+        if as_json:
+            emit_json({"synced": [], "skipped_unfinished": []})
+        else:
+            console.print(f"Nothing to sync in {settings.results_dir}.")
+        return
+    try:
+        engine = cli.engine()
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnavailable(f"{exc}; {len(waiting)} run(s) stay in the spool") from None
+    with console.status("syncing...") as status:
+        report = sync_runs(
+            engine,
+            settings.database_url,
+            settings.results_dir,
+            include_unfinished=include_unfinished,
+            include_synced=resync,
+            progress=lambda run: status.update(f"syncing {run.run_key}"),
+        )
+    if as_json:
+        emit_json(report)
+        return
+    target = mask_url(settings.database_url)
+    for outcome in report.synced:
+        console.print(
+            f"synced {outcome.run_key} -> run {outcome.run_id} in {target}: "
+            f"{outcome.results_written} result(s), {outcome.observations_written} observation(s) "
+            "written"
+        )
+    for key in report.skipped_unfinished:
+        console.print(
+            f"skipped {key}: still marked running (use --include-unfinished if its process died)"
+        )

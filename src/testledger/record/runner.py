@@ -1,0 +1,406 @@
+"""The runner API: record a run from any custom test runner.
+
+    import testledger
+
+    with testledger.open_ledger("sqlite:///.testledger/ledger.db") as ledger:
+        with ledger.start_run(branch="main", commit="abc123", watcher_model="glm-4.5-air") as run:
+            ref = run.record(tool_name="chat", variation="basic_glm", status="PASS",
+                             provider="glm", model="glm-4.5-air", duration_secs=2.1)
+            run.attach_watcher(ref, testledger.WatcherObservation(quality_score=8))
+        # leaving the block finishes the run (or marks it aborted on an exception)
+
+Every result goes to the run's JSON files first and to the database in batches (one transaction
+per batch, never per result). If the database cannot be reached when the run starts, or stops
+answering during it, recording carries on into the JSON files alone with one warning; nothing
+is raised into the test runner, and ``testledger sync`` loads the run later.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from testledger.config import Settings, load_settings
+from testledger.errors import TestledgerError
+from testledger.model import (
+    NO_WATCHER,
+    RunInfo,
+    RunStats,
+    RunStatus,
+    TestResult,
+    WatcherObservation,
+    utcnow,
+)
+from testledger.record.archive import RunArchive, stats_from_events
+from testledger.record.background import BackgroundWriter
+from testledger.record.environment import detect_ci, detect_git, host_metadata
+from testledger.store.database import DATABASE_ERRORS, connect_engine
+from testledger.store.engine import mask_url, mask_urls_in
+from testledger.store.runs import RunRow, create_or_join_run, finish_run
+from testledger.store.writer import (
+    PendingObservation,
+    encode_result,
+    insert_observations,
+    insert_rows,
+)
+
+__all__ = ["Ledger", "ResultRef", "Run", "open_ledger"]
+
+log = logging.getLogger("testledger")
+
+#: A batch is written at the latest this long after its first result was recorded.
+FLUSH_INTERVAL_SECS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRef:
+    """Names one recorded result (one attempt of one test) within its run."""
+
+    test_id: str
+    attempt: int
+
+
+class Ledger:
+    """A handle on a ledger: a database URL plus the results folder for the JSON files.
+
+    Opening one never connects; the database is reached when a run starts (or a report asks),
+    so a ledger whose database is away can still record into its JSON files.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        results_dir: str | Path | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.settings = settings or load_settings(url, results_dir)
+        self._engine: Engine | None = None
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password masked."""
+        return mask_url(self.settings.database_url)
+
+    @property
+    def results_dir(self) -> Path:
+        return self.settings.results_dir
+
+    def engine(self) -> Engine:
+        """The connected engine, its schema created on first use of an empty database.
+
+        Raises DatabaseUnavailable or SchemaError."""
+        if self._engine is None:
+            self._engine = connect_engine(self.settings.database_url)
+        return self._engine
+
+    def start_run(
+        self,
+        *,
+        branch: str | None = None,
+        commit: str | None = None,
+        suite: str | None = None,
+        watcher_model: str = NO_WATCHER,
+        notes: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        run_key: str | None = None,
+        started_at: datetime | None = None,
+        source: str = "runner",
+        detect_environment: bool = True,
+        batch_size: int | None = None,
+    ) -> Run:
+        """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
+        same key is the same run (results it already holds are not written twice). Branch and
+        commit default to what git and the CI environment say."""
+        info = RunInfo(
+            branch=branch or "unknown",
+            commit=commit,
+            suite=suite or self.settings.suite,
+            watcher_model=watcher_model,
+            notes=notes,
+            run_key=run_key,
+            started_at=started_at or utcnow(),
+            source=source,
+            metadata=dict(metadata or {}),
+        )
+        if detect_environment:
+            _fill_from_environment(info, explicit_branch=branch is not None)
+        return Run(self, info, batch_size or self.settings.batch_size)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def open_ledger(url: str | None = None, *, results_dir: str | Path | None = None) -> Ledger:
+    """Open a ledger: ``url`` (else ``TESTLEDGER_DATABASE_URL``, ``[tool.testledger]``, or the
+    default SQLite file ``.testledger/ledger.db``)."""
+    return Ledger(url, results_dir=results_dir)
+
+
+def _fill_from_environment(info: RunInfo, *, explicit_branch: bool) -> None:
+    ci = detect_ci()
+    git = detect_git() if (not explicit_branch or info.commit is None) else None
+    if not explicit_branch:
+        info.branch = ci.branch or (git.branch if git else None) or "unknown"
+    if info.commit is None:
+        info.commit = ci.commit or (git.commit if git else None)
+    info.ci_provider = info.ci_provider or ci.provider
+    info.ci_job_url = info.ci_job_url or ci.job_url
+    host = host_metadata()
+    info.host = info.host or host["host"]
+    info.metadata.setdefault("environment", host)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """What the writer thread gets: encoded rows, the results among them that came with a
+    watcher observation (by position), and observations attached afterwards."""
+
+    rows: list[tuple[Any, ...]]
+    watched: list[tuple[int, TestResult]]
+    observations: list[PendingObservation]
+
+
+class Run:
+    """One run being recorded. Use it as a context manager, or call :meth:`finish`."""
+
+    def __init__(self, ledger: Ledger, info: RunInfo, batch_size: int) -> None:
+        self.ledger = ledger
+        self.info = info
+        self.run_key = info.run_key or _new_run_key(info.started_at or utcnow())
+        info.run_key = self.run_key
+        self.batch_size = batch_size
+        self.status = RunStatus.RUNNING
+        self.stats: RunStats | None = None
+        self.spool_reason: str | None = None
+        self._row: RunRow | None = None
+        self._rows: list[tuple[Any, ...]] = []
+        self._watched: list[tuple[int, TestResult]] = []
+        self._observations: list[PendingObservation] = []
+        self._preexisting: set[tuple[str, int]] = set()
+        self._attempts: dict[str, int] = {}
+        self._clock = self._last_flush = time.monotonic()
+        self._writer: BackgroundWriter[_Batch] | None = None
+        self.archive = RunArchive(ledger.results_dir, self.run_key)
+        self.archive.write_run(info, status=RunStatus.RUNNING.value)
+        try:
+            with ledger.engine().begin() as connection:
+                self._row = create_or_join_run(connection, info, self.run_key)
+        except DATABASE_ERRORS as exc:
+            self._go_to_spool(exc)
+        else:
+            self._writer = BackgroundWriter(self._write_batch, self._go_to_spool)
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> int | None:
+        """The run's database id; None while it is recorded into the spool only."""
+        return None if self.spooled or self._row is None else self._row.id
+
+    @property
+    def spooled(self) -> bool:
+        return self.spool_reason is not None
+
+    def _go_to_spool(self, exc: BaseException) -> None:
+        """Stop writing to the database; the JSON files carry the rest of the run. Called on
+        the recording thread, or on the writer thread when a batch fails."""
+        if self.spooled:
+            return
+        if not isinstance(exc, DATABASE_ERRORS):
+            # Not an outage but a fault of ours: still never raised into the test runner,
+            # but named plainly so that it gets reported.
+            log.error("testledger: unexpected %s while writing", type(exc).__name__, exc_info=exc)
+        reason = mask_urls_in(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        self.spool_reason = reason
+        log.warning(
+            "testledger: database %s unavailable (%s); run %s goes on in %s - "
+            "load it later with `testledger sync`",
+            self.ledger.url,
+            reason,
+            self.run_key,
+            self.archive.folder,
+        )
+
+    # -- recording -----------------------------------------------------------------------
+
+    def record(self, result: TestResult | None = None, /, **fields: Any) -> ResultRef:
+        """Record one result: a TestResult, or its fields as keywords (``test_id`` defaults to
+        ``tool_name/variation``). Recording the same test_id again in this run records a retry:
+        the next attempt number."""
+        if self.status is not RunStatus.RUNNING:
+            raise TestledgerError(f"run {self.run_key} is already {self.status.value}")
+        if result is None:
+            if "test_id" not in fields:
+                fields["test_id"] = f"{fields.get('tool_name')}/{fields.get('variation')}"
+            result = TestResult(**fields)
+        elif fields:
+            raise TypeError("pass either a TestResult or keyword fields, not both")
+        previous = self._attempts.get(result.test_id, 0)
+        if result.attempt is None or result.attempt <= previous:
+            result.attempt = previous + 1
+        self._attempts[result.test_id] = result.attempt
+        if result.watcher is not None and result.watcher.created_at is None:
+            result.watcher.created_at = utcnow()
+        # Encoded once, for both stores.
+        row = encode_result(result)
+        self.archive.append_row(row)
+        if not self.spooled:
+            self._rows.append(row)
+            if result.watcher is not None:
+                self._watched.append((len(self._rows) - 1, result))
+            # A batch goes when it is full, or when the oldest result in it has waited
+            # FLUSH_INTERVAL: fast runs write few large transactions (on SQLite each commit
+            # rewrites the index pages it touched), slow runs still reach the database
+            # within a second.
+            if len(self._rows) >= self.batch_size or (
+                time.monotonic() - self._last_flush >= FLUSH_INTERVAL_SECS
+            ):
+                self.flush()
+        return ResultRef(result.test_id, result.attempt)
+
+    def attach_watcher(self, ref: ResultRef | str, observation: WatcherObservation) -> None:
+        """Attach a watcher observation to a recorded result (a ResultRef, or a test_id meaning
+        its latest attempt). It is stored in ``watcher_insights`` and reflected in the result's
+        ``watcher_quality`` and ``watcher_observations``."""
+        if isinstance(ref, str):
+            if ref not in self._attempts:
+                raise TestledgerError(f"no result for test {ref!r} in run {self.run_key}")
+            ref = ResultRef(ref, self._attempts[ref])
+        if observation.created_at is None:
+            # The observation's identity when a spool is replayed (see insert_observations).
+            observation.created_at = utcnow()
+        self.archive.append_watcher(ref.test_id, ref.attempt, observation)
+        if self.spooled:
+            return
+        self._observations.append(
+            PendingObservation(ref.test_id, ref.attempt, observation, update_result=True)
+        )
+
+    def flush(self, *, wait: bool = False) -> None:
+        """Hand the buffered results to the database writer as one batch (and push the JSON
+        files to the OS). With ``wait``, return only once the database has them."""
+        self.archive.flush()
+        self._last_flush = time.monotonic()
+        if self._writer is None:
+            return
+        if not self.spooled and (self._rows or self._observations):
+            self._writer.submit(_Batch(self._rows, self._watched, self._observations))
+            self._rows = []
+            self._watched = []
+            self._observations = []
+        if wait:
+            self._writer.drain()
+
+    def _write_batch(self, batch: _Batch) -> None:
+        """On the writer thread: one transaction per batch."""
+        if self.spooled or self._row is None:
+            return
+        with self.ledger.engine().begin() as connection:
+            inserted = set(
+                insert_rows(connection, self._row.id, batch.rows, may_exist=self._row.existed)
+            )
+            embedded = [
+                PendingObservation(r.test_id, r.attempt or 1, r.watcher, update_result=False)
+                for position, r in batch.watched
+                if position in inserted and r.watcher is not None
+            ]
+            attached = batch.observations
+            if len(inserted) < len(batch.rows):
+                # A run recorded again under its key: results it already held were skipped,
+                # and so are observations attached to them (the originals have theirs).
+                self._preexisting.update(
+                    (row[0], row[1]) for i, row in enumerate(batch.rows) if i not in inserted
+                )
+            if self._preexisting:
+                attached = [o for o in attached if (o.test_id, o.attempt) not in self._preexisting]
+            insert_observations(connection, self._row.id, embedded + attached)
+
+    def finish(self, status: RunStatus = RunStatus.FINISHED, notes: str | None = None) -> RunStats:
+        """Flush, compute and store the run's statistics, and close its JSON files."""
+        if self.status is not RunStatus.RUNNING:
+            assert self.stats is not None
+            return self.stats
+        self.flush()
+        if self._writer is not None:
+            self._writer.close()
+        finished_at = utcnow()
+        wall_clock = time.monotonic() - self._clock
+        stats: RunStats | None = None
+        if not self.spooled and self._row is not None:
+            try:
+                with self.ledger.engine().begin() as connection:
+                    stats = finish_run(
+                        connection,
+                        self._row.id,
+                        status,
+                        finished_at=finished_at,
+                        wall_clock_secs=None if self._row.existed else wall_clock,
+                        notes=notes,
+                    )
+            except DATABASE_ERRORS as exc:
+                self._go_to_spool(exc)
+        if stats is None:
+            # The database did not get the run: its statistics come from its JSON files.
+            self.archive.flush()
+            stats = stats_from_events(self.archive.events_path, wall_clock)
+        if notes is not None:
+            self.info.notes = notes
+        database: dict[str, Any] = {"url": self.ledger.url}
+        if self.spooled:
+            database.update(state="pending", error=self.spool_reason)
+        else:
+            assert self._row is not None
+            database.update(state="synced", run_id=self._row.id)
+        self.archive.write_run(
+            self.info,
+            status=status.value,
+            stats=stats,
+            finished_at=finished_at,
+            database=database,
+        )
+        self.archive.close()
+        self.archive.publish_latest()
+        self.status = status
+        self.stats = stats
+        return stats
+
+    def abort(self, reason: str) -> RunStats:
+        """Finish the run as aborted, keeping what was recorded."""
+        return self.finish(RunStatus.ABORTED, notes=reason)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.status is not RunStatus.RUNNING:
+            return
+        if exc_type is None:
+            self.finish()
+        else:
+            self.abort(f"aborted: {exc_type.__name__}: {exc}")
+
+
+def _new_run_key(started: datetime) -> str:
+    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"

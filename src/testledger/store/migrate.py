@@ -1,0 +1,240 @@
+"""Running testledger's Alembic migrations programmatically, and adopting proposal databases.
+
+A team that followed the proposal already has its five tables, created from ``schema.sql`` by
+hand, with rows in them and no ``alembic_version``. ``upgrade`` recognises that state, checks the
+tables really are the proposal's, stamps the database at revision ``0001`` (the proposal's schema)
+and migrates on from there, so every existing row is kept as it was.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Connection, Engine
+
+from testledger.errors import SchemaError
+
+__all__ = ["SchemaState", "ensure_schema", "head_revision", "render_sql", "schema_state", "upgrade"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+PROPOSAL_REVISION = "0001"
+
+#: The proposal's tables and the columns each must have for an adoption to be safe.
+PROPOSAL_COLUMNS: dict[str, frozenset[str]] = {
+    "test_runs": frozenset(
+        [
+            "id",
+            "run_timestamp",
+            "branch_name",
+            "commit_hash",
+            "watcher_model",
+            "total_tests",
+            "tests_passed",
+            "tests_failed",
+            "tests_skipped",
+            "pass_rate",
+            "avg_watcher_quality",
+            "total_duration_secs",
+            "total_cost_usd",
+            "notes",
+            "created_at",
+        ]
+    ),
+    "test_results": frozenset(
+        [
+            "id",
+            "run_id",
+            "tool_name",
+            "variation",
+            "provider",
+            "model",
+            "status",
+            "execution_status",
+            "duration_secs",
+            "memory_mb",
+            "cpu_percent",
+            "tokens_total",
+            "cost_usd",
+            "watcher_quality",
+            "watcher_observations",
+            "error_message",
+            "created_at",
+        ]
+    ),
+    "issues": frozenset(
+        [
+            "id",
+            "issue_code",
+            "title",
+            "description",
+            "category",
+            "priority",
+            "status",
+            "root_cause",
+            "resolution",
+            "affected_tools",
+            "first_detected_run_id",
+            "resolved_run_id",
+            "created_at",
+            "updated_at",
+            "resolved_at",
+        ]
+    ),
+    "issue_occurrences": frozenset(
+        ["id", "issue_id", "run_id", "test_result_id", "severity", "notes", "created_at"]
+    ),
+    "watcher_insights": frozenset(
+        [
+            "id",
+            "test_result_id",
+            "quality_score",
+            "strengths",
+            "weaknesses",
+            "anomalies",
+            "recommendations",
+            "confidence_level",
+            "raw_observation",
+            "created_at",
+        ]
+    ),
+}
+
+
+def _config(connection: Connection | None = None, dialect_name: str | None = None) -> Config:
+    config = Config(stdout=io.StringIO())
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    if dialect_name is not None:
+        config.attributes["dialect_name"] = dialect_name
+    return config
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """What a database holds: its Alembic revision, and whether it is empty or adoptable."""
+
+    revision: str | None
+    head: str
+    proposal_tables: frozenset[str]
+
+    @property
+    def is_empty(self) -> bool:
+        return self.revision is None and not self.proposal_tables
+
+    @property
+    def is_current(self) -> bool:
+        return self.revision == self.head
+
+    @property
+    def is_proposal_database(self) -> bool:
+        return self.revision is None and bool(self.proposal_tables)
+
+
+def schema_state(connection: Connection) -> SchemaState:
+    revision = MigrationContext.configure(connection).get_current_revision()
+    present = frozenset(sa.inspect(connection).get_table_names()) & PROPOSAL_COLUMNS.keys()
+    return SchemaState(revision=revision, head=head_revision(), proposal_tables=present)
+
+
+def _check_adoptable(connection: Connection, state: SchemaState) -> None:
+    missing_tables = sorted(PROPOSAL_COLUMNS.keys() - state.proposal_tables)
+    if missing_tables:
+        raise SchemaError(
+            "the database has some of the proposal's tables but not "
+            f"{', '.join(missing_tables)}: testledger will not guess how to adopt it"
+        )
+    inspector = sa.inspect(connection)
+    for table, wanted in PROPOSAL_COLUMNS.items():
+        have = {column["name"] for column in inspector.get_columns(table)}
+        lacking = sorted(wanted - have)
+        if lacking:
+            raise SchemaError(
+                f"table {table} lacks the proposal's column(s) {', '.join(lacking)}: "
+                "it was not created from schema.sql, so testledger will not adopt it"
+            )
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Bring the database to ``revision``; returns (revision before, revision after).
+
+    A database created from the proposal's ``schema.sql`` is stamped at ``0001`` first.
+    All of it happens in one transaction (PostgreSQL and SQLite both have transactional DDL).
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations rebuild SQLite tables (copy, drop, rename); with foreign keys
+            # enforced, dropping a parent table would cascade-delete its children's rows.
+            # The pragma only takes effect outside a transaction, hence before begin().
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                state = schema_state(connection)
+                before = state.revision
+                config = _config(connection)
+                if state.is_proposal_database:
+                    _check_adoptable(connection, state)
+                    command.stamp(config, PROPOSAL_REVISION)
+                    before = "proposal schema.sql (unversioned)"
+                command.upgrade(config, revision)
+                if sqlite:
+                    problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if problems:
+                        raise SchemaError(f"migration broke foreign keys: {problems[:5]}")
+                after = MigrationContext.configure(connection).get_current_revision()
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
+    assert after is not None
+    return before, after
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Make the database usable: migrate an empty one; refuse one that needs a manual upgrade.
+
+    Upgrading a database that already holds data is a decision for its owner (it may be shared
+    by a team and other tools), so it is never done implicitly.
+    """
+    with engine.connect() as connection:
+        state = schema_state(connection)
+    if state.is_current:
+        return
+    if state.is_empty:
+        upgrade(engine)
+        return
+    if state.is_proposal_database:
+        raise SchemaError(
+            "this database has the proposal's tables but is not yet managed by testledger: "
+            "run `testledger db upgrade` to adopt it (every existing row is kept)"
+        )
+    raise SchemaError(
+        f"the database schema is at revision {state.revision}, testledger needs {state.head}: "
+        "run `testledger db upgrade`"
+    )
+
+
+def render_sql(dialect_name: str = "postgresql") -> str:
+    """The full DDL from an empty database to head, for pasting into e.g. Supabase's SQL editor."""
+    if dialect_name not in ("postgresql", "sqlite"):
+        raise SchemaError(f"unknown dialect {dialect_name!r}: use postgresql or sqlite")
+    config = _config(dialect_name=dialect_name)
+    buffer = io.StringIO()
+    config.output_buffer = buffer
+    command.upgrade(config, "head", sql=True)
+    return buffer.getvalue()

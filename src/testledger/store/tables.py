@@ -1,0 +1,197 @@
+"""The current schema as SQLAlchemy Core tables, used to build queries.
+
+The database itself is only ever created and changed by the Alembic migrations in
+``store/migrations``; ``tests/store/test_schema.py`` checks that these tables and the migrated
+database agree, on SQLite and on PostgreSQL.
+
+Every column, type, default, constraint and index of the proposal (``schema.sql``) is here under
+its own name. testledger's additions are marked ``# +``. Two NOT NULLs are relaxed, and only these:
+
+* ``test_results.provider`` / ``test_results.model``: a plain pytest test calls no LLM, so it has
+  neither; NULL says so instead of an invented value.
+* ``watcher_insights.quality_score``: a watcher that itself failed (the tool-validation suite
+  writes a score of 0 then) gives an observation without a score. The row keeps the error in
+  ``watcher_error``; a CHECK demands one of the two, and the proposal's ``BETWEEN 1 AND 10``
+  CHECK stays, so no invented score ever enters the averages.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from testledger.store.types import BigId, JsonDoc, StringArray, UtcDateTime
+
+__all__ = [
+    "issue_occurrences",
+    "issues",
+    "metadata",
+    "test_results",
+    "test_runs",
+    "watcher_insights",
+]
+
+metadata = sa.MetaData()
+
+test_runs = sa.Table(
+    "test_runs",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("run_timestamp", UtcDateTime(), nullable=False),
+    sa.Column("branch_name", sa.Text(), nullable=False),
+    sa.Column("commit_hash", sa.Text()),
+    sa.Column("watcher_model", sa.Text(), nullable=False),
+    sa.Column("total_tests", sa.Integer(), nullable=False),
+    sa.Column("tests_passed", sa.Integer(), nullable=False),
+    sa.Column("tests_failed", sa.Integer(), nullable=False),
+    sa.Column("tests_skipped", sa.Integer(), nullable=False),
+    sa.Column("pass_rate", sa.Numeric(5, 2, asdecimal=False)),
+    sa.Column("avg_watcher_quality", sa.Numeric(4, 2, asdecimal=False)),
+    sa.Column("total_duration_secs", sa.Integer()),
+    sa.Column("total_cost_usd", sa.Numeric(10, 4, asdecimal=False)),
+    sa.Column("notes", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # + identity and life of the run
+    sa.Column("run_key", sa.Text(), nullable=False),
+    sa.Column("suite", sa.Text(), nullable=False),
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("started_at", UtcDateTime()),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.Column("tests_errored", sa.Integer(), nullable=False),
+    sa.Column("total_tokens", sa.BigInteger()),
+    # + where it ran
+    sa.Column("ci_provider", sa.Text()),
+    sa.Column("ci_job_url", sa.Text()),
+    sa.Column("host", sa.Text()),
+    sa.Column("source", sa.Text(), nullable=False),
+    sa.Column("run_metadata", JsonDoc),
+)
+
+test_results = sa.Table(
+    "test_results",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("tool_name", sa.Text(), nullable=False),
+    sa.Column("variation", sa.Text(), nullable=False),
+    sa.Column("provider", sa.Text()),  # relaxed: NULL for tests that call no LLM
+    sa.Column("model", sa.Text()),  # relaxed: NULL for tests that call no LLM
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("execution_status", sa.Text()),
+    sa.Column("duration_secs", sa.Numeric(10, 3, asdecimal=False)),
+    sa.Column("memory_mb", sa.Integer()),
+    sa.Column("cpu_percent", sa.Numeric(5, 2, asdecimal=False)),
+    sa.Column("tokens_total", sa.Integer()),
+    sa.Column("cost_usd", sa.Numeric(10, 6, asdecimal=False)),
+    sa.Column("watcher_quality", sa.Integer()),
+    sa.Column("watcher_observations", JsonDoc),
+    sa.Column("error_message", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # + identity of the test and of this attempt at it
+    sa.Column("test_id", sa.Text(), nullable=False),
+    sa.Column("attempt", sa.Integer(), nullable=False),
+    sa.Column("started_at", UtcDateTime()),
+    # + evidence and measurements beyond the proposal's fixed columns
+    sa.Column("error_type", sa.Text()),
+    sa.Column("traceback", sa.Text()),
+    sa.Column("output_excerpt", sa.Text()),
+    sa.Column("tokens_input", sa.Integer()),
+    sa.Column("tokens_output", sa.Integer()),
+    sa.Column("metrics", JsonDoc),
+    sa.Column("details", JsonDoc),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("issue_code", sa.Text(), nullable=False, unique=True),
+    sa.Column("title", sa.Text(), nullable=False),
+    sa.Column("description", sa.Text(), nullable=False),
+    sa.Column("category", sa.Text(), nullable=False),
+    sa.Column("priority", sa.Text(), nullable=False),
+    sa.Column("status", sa.Text(), nullable=False),
+    sa.Column("root_cause", sa.Text()),
+    sa.Column("resolution", sa.Text()),
+    sa.Column("affected_tools", StringArray()),
+    sa.Column("first_detected_run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id")),
+    sa.Column("resolved_run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id")),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("resolved_at", UtcDateTime()),
+)
+
+issue_occurrences = sa.Table(
+    "issue_occurrences",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "issue_id", sa.BigInteger(), sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column(
+        "test_result_id", sa.BigInteger(), sa.ForeignKey("test_results.id", ondelete="CASCADE")
+    ),
+    sa.Column("severity", sa.Text()),
+    sa.Column("notes", sa.Text()),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("issue_id", "run_id", "test_result_id"),
+)
+
+watcher_insights = sa.Table(
+    "watcher_insights",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "test_result_id",
+        sa.BigInteger(),
+        sa.ForeignKey("test_results.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("quality_score", sa.Integer()),  # relaxed: NULL when the watcher itself failed
+    sa.Column("strengths", StringArray()),
+    sa.Column("weaknesses", StringArray()),
+    sa.Column("anomalies", StringArray()),
+    sa.Column("recommendations", StringArray()),
+    sa.Column("confidence_level", sa.Text()),
+    sa.Column("raw_observation", JsonDoc),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    # + the number behind confidence_level, who watched, and why a watcher failed
+    sa.Column("confidence", sa.Numeric(4, 3, asdecimal=False)),
+    sa.Column("watcher", sa.Text()),
+    sa.Column("watcher_error", sa.Text()),
+)
+
+# The proposal's indexes, then testledger's (uniqueness of run keys and of a test's attempts in
+# a run; the suite/branch/time index behind "latest run of this branch").
+sa.Index("idx_test_runs_timestamp", test_runs.c.run_timestamp.desc())
+sa.Index("idx_test_runs_branch", test_runs.c.branch_name)
+sa.Index("uq_test_runs_run_key", test_runs.c.run_key, unique=True)
+sa.Index(
+    "idx_test_runs_suite_branch_timestamp",
+    test_runs.c.suite,
+    test_runs.c.branch_name,
+    test_runs.c.run_timestamp,
+)
+sa.Index("idx_test_results_run", test_results.c.run_id)
+sa.Index("idx_test_results_tool", test_results.c.tool_name)
+sa.Index("idx_test_results_status", test_results.c.status)
+sa.Index("idx_test_results_watcher_quality", test_results.c.watcher_quality)
+sa.Index(
+    "uq_test_results_run_test_attempt",
+    test_results.c.run_id,
+    test_results.c.test_id,
+    test_results.c.attempt,
+    unique=True,
+)
+sa.Index("idx_test_results_test_id", test_results.c.test_id)
+sa.Index("idx_issues_status", issues.c.status)
+sa.Index("idx_issues_priority", issues.c.priority)
+sa.Index("idx_issues_category", issues.c.category)
+sa.Index("idx_issue_occurrences_issue", issue_occurrences.c.issue_id)
+sa.Index("idx_issue_occurrences_run", issue_occurrences.c.run_id)
+sa.Index("idx_watcher_insights_test_result", watcher_insights.c.test_result_id)
+sa.Index("idx_watcher_insights_quality", watcher_insights.c.quality_score)

@@ -1,0 +1,136 @@
+"""Column types that keep the proposal's PostgreSQL types and give SQLite faithful equivalents.
+
+PostgreSQL keeps JSONB, TEXT[], NUMERIC, TIMESTAMPTZ and BIGSERIAL. SQLite stores JSON as text,
+arrays as JSON text arrays, numbers with numeric affinity, timestamps as fixed-width ISO-8601 UTC
+text (``2025-10-07T13:47:15.894173Z``: fixed width, so text order is time order and the
+proposal's ``ORDER BY run_timestamp`` / ``MAX(run_timestamp)`` work unchanged), and ids as
+``INTEGER PRIMARY KEY`` (SQLite only auto-increments that exact spelling).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.elements import TextClause
+
+__all__ = [
+    "BigId",
+    "JsonDoc",
+    "StringArray",
+    "UtcDateTime",
+    "format_utc",
+    "now_default",
+    "parse_utc",
+]
+
+#: ``BIGSERIAL`` / ``BIGINT`` on PostgreSQL, ``INTEGER`` (rowid alias) on SQLite.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class _JsonText(sa.types.TypeDecorator[Any]):
+    """JSON kept as TEXT (SQLite's json functions read it as it is)."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+#: JSONB on PostgreSQL, JSON text on SQLite.
+JsonDoc = _JsonText().with_variant(postgresql.JSONB(), "postgresql")
+
+_SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')"
+
+
+def now_default(dialect_name: str) -> TextClause:
+    """Server default for "now": ``now()`` on PostgreSQL, the same ISO text format on SQLite."""
+    if dialect_name == "sqlite":
+        return sa.text(_SQLITE_NOW)
+    return sa.text("now()")
+
+
+def format_utc(value: datetime) -> str:
+    """Fixed-width ISO-8601 UTC text, as SQLite stores every timestamp."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc(value: str) -> datetime:
+    """Read any ISO-8601 text back as an aware UTC datetime (naive text is taken as UTC)."""
+    text = value.strip().replace(" ", "T", 1)
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """TIMESTAMPTZ on PostgreSQL; ISO-8601 UTC text on SQLite. Always returns aware UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.Text())
+        return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return format_utc(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return parse_utc(value)
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class StringArray(sa.types.TypeDecorator[list[str]]):
+    """TEXT[] on PostgreSQL; a JSON text array on SQLite."""
+
+    impl = sa.Text()
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.ARRAY(sa.Text()))
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if dialect.name == "postgresql":
+            return list(value)
+        return json.dumps(list(value), ensure_ascii=False)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            loaded = json.loads(value)
+            return [str(item) for item in loaded]
+        return [str(item) for item in value]

@@ -1,0 +1,204 @@
+"""The migrated schema is a superset of the proposal's ``schema.sql``, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from testledger.store.database import connect_engine
+from testledger.store.engine import create_ledger_engine
+from testledger.store.migrate import PROPOSAL_COLUMNS, head_revision, render_sql, upgrade
+from testledger.store.tables import metadata
+
+# The only NOT NULLs testledger relaxes (see store/tables.py for why).
+RELAXED = {
+    ("test_results", "provider"),
+    ("test_results", "model"),
+    ("watcher_insights", "quality_score"),
+}
+
+COLUMNS_SQL = """
+SELECT table_name, column_name, format_type(a.atttypid, a.atttypmod) AS type,
+       c.column_default, c.is_nullable
+FROM information_schema.columns c
+JOIN pg_attribute a ON a.attrelid = (quote_ident(c.table_name))::regclass
+                   AND a.attname = c.column_name
+WHERE c.table_schema = 'public' AND c.table_name <> 'alembic_version'
+"""
+INDEXES_SQL = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+CONSTRAINTS_SQL = """
+SELECT conrelid::regclass::text AS table_name, conname, pg_get_constraintdef(oid) AS definition
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+"""
+
+
+def catalog(url: str) -> dict[str, Any]:
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.connect() as conn:
+        columns = {
+            (row.table_name, row.column_name): (row.type, row.column_default, row.is_nullable)
+            for row in conn.execute(sa.text(COLUMNS_SQL))
+        }
+        indexes = {row.indexname: row.indexdef for row in conn.execute(sa.text(INDEXES_SQL))}
+        constraints = {
+            (row.table_name, row.conname): row.definition
+            for row in conn.execute(sa.text(CONSTRAINTS_SQL))
+        }
+    engine.dispose()
+    return {"columns": columns, "indexes": indexes, "constraints": constraints}
+
+
+def execute_script(url: str, script: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as conn:
+        conn.execute(script)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def proposal_url(new_pg_database: Callable[[], str], shared_dir: Path) -> str:
+    """A PostgreSQL database created from the proposal's schema.sql, verbatim."""
+    url = new_pg_database()
+    execute_script(url, (shared_dir / "spec" / "schema.sql").read_text())
+    return url
+
+
+@pytest.mark.postgres
+def test_postgresql_schema_contains_the_proposal_exactly(proposal_url: str, pg_url: str) -> None:
+    engine = create_ledger_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    proposal, ours = catalog(proposal_url), catalog(pg_url)
+
+    assert {table for table, _ in proposal["columns"]} == set(PROPOSAL_COLUMNS)
+    for key, (type_, default, nullable) in proposal["columns"].items():
+        assert key in ours["columns"], f"missing column {key}"
+        our_type, our_default, our_nullable = ours["columns"][key]
+        assert our_type == type_, key
+        assert our_default == default, key
+        expected_nullable = "YES" if key in RELAXED else nullable
+        assert our_nullable == expected_nullable, key
+    for name, definition in proposal["indexes"].items():
+        assert ours["indexes"].get(name) == definition, name
+    for key, definition in proposal["constraints"].items():
+        if key == ("watcher_insights", "watcher_insights_quality_score_check"):
+            assert ours["constraints"][key] == definition  # the 1-10 CHECK stays
+            continue
+        assert ours["constraints"].get(key) == definition, key
+    # What testledger adds on top.
+    added = set(ours["columns"]) - set(proposal["columns"])
+    assert ("test_runs", "run_key") in added and ("test_results", "test_id") in added
+    assert "uq_test_runs_run_key" in ours["indexes"]
+    assert "uq_test_results_run_test_attempt" in ours["indexes"]
+
+
+@pytest.mark.postgres
+def test_db_sql_output_builds_the_same_schema(
+    pg_url: str, new_pg_database: Callable[[], str]
+) -> None:
+    engine = create_ledger_engine(pg_url)
+    upgrade(engine)
+    engine.dispose()
+    pasted_url = new_pg_database()
+    execute_script(pasted_url, render_sql("postgresql"))
+    assert catalog(pasted_url) == catalog(pg_url)
+
+
+def test_migrations_match_the_table_definitions(db_url: str) -> None:
+    engine = connect_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            differences = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_every_proposal_column_and_index_exists(db_url: str) -> None:
+    engine = connect_engine(db_url)
+    try:
+        inspector = sa.inspect(engine)
+        for table, columns in PROPOSAL_COLUMNS.items():
+            have = {column["name"]: column for column in inspector.get_columns(table)}
+            assert columns <= set(have), table
+            for name in columns:
+                if (table, name) in RELAXED or name == "id":
+                    continue
+                proposal_nullable = name not in _PROPOSAL_NOT_NULL.get(table, set())
+                assert have[name]["nullable"] == proposal_nullable, (table, name)
+        index_names = {
+            index["name"] for table in PROPOSAL_COLUMNS for index in inspector.get_indexes(table)
+        }
+        assert index_names >= _PROPOSAL_INDEXES
+    finally:
+        engine.dispose()
+
+
+def test_an_empty_database_is_migrated_on_first_use_and_upgrade_is_idempotent(db_url: str) -> None:
+    engine = connect_engine(db_url)  # first use: creates the schema
+    try:
+        assert upgrade(engine) == (head_revision(), head_revision())
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_timestamps_are_fixed_width_iso_utc(tmp_path: Path) -> None:
+    engine = connect_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO test_runs (branch_name, watcher_model, total_tests, tests_passed, "
+            "tests_failed, tests_skipped, run_key) VALUES ('main', 'none', 0, 0, 0, 0, 'k')"
+        )
+        [(stamp,)] = conn.exec_driver_sql("SELECT run_timestamp FROM test_runs").fetchall()
+    engine.dispose()
+    assert len(stamp) == len("2025-10-07T13:47:15.894173Z") and stamp.endswith("Z")
+
+
+_PROPOSAL_NOT_NULL = {
+    "test_runs": {
+        "run_timestamp",
+        "branch_name",
+        "watcher_model",
+        "total_tests",
+        "tests_passed",
+        "tests_failed",
+        "tests_skipped",
+        "created_at",
+    },
+    "test_results": {"run_id", "tool_name", "variation", "status", "created_at"},
+    "issues": {
+        "issue_code",
+        "title",
+        "description",
+        "category",
+        "priority",
+        "status",
+        "created_at",
+        "updated_at",
+    },
+    "issue_occurrences": {"issue_id", "run_id", "created_at"},
+    "watcher_insights": {"test_result_id", "created_at"},
+}
+
+_PROPOSAL_INDEXES = {
+    "idx_test_runs_timestamp",
+    "idx_test_runs_branch",
+    "idx_test_results_run",
+    "idx_test_results_tool",
+    "idx_test_results_status",
+    "idx_test_results_watcher_quality",
+    "idx_issues_status",
+    "idx_issues_priority",
+    "idx_issues_category",
+    "idx_issue_occurrences_issue",
+    "idx_issue_occurrences_run",
+    "idx_watcher_insights_test_result",
+    "idx_watcher_insights_quality",
+}
