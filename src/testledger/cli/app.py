@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import typer
 from rich.console import Console
 from sqlalchemy.engine import Connection, Engine
@@ -112,17 +111,18 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``testledger`` script; returns the exit code."""
+    """Entry point of the ``testledger`` script; returns the exit code.
+
+    Click's standalone mode handles usage errors itself (and ends with SystemExit); what it
+    lets through are our own errors, turned here into one line each. (Typer vendors its own
+    copy of Click in recent versions, so no Click class is named here.)"""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="testledger", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        typer.echo("Aborted.", err=True)
+        command.main(args=argv, prog_name="testledger", standalone_mode=True)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        typer.echo(str(exc.code), err=True)
         return EXIT_ERROR
     except TestledgerError as exc:
         typer.echo(f"error: {mask_urls_in(str(exc))}", err=True)
