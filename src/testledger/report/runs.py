@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,23 +21,19 @@ from testledger.store.tables import test_results, test_runs
 __all__ = ["FailingTest", "RunDetail", "RunSummary", "find_run", "list_runs", "show_run"]
 
 
-def _plain(value: Any) -> Any:
+def as_json(value: Any) -> Any:
+    """Report data (dataclasses, lists and dicts of them, datetimes, paths) as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(key): as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [as_json(item) for item in value]
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, PurePath):
+        return str(value)
     return value
-
-
-def as_json(value: Any) -> Any:
-    """A report dataclass (or list of them) as JSON-ready data."""
-    if isinstance(value, list):
-        return [as_json(item) for item in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    return _plain(value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,323 @@
+"""Importing parsed report files into the ledger: streaming, idempotent, all or nothing.
+
+Each file's rows are written in ONE transaction, in batches as the parser streams them: a file
+that turns out to be malformed half-way is rolled back whole, and memory stays flat however
+large the file.
+
+Idempotency: a run imported from a file gets a run key derived from the file's content
+(``import-<format>-<sha256 prefix>``), so importing the same file again finds the run and adds
+nothing. An explicit ``run_key`` merges several files (the shards of one CI run) into one run;
+re-importing them skips the results the run already holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from testledger.ingest.base import ParsedFile
+from testledger.model import RunInfo, RunStatus, TestResult, utcnow
+from testledger.record.environment import detect_ci, detect_git
+from testledger.store.runs import create_or_join_run, finish_run
+from testledger.store.tables import test_results, test_runs
+from testledger.store.types import format_utc
+from testledger.store.writer import (
+    RESULT_COLUMNS,
+    PendingObservation,
+    encode_result,
+    insert_observations,
+    insert_rows,
+)
+
+__all__ = ["ImportOptions", "ImportOutcome", "content_key", "import_parsed"]
+
+_BATCH = 5000
+#: How many recent test ids are remembered to number repeats of a test as attempts. Retries
+#: follow the attempt they repeat closely in every format seen; a repeat further away than this
+#: is still caught by the database's unique index, and numbered then (see _insert_batch).
+_RECENT_TESTS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportOptions:
+    """What the command line says that a file cannot: these win over the file's own values."""
+
+    branch: str | None = None
+    commit: str | None = None
+    suite: str | None = None
+    run_key: str | None = None
+    at: datetime | None = None
+    watcher_model: str | None = None
+    detect_environment: bool = True
+
+
+@dataclass(slots=True)
+class ImportOutcome:
+    path: Path
+    format: str
+    run_key: str
+    run_id: int | None = None
+    results: int = 0
+    observations: int = 0
+    already_imported: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def content_key(path: Path, format_name: str) -> str:
+    """A run key from the content of a file (or of every file of a results folder)."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+    return f"import-{format_name}-{digest.hexdigest()[:24]}"
+
+
+def _run_info(parsed: ParsedFile, options: ImportOptions) -> RunInfo:
+    info = parsed.run
+    info.source = f"import:{parsed.format}"
+    if options.at is not None:
+        info.started_at = options.at
+    if options.suite:
+        info.suite = options.suite
+    if options.watcher_model:
+        info.watcher_model = options.watcher_model
+    if options.branch:
+        info.branch = options.branch
+    if options.commit:
+        info.commit = options.commit
+    if options.detect_environment and (info.branch in (None, "", "unknown") or not info.commit):
+        ci = detect_ci()
+        git = detect_git()
+        if info.branch in (None, "", "unknown"):
+            info.branch = ci.branch or git.branch or "unknown"
+        info.commit = info.commit or ci.commit or git.commit
+        info.ci_provider = info.ci_provider or ci.provider
+        info.ci_job_url = info.ci_job_url or ci.job_url
+    info.metadata.setdefault("imported_from", str(parsed.path))
+    return info
+
+
+class _AttemptNumbers:
+    """Numbers repeats of a test within a file as attempts, remembering recent tests only."""
+
+    def __init__(self, first: dict[str, int]) -> None:
+        self._last: OrderedDict[str, int] = OrderedDict(first)
+
+    def assign(self, result: TestResult) -> None:
+        previous = self._last.get(result.test_id, 0)
+        if result.attempt is None or result.attempt <= previous:
+            result.attempt = previous + 1
+        self._last[result.test_id] = result.attempt
+        self._last.move_to_end(result.test_id)
+        if len(self._last) > _RECENT_TESTS:
+            self._last.popitem(last=False)
+
+
+_UNIQUE_VIOLATIONS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
+try:  # psycopg is the optional ``postgres`` extra
+    import psycopg
+except ImportError:  # pragma: no cover
+    pass
+else:
+    _UNIQUE_VIOLATIONS = (*_UNIQUE_VIOLATIONS, psycopg.errors.UniqueViolation)
+
+
+def _renumber_far_repeats(connection: Connection, run_id: int, batch: list[TestResult]) -> None:
+    """Give results whose (test_id, attempt) the run already holds the next free attempt."""
+    test_ids = sorted({r.test_id for r in batch})
+    highest: dict[str, int] = {}
+    for start in range(0, len(test_ids), 500):
+        rows = connection.execute(
+            sa.select(test_results.c.test_id, sa.func.max(test_results.c.attempt))
+            .where(test_results.c.run_id == run_id)
+            .where(test_results.c.test_id.in_(test_ids[start : start + 500]))
+            .group_by(test_results.c.test_id)
+        )
+        highest.update((test_id, int(attempt)) for test_id, attempt in rows)
+    for result in batch:
+        top = highest.get(result.test_id, 0)
+        if (result.attempt or 1) <= top:
+            result.attempt = top + 1
+        highest[result.test_id] = max(top, result.attempt or 1)
+
+
+def _insert_batch(
+    connection: Connection, run_id: int, batch: list[TestResult], *, may_exist: bool
+) -> tuple[int, int]:
+    """Insert one batch and its watcher observations; returns (results, observations) written."""
+    rows = [encode_result(r) for r in batch]
+    if may_exist:
+        inserted = insert_rows(connection, run_id, rows, may_exist=True)
+    else:
+        try:
+            with connection.begin_nested():
+                inserted = insert_rows(connection, run_id, rows, may_exist=False)
+        except _UNIQUE_VIOLATIONS:
+            # A test repeated further apart than _RECENT_TESTS: number it after what the run
+            # already holds, then write the batch again.
+            _renumber_far_repeats(connection, run_id, batch)
+            rows = [encode_result(r) for r in batch]
+            inserted = insert_rows(connection, run_id, rows, may_exist=False)
+    observations = [
+        PendingObservation(batch[i].test_id, batch[i].attempt or 1, watcher, update_result=False)
+        for i in inserted
+        if (watcher := batch[i].watcher) is not None
+    ]
+    return len(inserted), insert_observations(connection, run_id, observations)
+
+
+def _imported_files(connection: Connection, run_id: int) -> list[str]:
+    metadata = connection.execute(
+        sa.select(test_runs.c.run_metadata).where(test_runs.c.id == run_id)
+    ).scalar_one()
+    return list((metadata or {}).get("imported_files", []))
+
+
+def _set_imported_files(connection: Connection, run_id: int, keys: list[str]) -> None:
+    metadata = connection.execute(
+        sa.select(test_runs.c.run_metadata).where(test_runs.c.id == run_id)
+    ).scalar_one()
+    updated = dict(metadata or {}, imported_files=keys)
+    connection.execute(
+        sa.update(test_runs).where(test_runs.c.id == run_id).values(run_metadata=updated)
+    )
+
+
+def _stream_copy(
+    connection: Connection,
+    run_id: int,
+    parsed: ParsedFile,
+    attempts: _AttemptNumbers,
+    outcome: ImportOutcome,
+    progress: Callable[[int], None] | None,
+) -> float:
+    """Write a new run's results through one COPY as they are parsed; returns their total
+    duration. Watcher observations are written after it, as they need the rows' ids."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    now = format_utc(utcnow())
+    columns = ", ".join(RESULT_COLUMNS)
+    watched: list[PendingObservation] = []
+    total = 0.0
+    count = 0
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy,
+    ):
+        for result in parsed.results:
+            attempts.assign(result)
+            total += result.duration_secs or 0.0
+            copy.write_row((run_id, *encode_result(result), now))
+            if result.watcher is not None:
+                watched.append(
+                    PendingObservation(result.test_id, result.attempt or 1, result.watcher, False)
+                )
+            count += 1
+            if progress is not None and count % 1000 == 0:
+                progress(1000)
+    if progress is not None and count % 1000:
+        progress(count % 1000)
+    outcome.results = count
+    for start in range(0, len(watched), _BATCH):
+        outcome.observations += insert_observations(
+            connection, run_id, watched[start : start + _BATCH]
+        )
+    return total
+
+
+def _existing_attempts(connection: Connection, run_id: int) -> dict[str, int]:
+    rows = connection.execute(
+        sa.select(test_results.c.test_id, sa.func.max(test_results.c.attempt))
+        .where(test_results.c.run_id == run_id)
+        .group_by(test_results.c.test_id)
+        .limit(_RECENT_TESTS)
+    )
+    return {test_id: int(attempt) for test_id, attempt in rows}
+
+
+def _batches(results: Iterator[TestResult], size: int) -> Iterator[list[TestResult]]:
+    batch: list[TestResult] = []
+    for result in results:
+        batch.append(result)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def import_parsed(
+    engine: Engine,
+    parsed: ParsedFile,
+    options: ImportOptions,
+    *,
+    content_run_key: str,
+    progress: Callable[[int], None] | None = None,
+    reparse: Callable[[], ParsedFile] | None = None,
+) -> ImportOutcome:
+    """Write one parsed file as a run (or into the run named by ``options.run_key``).
+
+    On PostgreSQL a new run is written through ONE streaming COPY, so the server stores rows
+    while the file is still being parsed; ``reparse`` (parsing the same file again) is needed
+    for that, as the rare far-apart repeat of a test makes the COPY fail and the file is then
+    written again in batches.
+
+    Raises ImportFormatError (nothing of the file written) when the file turns out malformed
+    while its results are read."""
+    run_key = options.run_key or content_run_key
+    outcome = ImportOutcome(parsed.path, parsed.format, run_key)
+    info = _run_info(parsed, options)
+    info.metadata["imported_files"] = [content_run_key]
+    with engine.begin() as connection:
+        row = create_or_join_run(connection, info, run_key)
+        outcome.run_id = row.id
+        if row.existed:
+            # The run's metadata lists the files (by content) already imported into it: the
+            # same file again adds nothing; another file (a shard, a re-run job) adds its
+            # results, a test already present becoming its next attempt.
+            imported = _imported_files(connection, row.id)
+            if content_run_key in imported or options.run_key is None:
+                outcome.already_imported = True
+                return outcome
+            _set_imported_files(connection, row.id, [*imported, content_run_key])
+        attempts = _AttemptNumbers(_existing_attempts(connection, row.id) if row.existed else {})
+        total_duration = None
+        if reparse is not None and not row.existed and connection.dialect.name == "postgresql":
+            try:
+                with connection.begin_nested():
+                    total_duration = _stream_copy(
+                        connection, row.id, parsed, attempts, outcome, progress
+                    )
+            except _UNIQUE_VIOLATIONS:
+                parsed = reparse()
+                attempts = _AttemptNumbers({})
+                outcome.results = outcome.observations = 0
+        if total_duration is None:
+            total_duration = 0.0
+            for batch in _batches(parsed.results, _BATCH):
+                for result in batch:
+                    attempts.assign(result)
+                    total_duration += result.duration_secs or 0.0
+                written, observed = _insert_batch(connection, row.id, batch, may_exist=row.existed)
+                outcome.results += written
+                outcome.observations += observed
+                if progress is not None:
+                    progress(len(batch))
+        # A file without a time of its own is dated by its import (run_timestamp = now).
+        started = info.started_at
+        finished = started + timedelta(seconds=total_duration) if started else None
+        finish_run(connection, row.id, RunStatus.FINISHED, finished_at=finished)
+    outcome.warnings.extend(parsed.warnings)
+    return outcome

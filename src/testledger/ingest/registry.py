@@ -1,0 +1,124 @@
+"""Which importer reads which file: formats by name, detection by content, paths expanded.
+
+Detection reads a file's first 4 KiB (decompressed when gzip) and asks each importer's
+``sniff`` in a fixed order, most specific first; a file nobody recognises gets a clear error
+naming the formats testledger knows.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from testledger.ingest import allure, ctrf, exai, junit, pytest_json, reportlog
+from testledger.ingest.base import ImportFormatError, ParsedFile
+
+__all__ = ["FORMATS", "ImportSource", "detect_format", "expand_paths", "parse_source"]
+
+#: Importers in detection order. ``exai`` (the tool-validation suite's JSON) comes before the
+#: generic JSON formats because its shapes are the most specific.
+_MODULES: tuple[ModuleType, ...] = (junit, exai, ctrf, pytest_json, reportlog, allure)
+FORMATS: dict[str, ModuleType] = {module.FORMAT: module for module in _MODULES}
+
+_HEAD_BYTES = 4096
+_SUFFIXES = (".xml", ".json", ".jsonl", ".gz", ".ndjson")
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            with gzip.open(path, "rb") as handle:
+                head = handle.read(_HEAD_BYTES)
+        except (OSError, EOFError) as exc:
+            raise ImportFormatError(path, f"not a readable gzip file ({exc})") from None
+    return head
+
+
+def detect_format(path: Path) -> ModuleType:
+    """The importer for ``path`` (a file, or an Allure / tool-validation results folder)."""
+    if path.is_dir():
+        for module in (allure, exai):
+            if module.sniff(path, b""):
+                return module
+        raise ImportFormatError(
+            path, "folder is neither an Allure results folder nor a tool-validation results folder"
+        )
+    try:
+        head = _head(path)
+    except OSError as exc:
+        raise ImportFormatError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not head.strip():
+        raise ImportFormatError(path, "empty file")
+    for module in _MODULES:
+        if module.sniff(path, head):
+            return module
+    if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
+        # Some XML that is not JUnit: the JUnit reader says precisely what it is instead
+        # (a DTD it refuses, an NUnit / TRX / Robot Framework file, a truncated document).
+        return junit
+    known = ", ".join(FORMATS)
+    raise ImportFormatError(path, f"not a report format testledger knows ({known})")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSource:
+    """One thing to import: a file or a results folder, and its importer."""
+
+    path: Path
+    module: ModuleType
+
+    @property
+    def format(self) -> str:
+        return str(self.module.FORMAT)
+
+
+def expand_paths(arguments: list[str]) -> Iterator[Path | ImportFormatError]:
+    """Files, folders and globs, in a stable order. A folder that is itself an Allure or
+    tool-validation results folder is one source; any other folder contributes the report files
+    under it. A pattern matching nothing is reported, not ignored."""
+    for argument in arguments:
+        candidates: list[Path]
+        if glob.has_magic(argument):
+            candidates = [Path(p) for p in sorted(glob.glob(argument, recursive=True))]
+            if not candidates:
+                yield ImportFormatError(argument, "no file matches this pattern")
+                continue
+        else:
+            candidates = [Path(argument)]
+        for path in candidates:
+            if not path.exists():
+                yield ImportFormatError(path, "no such file or folder")
+            elif path.is_dir() and not (allure.sniff(path, b"") or exai.sniff(path, b"")):
+                found = sorted(
+                    child
+                    for child in path.rglob("*")
+                    if child.is_file() and child.name.endswith(_SUFFIXES)
+                )
+                if not found:
+                    yield ImportFormatError(path, "folder holds no report files")
+                yield from found
+            else:
+                yield path
+
+
+def parse_source(path: Path, format_name: str | None = None) -> Iterator[ParsedFile]:
+    """Parse one source into its runs (one for a report file; a results folder with archives
+    gives several, oldest first)."""
+    if format_name is not None:
+        try:
+            module = FORMATS[format_name]
+        except KeyError:
+            known = ", ".join(FORMATS)
+            raise ImportFormatError(path, f"unknown format {format_name!r} ({known})") from None
+    else:
+        module = detect_format(path)
+    if module is exai and path.is_dir():
+        yield from exai.parse_folder(path)
+        return
+    yield module.parse(path)

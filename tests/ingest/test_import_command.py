@@ -1,0 +1,253 @@
+"""``testledger import`` end to end, against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from testledger.cli import main
+from testledger.store.database import connect_engine
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def junit(cases: list[tuple[str, str, str]], *, timestamp: str = "2025-10-07T12:00:00") -> str:
+    """A small pytest-style JUnit document: (classname, name, outcome) with outcome one of
+    pass / fail / error / skip."""
+    body = []
+    for classname, name, outcome in cases:
+        inner = {
+            "pass": "",
+            "fail": '<failure message="assert 1 == 2">E  assert 1 == 2</failure>',
+            "error": '<error message="fixture broke">setup failed</error>',
+            "skip": '<skipped message="not today"/>',
+        }[outcome]
+        body.append(
+            f'<testcase classname="{classname}" name="{name}" time="0.5">{inner}</testcase>'
+        )
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" '
+        f'tests="{len(cases)}" timestamp="{timestamp}" hostname="ci-1">'
+        + "".join(body)
+        + "</testsuite></testsuites>"
+    )
+
+
+def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def query(url: str, sql: str) -> list[tuple[Any, ...]]:
+    engine = connect_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+CASES = [
+    ("tests.test_a", "test_one", "pass"),
+    ("tests.test_a", "test_two", "fail"),
+    ("tests.test_b", "test_three", "error"),
+    ("tests.test_b", "test_four", "skip"),
+]
+
+
+def test_import_then_again_adds_nothing(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "junit.xml"
+    report.write_text(junit(CASES))
+    code, out, _ = cli(
+        capsys, "--db", db_url, "import", str(report), "--branch", "main", "--commit", "abc"
+    )
+    assert code == 0, out
+    assert "4 result(s) -> run 1" in out
+    code, out, _ = cli(capsys, "--db", db_url, "import", str(report), "--json")
+    data = json.loads(out)
+    assert data["imported"] == [] and len(data["already_imported"]) == 1
+    assert query(db_url, "SELECT COUNT(*) FROM test_results") == [(4,)]
+    [run] = query(
+        db_url,
+        "SELECT branch_name, commit_hash, total_tests, tests_passed, tests_failed, "
+        "tests_skipped, tests_errored, source, host FROM test_runs",
+    )
+    assert run == ("main", "abc", 4, 1, 2, 1, 1, "import:junit", "ci-1")
+    statuses = query(db_url, "SELECT test_id, status FROM test_results ORDER BY test_id")
+    assert statuses == [
+        ("tests.test_a::test_one", "PASS"),
+        ("tests.test_a::test_two", "FAIL"),
+        ("tests.test_b::test_four", "SKIP"),
+        ("tests.test_b::test_three", "ERROR"),
+    ]
+
+
+def test_shards_merge_into_one_run_with_a_run_key(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "shard-1.xml").write_text(junit(CASES[:2]))
+    (tmp_path / "shard-2.xml").write_text(junit(CASES[2:]))
+    args = ["--db", db_url, "import", str(tmp_path / "shard-*.xml"), "--run-key", "ci-77"]
+    assert cli(capsys, *args)[0] == 0
+    assert cli(capsys, *args)[0] == 0  # again: nothing doubles
+    assert query(db_url, "SELECT run_key, total_tests FROM test_runs") == [("ci-77", 4)]
+    assert query(db_url, "SELECT COUNT(*) FROM test_results") == [(4,)]
+
+
+def test_a_bad_file_writes_nothing_and_the_others_still_import(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.xml"
+    good.write_text(junit(CASES))
+    # Malformed far into the file: the first thousands of results parse before the error.
+    many = [("tests.big", f"test_{i}", "pass") for i in range(12_000)]
+    broken = tmp_path / "broken.xml"
+    broken.write_text(junit(many)[:-40])
+    empty = tmp_path / "empty.xml"
+    empty.write_text("")
+    nunit = tmp_path / "nunit.xml"
+    nunit.write_text('<?xml version="1.0"?><test-run id="2" testcasecount="1"></test-run>')
+    bad_utf8 = tmp_path / "bad.json"
+    bad_utf8.write_bytes(b'{"results": {"tool": {"name": "x"}, "tests": [\xff\xfe]}}')
+    code, _, err = cli(
+        capsys,
+        "--db",
+        db_url,
+        "import",
+        str(good),
+        str(broken),
+        str(empty),
+        str(nunit),
+        str(bad_utf8),
+        str(tmp_path / "missing.xml"),
+    )
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[-1] == "1 run(s) imported, 5 file(s) failed"
+    assert any(line.startswith(f"error: {broken}:") and "truncated" in line for line in lines)
+    assert f"error: {empty}: empty file" in lines
+    assert any(str(nunit) in line and "NUnit" in line for line in lines)
+    assert any(str(bad_utf8) in line for line in lines)
+    assert any("missing.xml: no such file or folder" in line for line in lines)
+    # Only the good file's run and rows exist.
+    assert query(db_url, "SELECT COUNT(*) FROM test_runs") == [(1,)]
+    assert query(db_url, "SELECT COUNT(*) FROM test_results") == [(4,)]
+
+
+def test_a_folder_imports_every_report_under_it(
+    db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = cli(capsys, "--db", db_url, "import", str(DATA / "junit"), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["errors"] == []
+    imported = sorted(Path(o["path"]).name for o in data["imported"])
+    assert imported == sorted(p.name for p in (DATA / "junit").iterdir())
+    assert query(db_url, "SELECT COUNT(*) FROM test_runs") == [(len(imported),)]
+
+
+def test_at_and_suite_override_what_the_file_says(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = tmp_path / "r.xml"
+    report.write_text(junit(CASES))
+    code, _, _ = cli(
+        capsys,
+        "--db",
+        db_url,
+        "import",
+        str(report),
+        "--at",
+        "2024-01-02T03:04:05Z",
+        "--suite",
+        "nightly",
+    )
+    assert code == 0
+    [(suite, stamp)] = query(db_url, "SELECT suite, run_timestamp FROM test_runs")
+    assert suite == "nightly"
+    assert str(stamp).startswith("2024-01-02")
+    code, _, err = cli(capsys, "--db", db_url, "import", str(report), "--at", "yesterday")
+    assert code == 1 and "--at: not an ISO-8601 time" in err
+
+
+def test_shared_samples_import_or_fail_clearly(
+    db_url: str, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = shared_dir / "fixtures" / "reports"
+    code, out, _ = cli(capsys, "--db", db_url, "import", str(reports), "--json")
+    data = json.loads(out)
+    counts = {Path(o["path"]).name: o["results"] for o in data["imported"]}
+    assert counts == {
+        "ctrf-cli-with-retries.json": 4,
+        "gotestsum-report.xml": 60,
+        "jest-suite-failed-to-run.xml": 2,
+        "horovod-spark-fail.xml": 5,
+        "pytest8-xunit2-props.xml": 10,
+        "surefire-2.22.1-flaky-and-rerun.xml": 11,
+        "sample_report.json": 10,
+        "pytest7.4-reportlog.jsonl": 11,
+    }
+    failed = {Path(e["path"]).name: e["reason"] for e in data["errors"]}
+    assert set(failed) == {"horovod-truncated.xml", "xxe-doctype.xml"}
+    assert "DTD" in failed["xxe-doctype.xml"]
+    assert code == 1
+    # The surefire flaky test is one test with four attempts, not four tests.
+    rows = query(
+        db_url,
+        "SELECT t.test_id, COUNT(*), MAX(t.attempt) FROM test_results t "
+        "JOIN test_runs r ON r.id = t.run_id WHERE r.suite = 'surefire3.FlakyTest' "
+        "GROUP BY t.test_id ORDER BY t.test_id",
+    )
+    assert [(count, top) for _, count, top in rows] == [(4, 4), (1, 1), (6, 6)]
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
+    """Importing 1,000,000 testcases takes no more memory than importing 100,000."""
+
+    def generate(path: Path, count: int) -> None:
+        with path.open("w") as handle:
+            handle.write(f'<testsuite name="big" tests="{count}">')
+            for index in range(count):
+                if index % 10 == 0:
+                    handle.write(
+                        f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01">'
+                        f'<failure message="boom {index}">{"x" * 200}</failure></testcase>'
+                    )
+                else:
+                    handle.write(
+                        f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01"/>'
+                    )
+            handle.write("</testsuite>")
+
+    def peak_rss_mb(count: int) -> float:
+        report = tmp_path / f"big-{count}.xml"
+        generate(report, count)
+        script = (
+            "import resource, sys; from testledger.cli import main; "
+            f"code = main(['--db', 'sqlite:///{tmp_path}/m{count}.db', 'import', '{report}']); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=dict(os.environ),
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.strip().splitlines()[-1]) / 1024
+
+    small = peak_rss_mb(100_000)
+    large = peak_rss_mb(1_000_000)
+    assert large < small + 25, (small, large)
