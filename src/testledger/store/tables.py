@@ -22,6 +22,8 @@ import sqlalchemy as sa
 from testledger.store.types import BigId, JsonDoc, StringArray, UtcDateTime
 
 __all__ = [
+    "issue_events",
+    "issue_fingerprints",
     "issue_occurrences",
     "issues",
     "metadata",
@@ -64,6 +66,8 @@ test_runs = sa.Table(
     sa.Column("host", sa.Text()),
     sa.Column("source", sa.Text(), nullable=False),
     sa.Column("run_metadata", JsonDoc),
+    # + when issue detection last ran over the run
+    sa.Column("detected_at", UtcDateTime()),
 )
 
 test_results = sa.Table(
@@ -100,6 +104,9 @@ test_results = sa.Table(
     sa.Column("tokens_output", sa.Integer()),
     sa.Column("metrics", JsonDoc),
     sa.Column("details", JsonDoc),
+    # + the failure's grouping hash, with the version of the algorithm that made it
+    sa.Column("fingerprint", sa.Text()),
+    sa.Column("fingerprint_version", sa.Integer()),
 )
 
 issues = sa.Table(
@@ -120,6 +127,17 @@ issues = sa.Table(
     sa.Column("created_at", UtcDateTime(), nullable=False),
     sa.Column("updated_at", UtcDateTime(), nullable=False),
     sa.Column("resolved_at", UtcDateTime()),
+    # + where the issue came from and where it is in its life
+    sa.Column("origin", sa.Text(), nullable=False),
+    sa.Column("rule_name", sa.Text()),
+    sa.Column("lifecycle", sa.Text()),
+    sa.Column("regressed_run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id")),
+    sa.Column("last_seen_run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id")),
+    sa.Column("last_seen_at", UtcDateTime()),
+    sa.Column("edited_at", UtcDateTime()),
+    sa.Column("backfill_source", sa.Text()),
+    sa.Column("backfill_hash", sa.Text()),
+    sa.Column("details", JsonDoc),
 )
 
 issue_occurrences = sa.Table(
@@ -138,7 +156,40 @@ issue_occurrences = sa.Table(
     sa.Column("severity", sa.Text()),
     sa.Column("notes", sa.Text()),
     sa.Column("created_at", UtcDateTime(), nullable=False),
+    # + which test and fingerprint, and whether the failure was flaky
+    sa.Column("test_id", sa.Text()),
+    sa.Column("fingerprint", sa.Text()),
+    sa.Column("flaky", sa.Boolean(), nullable=False),
     sa.UniqueConstraint("issue_id", "run_id", "test_result_id"),
+)
+
+issue_fingerprints = sa.Table(
+    "issue_fingerprints",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "issue_id", sa.BigInteger(), sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("fingerprint", sa.Text(), nullable=False),
+    sa.Column("fingerprint_version", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("fingerprint", "fingerprint_version", name="uq_issue_fingerprints"),
+)
+
+issue_events = sa.Table(
+    "issue_events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "issue_id", sa.BigInteger(), sa.ForeignKey("issues.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="SET NULL")),
+    sa.Column("kind", sa.Text(), nullable=False),
+    sa.Column("status_from", sa.Text()),
+    sa.Column("status_to", sa.Text()),
+    sa.Column("note", sa.Text()),
+    sa.Column("actor", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
 )
 
 watcher_insights = sa.Table(
@@ -195,3 +246,8 @@ sa.Index("idx_issue_occurrences_issue", issue_occurrences.c.issue_id)
 sa.Index("idx_issue_occurrences_run", issue_occurrences.c.run_id)
 sa.Index("idx_watcher_insights_test_result", watcher_insights.c.test_result_id)
 sa.Index("idx_watcher_insights_quality", watcher_insights.c.quality_score)
+sa.Index("idx_test_results_fingerprint", test_results.c.fingerprint)
+sa.Index("idx_issues_rule_name", issues.c.rule_name)
+sa.Index("idx_issue_occurrences_result", issue_occurrences.c.test_result_id)
+sa.Index("idx_issue_fingerprints_issue", issue_fingerprints.c.issue_id)
+sa.Index("idx_issue_events_issue", issue_events.c.issue_id)

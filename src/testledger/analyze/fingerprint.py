@@ -1,0 +1,271 @@
+"""Sentry-style failure fingerprints: which failing results are the same issue.
+
+A fingerprint is a hash over ordered, normalised *components* of a failure:
+
+1. ``exception_type``: ``TestResult.error_type``, else parsed from the message
+   (``"KeyError: ..."``) or from the traceback's last exception line (``E   KeyError``).
+2. ``message``: the message normalised by ``normalize.normalize_message`` (ports, temp paths,
+   ids, durations... replaced by placeholders), its first lines only.
+3. ``frame``: up to ``MAX_APP_FRAMES`` innermost APPLICATION frames of the traceback, each as
+   ``file-basename:function``. No line numbers (they move with every edit above them), no
+   directories (checkouts live in different places), and no library frames (site-packages,
+   the standard library, pytest/pluggy, node_modules...), which are the same for every bug.
+
+The test's identity does NOT contribute when there is a message or a frame: the same error
+raised in two tests is one issue, as in Sentry (one broken fixture failing 40 tests is one
+problem). Only when a failure carries nothing but its status does ``test_id`` + status
+contribute, so unrelated unexplained failures do not all merge into one issue.
+
+Every hash is stored with ``ALGORITHM_VERSION``. Changing the normaliser or the components
+changes hashes; bump the version so old issues are never silently regrouped (the snapshot
+tests pin version 1's hashes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from testledger.analyze.normalize import (
+    normalize_first_lines,
+    normalize_message,
+    normalize_with_trace,
+)
+from testledger.model import TestResult
+
+__all__ = [
+    "ALGORITHM_VERSION",
+    "MAX_APP_FRAMES",
+    "Component",
+    "ExplainedComponent",
+    "Fingerprint",
+    "explain",
+    "fingerprint",
+]
+
+ALGORITHM_VERSION = 1
+MAX_APP_FRAMES = 3
+#: Only the end of a traceback is read: the innermost frames and the exception are there
+#: (the last 64 lines of at most 8 KB; a traceback under 2 KB is read whole).
+MAX_TRACEBACK_LINES = 64
+_MAX_TRACEBACK_CHARS = 8192
+_SMALL_TRACEBACK_CHARS = 2048
+#: The message component keeps this many non-empty normalised lines, each cut to this length.
+_MESSAGE_LINES = 3
+_MESSAGE_LINE_CHARS = 200
+
+
+class Component(NamedTuple):
+    """One input to the hash; ``contributes`` False ones are shown by explain only."""
+
+    name: str
+    raw: str
+    normalized: str
+    contributes: bool
+
+
+class ExplainedComponent(NamedTuple):
+    name: str
+    raw: str
+    normalized: str
+    contributes: bool
+    rules: tuple[str, ...]  # normalisation rules that fired on this component
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    hash: str  # hex SHA-1 of the contributing components
+    version: int
+    components: tuple[Component, ...]
+
+
+# --- traceback parsing -------------------------------------------------------------------------
+
+# One regex per frame style. CPython's ``File "..."`` has a literal prefix, which the regex
+# engine finds at C speed, so the common case scans 1 KB in well under a microsecond; the
+# other styles are only tried when a cheap substring test says they may be there.
+_PY_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
+_PYTEST_FRAME = re.compile(r"^(?P<file>[^\s:][^:\n]*\.py):\d+: in (?P<func>\S+)", re.MULTILINE)
+_JVM_FRAME = re.compile(r"^\s+at (?P<func>[\w$.<>]+)\((?P<file>[\w$.-]+):\d+\)", re.MULTILINE)
+_JS_FRAME = re.compile(
+    r"^\s+at (?:(?P<func>[^\s(]+) \()?(?P<file>[^\s()]+?):\d+:\d+\)?$", re.MULTILINE
+)
+_GO_FRAME = re.compile(r"^(?P<func>[\w./*()-]+)\(.*\)\n\t(?P<file>\S+\.go):\d+", re.MULTILINE)
+# (pattern, substring that must be present, innermost frame listed first?)
+_FRAME_STYLES: tuple[tuple[re.Pattern[str], str, bool], ...] = (
+    (_PYTEST_FRAME, ": in ", False),
+    (_JVM_FRAME, "at ", True),
+    (_JS_FRAME, "at ", True),
+    (_GO_FRAME, ".go:", True),
+)
+
+# Library code: the same for every bug, so it never identifies one.
+_LIBRARY = re.compile(
+    r"""site-packages|dist-packages|[/\\]lib[/\\]python\d|[/\\]Lib[/\\]|<frozen|^<
+    |[/\\]_?pytest[/\\]|[/\\]pluggy[/\\]|^_?pytest[/\\]|node_modules|^node:|^internal[/\\]
+    |/usr/local/go/src|/go/pkg/mod/|^(?:java|javax|jdk|sun|kotlin|org\.junit|junit|org\.gradle)\.
+    |^(?:runtime|testing)\.""",
+    re.VERBOSE,
+)
+
+# The exception line: "E   KeyError: 'x'" (pytest), "KeyError: 'x'" (CPython's last line),
+# "pkg.errors.Oops" alone. An exception name is CamelCase or dotted ending in one.
+_EXC_LINE = re.compile(r"^(?:E\s+)?((?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s|:$|$)")
+_PYTEST_ASSERT = re.compile(r"^E\s+assert\b")
+
+
+# Frame (file, function) -> component text, or "" for library frames. Real suites fail in the
+# same few hundred frames over and over, so this saves the library test and the basename.
+_frame_cache: dict[tuple[str, str], str] = {}
+# A Python traceback's text up to its last frame line -> its app frames (read-only lists).
+_py_frames_cache: dict[str, list[tuple[str, str]]] = {}
+
+
+def _frame_text(path: str, func: str) -> str:
+    if _LIBRARY.search(path) or _LIBRARY.search(func):
+        text = ""
+    else:
+        cut = max(path.rfind("/"), path.rfind("\\"))
+        text = f"{path[cut + 1 :]}:{func}"
+    if len(_frame_cache) > 65536:  # bounded: a pathological stream cannot grow it forever
+        _frame_cache.clear()
+    _frame_cache[path, func] = text
+    return text
+
+
+def _tail(traceback: str) -> str:
+    if len(traceback) > _MAX_TRACEBACK_CHARS:
+        traceback = traceback[-_MAX_TRACEBACK_CHARS:]
+    if len(traceback) <= _SMALL_TRACEBACK_CHARS or traceback.count("\n") <= MAX_TRACEBACK_LINES:
+        return traceback  # the common case: a small traceback is read whole
+    cut = len(traceback)
+    for _ in range(MAX_TRACEBACK_LINES):
+        cut = traceback.rfind("\n", 0, cut)
+    return traceback[cut + 1 :]
+
+
+def _frames(tail: str) -> list[tuple[str, str]]:
+    """App frames as (raw, "basename:function"), innermost first, at most MAX_APP_FRAMES.
+
+    The first style that finds an app frame wins (a traceback is in one language)."""
+    cache = _frame_cache
+    last = tail.rfind('File "')
+    if last >= 0:  # CPython, the common case: innermost (last) frames first
+        # The same bug fails through the same frames (files, lines, source) run after run:
+        # the text up to the end of the last frame line decides the frames, so it is the key.
+        end = tail.find("\n", last)
+        key = tail[: end if end >= 0 else len(tail)]
+        known = _py_frames_cache.get(key)
+        if known:
+            return known
+        found: list[tuple[str, str]] = []
+        for path, line, func in reversed(_PY_FRAME.findall(key)):
+            text = cache.get((path, func))
+            if text is None:
+                text = _frame_text(path, func)
+            if text:
+                found.append((f'File "{path}", line {line}, in {func}', text))
+                if len(found) == MAX_APP_FRAMES:
+                    break
+        if len(_py_frames_cache) > 4096:  # keys are ~1 KB: bounded to a few MB
+            _py_frames_cache.clear()
+        _py_frames_cache[key] = found
+        if found:
+            return found
+    for pattern, marker, innermost_first in _FRAME_STYLES:
+        if marker not in tail:
+            continue
+        found = []
+        for match in pattern.finditer(tail):
+            path, func = match.group("file"), match.group("func") or "<anonymous>"
+            text = cache.get((path, func))
+            if text is None:
+                text = _frame_text(path, func)
+            if text:
+                found.append((match.group().strip(), text))
+        if found:
+            if not innermost_first:
+                found.reverse()
+            return found[:MAX_APP_FRAMES]
+    return []
+
+
+def _exception_line(tail: str) -> tuple[str, str]:
+    """(type, message) from the traceback's last exception line, or ("", "")."""
+    lines = tail.rstrip().split("\n")
+    for line in reversed(lines[-16:]):
+        line = line.strip()
+        if not line:
+            continue
+        match = _EXC_LINE.match(line)
+        if match:
+            return match.group(1), line[match.end() :].strip()
+        if _PYTEST_ASSERT.match(line):
+            return "AssertionError", line[1:].strip()
+    return "", ""
+
+
+# --- fingerprint -------------------------------------------------------------------------------
+
+
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: hot path
+
+
+def _components(result: TestResult) -> list[Component]:
+    message = result.error_message or ""
+    traceback = result.traceback or ""
+    tail = _tail(traceback) if traceback else ""
+    exc_type = (result.error_type or "").strip()
+    tb_type, tb_message = _exception_line(tail) if tail and not (exc_type and message) else ("", "")
+    if message:
+        head = _EXC_LINE.match(message)
+        if head and message.startswith(head.group(1)):
+            # "KeyError: 'x'": the type is in the message; drop it there so a result that
+            # carries error_type separately hashes the same.
+            exc_type = exc_type or head.group(1)
+            if exc_type == head.group(1):
+                message = message[head.end() :]
+    else:
+        message = tb_message
+    exc_type = exc_type or tb_type
+    components = [_new(Component, ("exception_type", exc_type, exc_type, bool(exc_type)))]
+    if message:
+        lines = normalize_first_lines(message, _MESSAGE_LINES)
+        normalized = "\n".join([line[:_MESSAGE_LINE_CHARS] for line in lines])
+        components.append(_new(Component, ("message", message, normalized, True)))
+    if tail:
+        for raw, text in _frames(tail):
+            components.append(_new(Component, ("frame", raw, text, True)))
+    explained = len(components) > 1 or bool(exc_type)
+    # The test's identity only decides when nothing else does (see the module docstring);
+    # parametrisation ids are normalised, so test_x[1] and test_x[2] failing silently are one
+    # (normalised only when it counts: ``explain`` shows the rules either way).
+    test_id = result.test_id
+    normalized_id = test_id if explained else normalize_message(test_id)
+    components.append(_new(Component, ("test_id", test_id, normalized_id, not explained)))
+    status = result.status.value
+    components.append(_new(Component, ("status", status, status, not explained)))
+    return components
+
+
+def fingerprint(result: TestResult) -> Fingerprint:
+    """The fingerprint of one failing result (deterministic: same input, same hash)."""
+    components = _components(result)
+    payload = "\x1e".join([f"{c[0]}\x1f{c[2]}" for c in components if c[3]])
+    digest = hashlib.sha1(
+        payload.encode("utf-8", "surrogatepass"), usedforsecurity=False
+    ).hexdigest()
+    return Fingerprint(digest, ALGORITHM_VERSION, tuple(components))
+
+
+def explain(result: TestResult) -> list[ExplainedComponent]:
+    """The components of ``fingerprint(result)`` with the normalisation rules that fired."""
+    explained = []
+    for component in fingerprint(result).components:
+        rules: tuple[str, ...] = ()
+        if component.name in ("message", "test_id"):
+            rules = tuple(normalize_with_trace(component.raw)[1])
+        explained.append(ExplainedComponent(*component, rules))
+    return explained

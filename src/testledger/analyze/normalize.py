@@ -1,0 +1,464 @@
+"""Message normalisation: replace the volatile parts of a failure message with placeholders.
+
+Two runs of the same broken test rarely print the same message: ports, temp directories,
+addresses, timestamps, durations and generated ids change every time. Grouping failures into
+issues needs those parts gone, so ``normalize_message`` rewrites them to placeholders such as
+``<num>``, ``<uuid>`` or ``<tmp_path>`` and drops pytest's assertion-diff detail lines.
+
+The design follows Sentry's ``grouping/parameterization.py``: an ORDERED table of named rules,
+joined at import time into ONE alternation of named groups, so that normalising a message is a
+single ``re.sub`` pass whatever the number of rules (after a line filter that drops pytest's
+diff lines). Two consequences of the single pass matter when reading the table:
+
+* The leftmost match wins. Rule order only breaks ties between rules that can match at the
+  SAME position (a UUID and a hex number and an integer all start at the same digit), so each
+  rule's comment says which later rules it must precede.
+* Nothing is normalised twice: the text inside a match is never looked at again, which is why
+  a URL or a temp path collapses to one placeholder rather than to a soup of ``<num>``.
+
+Placeholders are inert: nothing matches inside one, nothing starts right after its '>', and
+no rule's end may touch a following '<'. So a second pass finds nothing the first one did not:
+``normalize_message`` is idempotent, which the property tests check.
+
+Speed is the other constraint (100,000 failures/s is the goal): see the notes above the table
+for how the patterns are shaped so CPython's regex engine can skip most characters cheaply.
+
+Changing any rule here changes fingerprints: bump ``ALGORITHM_VERSION`` in ``fingerprint.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "MAX_MESSAGE_CHARS",
+    "NORMALIZATION_RULES",
+    "Rule",
+    "normalize_first_lines",
+    "normalize_message",
+    "normalize_with_trace",
+]
+
+#: Only this much of a message is looked at: the start of a message says what went wrong, and
+#: bounding it keeps a 1 MB repr in an assertion from costing a second.
+MAX_MESSAGE_CHARS = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One normalisation rule: regex alternatives (verbose syntax) and what matches become.
+
+    Each alternative is ``(kind, pattern)``: ``kind`` says what its first character is
+    (``digit``, ``letter``, ``quote`` or ``punct``) so the combined regex can dispatch on it.
+    ``replacement`` is the placeholder; ``""`` deletes, ``keep=True`` marks a rule that matches
+    only to shield text from later rules, ``line=True`` a rule that drops whole lines (it runs
+    first, as a line filter, and its pattern is matched at the start of each line).
+    """
+
+    name: str
+    alternatives: tuple[tuple[str, str], ...]
+    replacement: str
+    comment: str
+    keep: bool = False
+    line: bool = False
+
+    @property
+    def pattern(self) -> str:
+        """The rule on its own, as one verbose-syntax regex."""
+        return "|".join(f"(?:{pattern})" for _, pattern in self.alternatives)
+
+
+_MONTH = r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+_MONTH3 = r"(?<=Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"  # fixed width: lookbehind-able
+_WEEKDAY3 = r"(?<=Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_CLOCK = r"[0-2]\d:[0-5]\d(?::[0-5]\d)?"
+_HEX4 = r"[0-9a-fA-F]{1,4}"
+_IPV6_REST = (
+    r"""[0-9a-fA-F]{0,3}:
+    (?:(?:"""
+    + _HEX4
+    + r""":){6}"""
+    + _HEX4
+    + r"""|(?:"""
+    + _HEX4
+    + r""":){0,5}(?::"""
+    + _HEX4
+    + r"""){1,6})
+    (?![\w:])"""
+)
+_HOST_REST = r"""[\w-]*(?:\.[\w-]+)*\.(?!(?:py|pyi|pyx|js|mjs|cjs|ts|tsx|jsx|java|kt|go|rb|rs|c|cc|
+    cpp|h|hpp|cs|php|swift|scala|json|ya?ml|toml|ini|cfg|txt|md|html?|xml|sql|sh|log|csv)\b)
+    [A-Za-z][\w-]*:\d{1,5}\b(?!\.\d)"""
+_UUID_REST = r"""[0-9a-fA-F]{7}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"""
+
+# How the patterns are written, for speed (CPython's regex engine has no other fast path):
+# * Every alternative starts by consuming one character from a class, with the "not inside a
+#   word" check right after it as a lookbehind over that character: ``\d(?<![\w.].)`` is
+#   ``(?<![\w.])\d``. The engine skips an alternative whose first class fails almost for free.
+# * The combined regex consumes the character BEFORE a match (any non-word character except
+#   '>') and gives it back in the replacement. A regex whose first step is a character class
+#   gets a C-speed scan to the next candidate, so the letters of plain words cost nearly
+#   nothing. '>' is excluded because placeholders end with it: text after a placeholder is
+#   never matched, on the first pass or on a second one (that keeps normalisation idempotent).
+# * Alternatives are grouped by ``kind`` behind a one-character lookahead, and a letter-led
+#   alternative is only tried on a word holding a digit, ':', '@', '\', '[' (or a month name):
+#   plain words fail one cheap check.
+
+#: The ordered rule table. Order matters only between rules that can match at the same start.
+NORMALIZATION_RULES: tuple[Rule, ...] = (
+    Rule(
+        "pytest_diff",
+        (
+            (
+                "line",
+                r"""[ \t]*(?:E[ \t]+)?
+                (?:[-+?][ \t]|Full\ diff:|At\ index\ \d+\ diff:|Use\ -v+\ to\ get[ ]
+                  |Omitting\ \d+\ identical\ items|Differing\ items:|(?:Left|Right)\ contains[ ]
+                  |Extra\ items\ in\ the\ |where\ .*=)""",
+            ),
+        ),
+        "",
+        "pytest's assertion diff lines (E   - / E   + / E   ?, 'Full diff:', 'where 3 = len(x)')"
+        " repeat the operands in detail; the 'assert x == y' line keeps the shape. A LINE rule:"
+        " whole matching lines go before the token rules run (so '- 5' is not '- <num>').",
+        line=True,
+    ),
+    Rule(
+        "url",
+        (("letter", r"""[A-Za-z](?<![\w+.-].)[A-Za-z0-9+.-]{0,30}://[^\s'"<>]+"""),),
+        "<url>",
+        "A URL holds a host, a port, a path and ids: one placeholder for all of it, so it must"
+        " precede email, host_port, ip and num.",
+    ),
+    Rule(
+        "email",
+        (
+            ("letter", r"""[A-Za-z](?<![\w.+-].)[\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b"""),
+            ("digit", r"""\d(?<![\w.+-].)[\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b"""),
+        ),
+        "<email>",
+        "Before host_port and num: the domain part looks like a host name.",
+    ),
+    Rule(
+        "tmp_path",
+        (
+            (
+                "punct",
+                r"""/(?<![\w./\\]/)(?:private/)?(?:tmp|var/folders|var/tmp|dev/shm)/[^\s'"():,]*""",
+            ),
+            (
+                "letter",
+                r"""[A-Za-z](?<!\w.):\\\\?Users\\\\?[^\\\s]+\\\\?AppData\\\\?Local\\\\?Temp
+                    (?:\\[^\s'"():,]*)?""",
+            ),
+        ),
+        "<tmp_path>",
+        "Temp directories (pytest's tmp_path, macOS /var/folders, Windows AppData\\Local\\Temp)"
+        " differ every run and hold numbered dirs: before uuid/hex/num so the whole path goes.",
+    ),
+    Rule(
+        "uuid",
+        (
+            ("digit", r"\d(?<!\w.)" + _UUID_REST),
+            ("letter", r"[a-fA-F](?<!\w.)" + _UUID_REST),
+        ),
+        "<uuid>",
+        "Before hex and num: a UUID starts with 8 hex digits, which may all be decimal.",
+    ),
+    Rule(
+        "timestamp",
+        (
+            (
+                "digit",
+                r"""\d(?<!\w.)\d{3}-[01]\d-[0-3]\d[T\ ][0-2]\d:[0-5]\d(?::[0-5]\d(?:[.,]\d+)?)?
+                    (?:\ ?(?:Z|UTC|[+-][0-2]\d:?[0-5]\d))?(?!\w)""",
+            ),
+            (
+                "digit",
+                r"""\d(?<!\w.)\d?\ """
+                + _MONTH
+                + r"""\ \d{4}\ """
+                + _CLOCK
+                + r"""
+                    (?:\ (?:GMT|UTC|[+-]\d{4}))?(?!\w)""",
+            ),
+            (
+                "digit",
+                r"""\d(?<!\w.)\d/"""
+                + _MONTH
+                + r"""/\d{4}:[0-2]\d:[0-5]\d:[0-5]\d
+                    (?:\ [+-]\d{4})?(?!\w)""",
+            ),
+            (
+                "letter",
+                r"""[A-Z](?<!\w.)[a-z]{2}
+                    (?:"""
+                + _WEEKDAY3
+                + r""",?\ (?:\d{1,2}\ """
+                + _MONTH
+                + r"""\ \d{4}\ """
+                + _CLOCK
+                + r"""(?:\ (?:GMT|UTC|[+-]\d{4}))?
+                        |"""
+                + _MONTH
+                + r"""\ +\d{1,2}\ """
+                + _CLOCK
+                + r"""(?:\ \d{4})?)
+                      |"""
+                + _MONTH3
+                + r"""\ +\d{1,2}\ """
+                + _CLOCK
+                + r"""(?:\ \d{4})?
+                    )(?!\w)""",
+            ),
+        ),
+        "<timestamp>",
+        "ISO 8601, RFC 2822 ('Mon, 05 Jan 2024 10:00:00 GMT'), ctime/syslog ('Jan  5 10:00:00')"
+        " and Apache ('05/Jan/2024:10:00:00 +0000') times. Before date, time and num, which"
+        " would each take a piece of it.",
+    ),
+    Rule(
+        "date",
+        (
+            (
+                "digit",
+                r"""\d(?<![\w/.-].)(?:\d{3}-[01]\d-[0-3]\d|\d{3}/[01]\d/[0-3]\d|\d?/\d{1,2}/\d{4})
+                    (?![\w/-]|\.\d)""",
+            ),
+        ),
+        "<date>",
+        "Bare dates; after timestamp (a date is a timestamp's prefix), before num.",
+    ),
+    Rule(
+        "time",
+        (("digit", r"""\d(?<![\w:.].)\d?:[0-5]\d:[0-5]\d(?:[.,]\d+)?(?![\w:])"""),),
+        "<time>",
+        "Clock times '10:04:59.123'. Before host_port/ip (colons) and num.",
+    ),
+    Rule(
+        "host_port",
+        (
+            ("letter", r"""l(?<![\w.-]l)ocalhost:\d{1,5}\b(?!\.\d)"""),
+            ("digit", r"""\d(?<![\w.-].)\d{0,2}(?:\.\d{1,3}){3}:\d{1,5}\b(?!\.\d)"""),
+            ("letter", r"""[A-Za-z](?<![\w.-].)""" + _HOST_REST),
+            ("digit", r"""\d(?<![\w.-].)""" + _HOST_REST),
+        ),
+        "<host:port>",
+        "'localhost:54321', '127.0.0.1:8080', 'db.example.com:5432': test servers get random"
+        " ports. Before ip and num. Dotted names ending in a source extension ('foo.py:12')"
+        " are file:line, not host:port.",
+    ),
+    Rule(
+        "ip",
+        (
+            ("digit", r"""\d(?<![\w.].)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)"""),
+            ("digit", r"""\d(?<![\w:].)""" + _IPV6_REST),
+            ("letter", r"""[a-fA-F](?<![\w:].)""" + _IPV6_REST),
+            ("punct", r""":(?<![\w:]:):""" + _HEX4 + r"""(?::""" + _HEX4 + r"""){0,6}(?![\w:])"""),
+        ),
+        "<ip>",
+        "IPv4 and IPv6 addresses. Before hex (IPv6 groups are hex) and num (IPv4 is digits).",
+    ),
+    Rule(
+        "hex",
+        (
+            ("digit", r"""0(?<!\w0)[xX][0-9a-fA-F]+\b"""),
+            ("digit", r"""\d(?<!\w.)(?=\d*[a-f])[0-9a-f]{6,}\b"""),
+            ("letter", r"""[a-f](?<!\w.)(?=[a-f]*\d)[0-9a-f]{6,}\b"""),
+            ("digit", r"""\d(?<!\w.)(?=\d*[A-F])[0-9A-F]{7,}\b"""),
+            ("letter", r"""[A-F](?<!\w.)(?=[A-F]*\d)[0-9A-F]{7,}\b"""),
+        ),
+        "<hex>",
+        "Addresses ('0x7f3a2c'), object ids and git shas. Bare hex needs a digit and a letter"
+        " (all-letter words stay; all-digit runs are num), one case, 7+ chars (8+ upper case)."
+        " Before num, which would take the '0' of '0x7f'.",
+    ),
+    Rule(
+        "size",
+        (("digit", r"""\d(?<![\w.].)\d*(?:\.\d+)?\ ?(?:[KMGTPE]i?B|[kmgtpe]i?b|bytes?|B)\b"""),),
+        "<size>",
+        "Memory and file sizes ('12.5 MB', '1024KiB', '512 bytes'). Before duration and num.",
+    ),
+    Rule(
+        "duration",
+        (
+            (
+                "digit",
+                r"""\d(?<![\w.].)\d*(?:\.\d+)?(?:[eE]-?\d+)?\ ?
+                    (?:ns|us|µs|ms|s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?)\b""",
+            ),
+        ),
+        "<duration>",
+        "'1.5s', '250ms', '3 minutes': timeouts and elapsed times. Before num.",
+    ),
+    Rule(
+        "port",
+        (("digit", r"""\d(?<=\bport[\ =:]\d)\d{0,4}\b"""),),
+        "<port>",
+        "'port 54321' / 'port=5432' without a host. Before num.",
+    ),
+    Rule(
+        "quoted_identifier",
+        (
+            ("quote", r"""'(?<!\w')[A-Za-z_][A-Za-z_.]{0,59}'(?![\w<])"""),
+            ("quote", r""""(?<!\w")[A-Za-z_][A-Za-z_.]{0,59}"(?![\w<])"""),
+        ),
+        "(kept)",
+        "A quoted identifier without digits ('NoneType', 'user_id', 'os.path') names code, not"
+        " data: kept, so AttributeErrors on different attributes stay different issues. It"
+        " matches only to shield the text from 'quoted', so it must precede it.",
+        keep=True,
+    ),
+    Rule(
+        "quoted",
+        (
+            ("quote", r"""'(?<!\w')[^'\n<>]+'(?![\w<])"""),
+            ("quote", r""""(?<!\w")[^"\n<>]+"(?![\w<])"""),
+        ),
+        "<quoted>",
+        "Other quoted values are data (keys, inputs, file names). Before param and num. The"
+        " no-word-before guard keeps apostrophes (\"can't ... 'x'\") from opening a quote.",
+    ),
+    Rule(
+        "param",
+        (("letter", r"""[tT](?<![\w.].)est\w*\[[^\]\n]+\]"""),),
+        "test_name[<param>]",
+        "Parametrisation ids: 'test_foo[case-3-abc]' becomes 'test_foo[<param>]'. Before num.",
+    ),
+    Rule(
+        "num",
+        (
+            ("punct", r"""-(?<![\w.]-)\d+(?:\.\d+)*(?:[eE][+-]?\d+)?(?!\w|\.\w)"""),
+            ("digit", r"""\d(?<![\w.].)\d*(?:\.\d+)*(?:[eE][+-]?\d+)?(?!\w|\.\w)"""),
+        ),
+        "<num>",
+        "Last, the catch-all: ints, floats, negatives, 1e-05, versions (3.11.7). Digits inside"
+        " identifiers ('test_foo0', 'gw3') stay: they are names.",
+    ),
+)
+
+# The one-character gate in front of each kind of alternative. A letter-led construct always
+# holds a digit, ':', '@', '\' or '[' in its first word (or is a month/weekday name).
+_KIND_GATES = {
+    "digit": r"(?=\d)",
+    "letter": r"(?=[A-Za-z][\w.+-]*[\d:@\\\[]|[A-Z][a-z]{2},?\ )",
+    "quote": r"(?=['\"])",
+    "punct": r"(?=[/:-])",
+}
+
+# What must follow the leading digits of anything digit-led but a plain number: more of the
+# construct ('.', '-', ':', '/', hex letters, a unit, '@'...), or a space then a unit or a
+# month ('12.5 MB', '3 minutes', '05 Jan 2024'). A plain number ends at a space or a closer.
+_SPECIAL_NUMBER = r"(?=\d+(?:[^\s,;)\]}'\"]|\ [KMGTPEkmgtpebBnuµsmhJFMASOND]))"
+_PLAIN_NUMBER_RULES = frozenset({"port", "num"})
+
+_LINE_RULES = tuple(rule for rule in NORMALIZATION_RULES if rule.line)
+_TOKEN_RULES = tuple(rule for rule in NORMALIZATION_RULES if not rule.line)
+_DIFF_LINE = re.compile(
+    "|".join(f"(?:{pattern})" for rule in _LINE_RULES for _, pattern in rule.alternatives),
+    re.VERBOSE,
+)
+
+
+def _build_combined() -> tuple[re.Pattern[str], dict[str, Rule]]:
+    # Each alternative is followed by an EMPTY named group: a named group in front would hide
+    # the alternative's first character class from the engine's cheap skip, and
+    # ``match.lastgroup`` (the last group closed) still names the alternative.
+    by_group: dict[str, Rule] = {}
+    branches: list[str] = []
+    for kind, gate in _KIND_GATES.items():
+        alternatives: list[str] = []
+        plain: list[str] = []
+        for rule in _TOKEN_RULES:  # table order, within each kind
+            for index, (alt_kind, pattern) in enumerate(rule.alternatives):
+                if alt_kind == kind:
+                    group = f"{rule.name}__{index}"
+                    by_group[group] = rule
+                    is_plain = kind == "digit" and rule.name in _PLAIN_NUMBER_RULES
+                    target = plain if is_plain else alternatives
+                    target.append(f"(?:{pattern})(?P<{group}>)")
+        if plain:
+            # Most numbers are plain ("3 of 5", "[1, 2]"): the dozen digit-led rules before
+            # 'port' and 'num' each re-read the number, so they sit behind one lookahead that
+            # their matches all satisfy. 'port' and 'num' come last in the table, so trying
+            # them after the gated ones keeps the table's order.
+            alternatives = [_SPECIAL_NUMBER + "(?:" + "|".join(alternatives) + ")", *plain]
+        branches.append(gate + "(?:" + "|".join(alternatives) + ")")
+    combined = r"[^\w>](?:" + "|".join(branches) + ")"
+    return re.compile(combined, re.VERBOSE), by_group
+
+
+_COMBINED, _RULE_OF_GROUP = _build_combined()
+# Group -> placeholder for plain rules; the rest (keep, param) are computed from the match.
+_PLAIN: dict[str, str] = {
+    group: rule.replacement
+    for group, rule in _RULE_OF_GROUP.items()
+    if not rule.keep and rule.name != "param"
+}
+
+
+def _substitute(match: re.Match[str]) -> str:
+    text = match.group()
+    plain = _PLAIN.get(match.lastgroup)  # type: ignore[arg-type]
+    if plain is not None:
+        return text[0] + plain  # give back the consumed character before the match
+    if _RULE_OF_GROUP[match.lastgroup].keep:  # type: ignore[index]
+        return text
+    return text[: text.index("[")] + "[<param>]"
+
+
+def _drop_diff_lines(text: str) -> str:
+    return "\n".join(line for line in text.split("\n") if _DIFF_LINE.match(line) is None)
+
+
+def normalize_message(text: str) -> str:
+    """Replace the volatile parts of ``text`` (first ``MAX_MESSAGE_CHARS``) by placeholders."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS]
+    if "\n" in text:
+        text = _drop_diff_lines(text)
+    # The leading space is the "character before" a match at the very start of the text.
+    return _COMBINED.sub(_substitute, " " + text).strip()
+
+
+def normalize_first_lines(text: str, max_lines: int) -> list[str]:
+    """The first ``max_lines`` non-blank lines of ``normalize_message(text)``, each stripped,
+    without normalising the lines after them (no rule spans a newline, and no rule but the
+    line rule can blank a line, so the result is the same)."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS]
+    if "\n" in text:
+        kept: list[str] = []
+        for line in text.split("\n"):
+            if line.strip() and _DIFF_LINE.match(line) is None:
+                kept.append(line)
+                if len(kept) == max_lines:
+                    break
+        text = "\n".join(kept)
+    normalized = _COMBINED.sub(_substitute, " " + text)
+    if "\n" not in normalized:
+        normalized = normalized.strip()
+        return [normalized] if normalized else []
+    return [line.strip() for line in normalized.split("\n")]
+
+
+def normalize_with_trace(text: str) -> tuple[str, list[str]]:
+    """``normalize_message`` that also returns the names of the rules that fired, in order of
+    first firing (for ``testledger explain`` and the tests). Slower: not for the hot path."""
+    fired: list[str] = []
+
+    def record(match: re.Match[str]) -> str:
+        name = _RULE_OF_GROUP[match.lastgroup].name  # type: ignore[index]
+        if name not in fired:
+            fired.append(name)
+        return _substitute(match)
+
+    if len(text) > MAX_MESSAGE_CHARS:
+        text = text[:MAX_MESSAGE_CHARS]
+    if "\n" in text:
+        dropped = _drop_diff_lines(text)
+        if dropped != text:
+            fired.extend(rule.name for rule in _LINE_RULES)
+            text = dropped
+    return _COMBINED.sub(record, " " + text).strip(), fired
