@@ -111,9 +111,7 @@ def upgrade() -> None:
             sa.ForeignKey("issues.id", ondelete="CASCADE"),
             nullable=False,
         ),
-        sa.Column(
-            "run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="SET NULL")
-        ),
+        sa.Column("run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="SET NULL")),
         sa.Column("kind", sa.Text(), nullable=False),
         sa.Column("status_from", sa.Text()),
         sa.Column("status_to", sa.Text()),
