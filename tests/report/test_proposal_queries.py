@@ -35,6 +35,7 @@ def record_history(ledger: Ledger) -> None:
             watcher_model="glm-4.5-air",
             started_at=START + timedelta(days=index),
             detect_environment=False,
+            detect_issues=False,  # the issues below are the test's own
         ) as run:
             for test_id, (status, quality, cost) in results.items():
                 tool, variation = test_id.split("/")

@@ -7,6 +7,8 @@ from collections.abc import Callable
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from testledger.analyze.detect import runs_in_order
+from testledger.analyze.settings import detect_after_recording
 from testledger.cli.app import EXIT_ERROR, app, console, emit_json, state
 from testledger.errors import ConfigError
 from testledger.ingest.base import ImportFormatError, ParsedFile
@@ -111,6 +113,12 @@ def import_command(
             except ImportFormatError as exc:
                 errors.append(exc)
             progress.advance(files_task)
+    # Detection follows time, so runs imported in one command are detected oldest first.
+    fresh = [o for o in outcomes if not o.already_imported and o.run_id is not None]
+    with engine.connect() as conn:
+        ordered = runs_in_order(conn, {o.run_id for o in fresh if o.run_id is not None})
+    for run_id in ordered:
+        detect_after_recording(engine, cli.settings, run_id)
     _report(outcomes, errors, as_json, mask_url(cli.settings.database_url))
     if errors:
         raise typer.Exit(EXIT_ERROR)

@@ -150,6 +150,7 @@ def sync_command(
             include_unfinished=include_unfinished,
             include_synced=resync,
             progress=lambda run: status.update(f"syncing {run.run_key}"),
+            settings=settings,
         )
     if as_json:
         emit_json(report)

@@ -416,10 +416,18 @@ class _Reader:
 # Helpers
 
 
+_LOCAL_NAMES: dict[object, str] = {}
+
+
 def _local(tag: object) -> str:
-    """A tag without its namespace (``{ns}TestRun`` -> ``TestRun``)."""
-    text = tag if isinstance(tag, str) else str(tag)
-    return text.rpartition("}")[2]
+    """A tag without its namespace (``{ns}TestRun`` -> ``TestRun``). Memoised: a file has a
+    handful of distinct tags and this runs twice per element."""
+    try:
+        return _LOCAL_NAMES[tag]
+    except KeyError:
+        text = tag if isinstance(tag, str) else str(tag)
+        local = _LOCAL_NAMES[tag] = text.rpartition("}")[2]
+        return local
 
 
 def _has_text(text: str | None) -> bool:
@@ -519,6 +527,13 @@ def parse_duration(text: str | None) -> float | None:
     """
     if text is None:
         return None
+    try:
+        # The common case by far, a plain number of seconds, without the regexes.
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     value = text.strip().lower()
     if not value:
         return None

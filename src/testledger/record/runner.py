@@ -115,11 +115,13 @@ class Ledger:
         started_at: datetime | None = None,
         source: str = "runner",
         detect_environment: bool = True,
+        detect_issues: bool = True,
         batch_size: int | None = None,
     ) -> Run:
         """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
         same key is the same run (results it already holds are not written twice). Branch and
-        commit default to what git and the CI environment say."""
+        commit default to what git and the CI environment say. Issue detection runs when the
+        run finishes, unless ``detect_issues`` is False (``testledger detect`` can run it)."""
         info = RunInfo(
             branch=branch or "unknown",
             commit=commit,
@@ -133,7 +135,7 @@ class Ledger:
         )
         if detect_environment:
             _fill_from_environment(info, explicit_branch=branch is not None)
-        return Run(self, info, batch_size or self.settings.batch_size)
+        return Run(self, info, batch_size or self.settings.batch_size, detect_issues=detect_issues)
 
     def close(self) -> None:
         if self._engine is not None:
@@ -180,12 +182,15 @@ class _Batch:
 class Run:
     """One run being recorded. Use it as a context manager, or call :meth:`finish`."""
 
-    def __init__(self, ledger: Ledger, info: RunInfo, batch_size: int) -> None:
+    def __init__(
+        self, ledger: Ledger, info: RunInfo, batch_size: int, *, detect_issues: bool = True
+    ) -> None:
         self.ledger = ledger
         self.info = info
         self.run_key = info.run_key or _new_run_key(info.started_at or utcnow())
         info.run_key = self.run_key
         self.batch_size = batch_size
+        self.detect_issues = detect_issues
         self.status = RunStatus.RUNNING
         self.stats: RunStats | None = None
         self.spool_reason: str | None = None
@@ -356,6 +361,11 @@ class Run:
                     )
             except DATABASE_ERRORS as exc:
                 self._go_to_spool(exc)
+        if stats is not None and self._row is not None and self.detect_issues:
+            # Lazily imported: the pytest plugin imports this module on every session.
+            from testledger.analyze.settings import detect_after_recording
+
+            detect_after_recording(self.ledger.engine(), self.ledger.settings, self._row.id)
         if stats is None:
             # The database did not get the run: its statistics come from its JSON files.
             self.archive.flush()

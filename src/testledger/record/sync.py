@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from testledger.config import Settings
 from testledger.model import RunStatus, TestResult
 from testledger.record.archive import ArchivedRun, iter_archived_runs, read_events
 from testledger.store.engine import mask_url
@@ -114,9 +115,11 @@ def sync_runs(
     include_unfinished: bool = False,
     include_synced: bool = False,
     progress: Callable[[ArchivedRun], None] | None = None,
+    settings: Settings | None = None,
 ) -> SyncReport:
     """Sync pending runs, oldest first. A run still marked ``running`` may be in progress in
-    another process: it is left alone unless ``include_unfinished``, which loads it as aborted."""
+    another process: it is left alone unless ``include_unfinished``, which loads it as aborted.
+    With ``settings``, issue detection runs over each synced run, as it does after recording."""
     report = SyncReport()
     for run in pending_runs(results_dir, include_synced=include_synced):
         if progress is not None:
@@ -131,4 +134,8 @@ def sync_runs(
         outcome = _sync_one(engine, run, status)
         _mark_synced(run, outcome, url)
         report.synced.append(outcome)
+        if settings is not None:
+            from testledger.analyze.settings import detect_after_recording
+
+            detect_after_recording(engine, settings, outcome.run_id)
     return report

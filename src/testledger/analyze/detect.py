@@ -1,0 +1,420 @@
+"""Issue detection over a run: failures grouped into issues, occurrences, lifecycle.
+
+For every FAIL/ERROR result of the run (every attempt):
+
+1. its fingerprint is computed and stored on the result (with the algorithm's version; a hash
+   already stored is never recomputed, so a new normaliser never regroups old failures);
+2. the first matching pattern rule decides its issue (one issue per rule); otherwise its
+   fingerprint does (one issue per fingerprint and version, through ``issue_fingerprints``);
+3. one occurrence is recorded per (issue, run, result), marked flaky when the test passed on a
+   later attempt in the run or is flaky by its history.
+
+Then the lifecycle moves, and every move is written to ``issue_events`` with its run:
+
+* a new issue is ``new``; one seen again is ``recurring``;
+* a RESOLVED issue seen again is reopened (OPEN) and marked ``regressed``, with the run;
+* WONT_FIX is never reopened by detection (its occurrences are still recorded);
+* an OPEN issue whose tests ran and passed in the last N runs (default 3) of the same suite and
+  branch, without it being seen, is RESOLVED with ``resolved_run_id`` set to this run.
+
+Detection is idempotent: running it again over the same run changes nothing, because lifecycle
+moves only follow occurrences added by the same pass, or the absence of any.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from testledger.analyze.fingerprint import Fingerprint, fingerprint
+from testledger.analyze.lifecycle import (
+    IssueStatus,
+    add_event,
+    auto_resolve,
+    new_issue_code,
+)
+from testledger.analyze.rules import Rule, RuleSet
+from testledger.errors import NotFound
+from testledger.model import Status, TestResult, utcnow
+from testledger.store.tables import (
+    issue_fingerprints,
+    issue_occurrences,
+    issues,
+    test_results,
+    test_runs,
+)
+
+__all__ = ["DetectConfig", "DetectionReport", "detect_run", "result_from_row", "runs_in_order"]
+
+_TITLE_LIMIT = 200
+_DESCRIPTION_LIMIT = 4000
+
+
+@dataclass(frozen=True, slots=True)
+class DetectConfig:
+    """``[tool.testledger.detect]``: how many passing runs resolve an issue. (Category and
+    priority of failures no rule matches come from the rules file's ``[defaults]``.)"""
+
+    auto_resolve_after: int = 3
+
+
+@dataclass(slots=True)
+class DetectionReport:
+    run_id: int
+    fingerprinted: int = 0
+    occurrences_added: int = 0
+    flaky_occurrences: int = 0
+    new: list[str] = field(default_factory=list)
+    recurring: list[str] = field(default_factory=list)
+    regressed: list[str] = field(default_factory=list)
+    auto_resolved: list[str] = field(default_factory=list)
+    wont_fix_seen: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Failure:
+    result_id: int
+    result: TestResult
+    fingerprint: str
+    fingerprint_version: int
+    rule: Rule | None
+    flaky: bool = False
+
+
+_FAILURE_COLUMNS = (
+    test_results.c.id,
+    test_results.c.test_id,
+    test_results.c.attempt,
+    test_results.c.tool_name,
+    test_results.c.variation,
+    test_results.c.provider,
+    test_results.c.model,
+    test_results.c.status,
+    test_results.c.execution_status,
+    test_results.c.error_type,
+    test_results.c.error_message,
+    test_results.c.traceback,
+    test_results.c.fingerprint,
+    test_results.c.fingerprint_version,
+)
+
+
+def result_from_row(row: Any) -> TestResult:
+    """A TestResult with what detection and ``explain`` need, from a test_results row."""
+    return TestResult(
+        test_id=row.test_id,
+        tool_name=row.tool_name,
+        variation=row.variation,
+        status=Status(row.status),
+        provider=row.provider,
+        model=row.model,
+        execution_status=row.execution_status,
+        error_type=row.error_type,
+        error_message=row.error_message,
+        traceback=row.traceback,
+        attempt=row.attempt,
+    )
+
+
+def _failures(connection: Connection, run_id: int, rules: RuleSet) -> list[_Failure]:
+    rows = connection.execute(
+        sa.select(*_FAILURE_COLUMNS)
+        .where(test_results.c.run_id == run_id)
+        .where(test_results.c.status.in_((Status.FAIL.value, Status.ERROR.value)))
+        .order_by(test_results.c.id)
+    ).all()
+    failures: list[_Failure] = []
+    computed: list[dict[str, Any]] = []
+    for row in rows:
+        result = result_from_row(row)
+        if row.fingerprint is not None and row.fingerprint_version is not None:
+            hash_, version = row.fingerprint, int(row.fingerprint_version)
+        else:
+            made: Fingerprint = fingerprint(result)
+            hash_, version = made.hash, made.version
+            computed.append({"rid": row.id, "fp": hash_, "fpv": version})
+        failures.append(_Failure(row.id, result, hash_, version, rules.match(result)))
+    if computed:
+        connection.execute(
+            sa.update(test_results)
+            .where(test_results.c.id == sa.bindparam("rid"))
+            .values(fingerprint=sa.bindparam("fp"), fingerprint_version=sa.bindparam("fpv")),
+            computed,
+        )
+    return failures
+
+
+def _mark_flaky(connection: Connection, run_id: int, suite: str, failures: list[_Failure]) -> None:
+    """A failure is flaky when its test passed on a later attempt in this run, or when the
+    test's history says it is flaky (analyze.flaky)."""
+    if not failures:
+        return
+    passed_later = {
+        (test_id, attempt)
+        for test_id, attempt in connection.execute(
+            sa.select(test_results.c.test_id, test_results.c.attempt)
+            .where(test_results.c.run_id == run_id)
+            .where(test_results.c.status == Status.PASS.value)
+        )
+    }
+    last_pass: dict[str, int] = {}
+    for test_id, attempt in passed_later:
+        last_pass[test_id] = max(attempt, last_pass.get(test_id, 0))
+    from testledger.analyze.flaky import flaky_test_ids
+
+    historic = flaky_test_ids(connection, {f.result.test_id for f in failures}, suite=suite)
+    for failure in failures:
+        test_id = failure.result.test_id
+        retried_ok = last_pass.get(test_id, 0) > (failure.result.attempt or 1)
+        failure.flaky = retried_ok or test_id in historic
+
+
+_CODE_LIKE = re.compile(r"^(self\s*=|def |>|E\s|\s)")
+
+
+def _headline(result: TestResult) -> str:
+    """The line that says what went wrong: the message's first line, unless the message is
+    a dump of code (some JUnit writers put the whole traceback there), then the traceback's
+    (or message's) last exception-looking line."""
+    lines = [line for line in (result.error_message or "").splitlines() if line.strip()]
+    if lines and not _CODE_LIKE.match(lines[0]):
+        return lines[0].strip()
+    source = result.traceback or result.error_message or ""
+    for line in reversed(source.splitlines()):
+        text = line.strip().removeprefix("E").strip()
+        if re.match(r"^[\w.]*(Error|Exception|Failure|Exit|Interrupt)\b", text):
+            return text
+    return lines[0].strip() if lines else ""
+
+
+def _title(failure: _Failure) -> str:
+    if failure.rule is not None and failure.rule.title:
+        return failure.rule.title
+    result = failure.result
+    message = _headline(result)
+    if result.error_type and message.startswith(result.error_type):
+        message = message[len(result.error_type) :].lstrip(": ")
+    parts = [p for p in (result.error_type, message) if p]
+    title = ": ".join(parts) if parts else f"{result.test_id} {result.status.value}"
+    return title if len(title) <= _TITLE_LIMIT else title[: _TITLE_LIMIT - 1] + "…"
+
+
+def _description(failure: _Failure, run: Any) -> str:
+    result = failure.result
+    where = f"{run.suite}/{run.branch_name}" + (f" @ {run.commit_hash}" if run.commit_hash else "")
+    text = (
+        f"First seen in run {run.id} ({where}) in {result.test_id} "
+        f"({result.status.value}, attempt {result.attempt}).\n\n{result.error_message or ''}"
+    ).strip()
+    return text[:_DESCRIPTION_LIMIT]
+
+
+def _issue_for(
+    connection: Connection,
+    failure: _Failure,
+    run: Any,
+    rules: RuleSet,
+    config: DetectConfig,
+    now: datetime,
+    report: DetectionReport,
+) -> int:
+    """The id of the issue a failure belongs to, creating the issue when it is new."""
+    if failure.rule is not None:
+        found = connection.execute(
+            sa.select(issues.c.id)
+            .where(issues.c.rule_name == failure.rule.name)
+            .order_by(issues.c.id)
+            .limit(1)
+        ).scalar()
+        if found is not None:
+            return int(found)
+    else:
+        found = connection.execute(
+            sa.select(issue_fingerprints.c.issue_id)
+            .where(issue_fingerprints.c.fingerprint == failure.fingerprint)
+            .where(issue_fingerprints.c.fingerprint_version == failure.fingerprint_version)
+        ).scalar()
+        if found is not None:
+            return int(found)
+    rule = failure.rule
+    category = rule.category if rule else rules.defaults.category
+    priority = rule.priority if rule else rules.defaults.priority
+    code = new_issue_code(connection, rules, rule, category=category, priority=priority)
+    issue_id = connection.execute(
+        sa.insert(issues)
+        .values(
+            issue_code=code,
+            title=_title(failure),
+            description=_description(failure, run),
+            category=category,
+            priority=priority,
+            status=IssueStatus.OPEN.value,
+            affected_tools=[],
+            first_detected_run_id=run.id,
+            created_at=now,
+            updated_at=now,
+            origin="detected",
+            rule_name=rule.name if rule else None,
+            lifecycle="new",
+        )
+        .returning(issues.c.id)
+    ).scalar_one()
+    if rule is None:
+        connection.execute(
+            sa.insert(issue_fingerprints).values(
+                issue_id=issue_id,
+                fingerprint=failure.fingerprint,
+                fingerprint_version=failure.fingerprint_version,
+                created_at=now,
+            )
+        )
+    why = f"rule {rule.name}" if rule else f"fingerprint {failure.fingerprint[:12]}"
+    add_event(
+        connection,
+        issue_id,
+        "created",
+        run_id=run.id,
+        status_to=IssueStatus.OPEN.value,
+        note=f"new issue from {failure.result.test_id} ({why})",
+        at=now,
+    )
+    report.new.append(code)
+    return int(issue_id)
+
+
+def _record_occurrences(
+    connection: Connection, run: Any, grouped: dict[int, list[_Failure]], now: datetime
+) -> dict[int, list[_Failure]]:
+    """Insert missing occurrences; returns, per issue, the failures newly recorded."""
+    existing = {
+        (issue_id, result_id)
+        for issue_id, result_id in connection.execute(
+            sa.select(issue_occurrences.c.issue_id, issue_occurrences.c.test_result_id).where(
+                issue_occurrences.c.run_id == run.id
+            )
+        )
+    }
+    added: dict[int, list[_Failure]] = {}
+    rows: list[dict[str, Any]] = []
+    priorities = dict(
+        connection.execute(
+            sa.select(issues.c.id, issues.c.priority).where(issues.c.id.in_(list(grouped)))
+        ).all()
+    )
+    for issue_id, failures in grouped.items():
+        for failure in failures:
+            if (issue_id, failure.result_id) in existing:
+                continue
+            rows.append(
+                {
+                    "issue_id": issue_id,
+                    "run_id": run.id,
+                    "test_result_id": failure.result_id,
+                    "severity": str(priorities.get(issue_id, "")).lower() or None,
+                    "test_id": failure.result.test_id,
+                    "fingerprint": failure.fingerprint,
+                    "flaky": failure.flaky,
+                    "created_at": now,
+                }
+            )
+            added.setdefault(issue_id, []).append(failure)
+    if rows:
+        connection.execute(sa.insert(issue_occurrences), rows)
+    return added
+
+
+def _update_seen_issues(
+    connection: Connection,
+    run: Any,
+    added: dict[int, list[_Failure]],
+    now: datetime,
+    report: DetectionReport,
+) -> None:
+    if not added:
+        return
+    rows = connection.execute(sa.select(issues).where(issues.c.id.in_(list(added)))).all()
+    for issue in rows:
+        failures = added[issue.id]
+        tools = sorted(set(issue.affected_tools or []) | {f.result.tool_name for f in failures})
+        values: dict[str, Any] = {"affected_tools": tools, "updated_at": now}
+        newer = issue.last_seen_at is None or issue.last_seen_at <= run.run_timestamp
+        if newer:
+            values.update(last_seen_run_id=run.id, last_seen_at=run.run_timestamp)
+        if issue.first_detected_run_id is None:
+            values["first_detected_run_id"] = run.id
+        if issue.status == IssueStatus.RESOLVED.value and newer:
+            values.update(
+                status=IssueStatus.OPEN.value,
+                lifecycle="regressed",
+                regressed_run_id=run.id,
+                resolved_at=None,
+                resolved_run_id=None,
+            )
+            resolved_in = (
+                f" (resolved in run {issue.resolved_run_id})" if issue.resolved_run_id else ""
+            )
+            add_event(
+                connection,
+                issue.id,
+                "regressed",
+                run_id=run.id,
+                status_from=IssueStatus.RESOLVED.value,
+                status_to=IssueStatus.OPEN.value,
+                note=f"seen again in {failures[0].result.test_id}{resolved_in}",
+                at=now,
+            )
+            report.regressed.append(issue.issue_code)
+        elif issue.status == IssueStatus.WONT_FIX.value:
+            report.wont_fix_seen.append(issue.issue_code)
+        elif issue.first_detected_run_id != run.id and issue.issue_code not in report.new:
+            if issue.lifecycle != "regressed" or issue.regressed_run_id != run.id:
+                values["lifecycle"] = "recurring"
+            report.recurring.append(issue.issue_code)
+        connection.execute(sa.update(issues).where(issues.c.id == issue.id).values(**values))
+
+
+def detect_run(
+    connection: Connection,
+    run_id: int,
+    *,
+    rules: RuleSet,
+    config: DetectConfig | None = None,
+    now: datetime | None = None,
+) -> DetectionReport:
+    """Detect issues in one run (see the module docstring). Call inside a transaction."""
+    config = config or DetectConfig()
+    now = now or utcnow()
+    run = connection.execute(sa.select(test_runs).where(test_runs.c.id == run_id)).first()
+    if run is None:
+        raise NotFound(f"no run with id {run_id}")
+    report = DetectionReport(run_id)
+    failures = _failures(connection, run_id, rules)
+    report.fingerprinted = len(failures)
+    _mark_flaky(connection, run_id, run.suite, failures)
+    grouped: dict[int, list[_Failure]] = {}
+    for failure in failures:
+        issue_id = _issue_for(connection, failure, run, rules, config, now, report)
+        grouped.setdefault(issue_id, []).append(failure)
+    added = _record_occurrences(connection, run, grouped, now)
+    report.occurrences_added = sum(len(items) for items in added.values())
+    report.flaky_occurrences = sum(f.flaky for items in added.values() for f in items)
+    _update_seen_issues(connection, run, added, now, report)
+    report.auto_resolved = auto_resolve(
+        connection, run, after_runs=config.auto_resolve_after, seen=set(grouped), at=now
+    )
+    connection.execute(sa.update(test_runs).where(test_runs.c.id == run_id).values(detected_at=now))
+    return report
+
+
+def runs_in_order(connection: Connection, run_ids: Iterable[int] | None = None) -> list[int]:
+    """Run ids oldest first (all runs, or the given ones), the order detection must follow."""
+    query = sa.select(test_runs.c.id).order_by(test_runs.c.run_timestamp, test_runs.c.id)
+    if run_ids is not None:
+        query = query.where(test_runs.c.id.in_(list(run_ids)))
+    return [int(run_id) for run_id in connection.execute(query).scalars()]

@@ -1,0 +1,356 @@
+"""``testledger detect``, ``issues``, ``issue``, ``explain`` and ``backfill``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+import typer
+from rich.table import Table
+
+from testledger.analyze.detect import detect_run, result_from_row, runs_in_order
+from testledger.analyze.fingerprint import explain, fingerprint
+from testledger.analyze.lifecycle import (
+    IssueStatus,
+    edit_issue,
+    link_fingerprint,
+    link_rule,
+    set_status,
+)
+from testledger.analyze.settings import detection_settings
+from testledger.cli.app import app, console, emit_json, state
+from testledger.errors import NotFound
+from testledger.ingest.backfill import backfill_issues, parse_backfill_files
+from testledger.report.issues import (
+    SORTS,
+    IssueDetail,
+    issue_codes_for_results,
+    issue_detail,
+    list_issues,
+)
+from testledger.report.runs import as_json as as_json_data
+from testledger.report.runs import find_run
+from testledger.store.tables import test_results
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
+
+
+def _when(value: object) -> str:
+    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
+
+
+@app.command("detect")
+def detect_command(
+    ctx: typer.Context,
+    run: str | None = typer.Argument(None, help="Run id or key (default: the latest run)."),
+    all_runs: bool = typer.Option(False, "--all", help="Every run, oldest first."),
+    rules: Path | None = typer.Option(
+        None,
+        "--rules",
+        help="Rules file (default [tool.testledger.detect] rules, else "
+        ".testledger/rules.toml when it exists).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Group the failures of a run into issues and move their lifecycle (new, recurring,
+    regressed, auto-resolved). Runs by itself after every recorded or imported run; running it
+    again changes nothing."""
+    cli = state(ctx)
+    rule_set, config = detection_settings(cli.settings, rules)
+    engine = cli.engine()
+    with engine.connect() as conn:
+        run_ids = runs_in_order(conn) if all_runs else [find_run(conn, run).id]
+    reports = []
+    for run_id in run_ids:
+        with engine.begin() as conn:
+            reports.append(detect_run(conn, run_id, rules=rule_set, config=config))
+    if as_json:
+        emit_json(reports)
+        return
+    for report in reports:
+        parts = [f"run {report.run_id}: {report.fingerprinted} failure(s)"]
+        parts.append(f"{report.occurrences_added} new occurrence(s)")
+        if report.flaky_occurrences:
+            parts.append(f"{report.flaky_occurrences} flaky")
+        for label, codes in (
+            ("new", report.new),
+            ("recurring", report.recurring),
+            ("regressed", report.regressed),
+            ("auto-resolved", report.auto_resolved),
+        ):
+            if codes:
+                parts.append(f"{label}: {', '.join(codes)}")
+        console.print("; ".join(parts))
+
+
+@app.command("issues")
+def issues_command(
+    ctx: typer.Context,
+    status: list[str] = typer.Option(
+        [], "--status", help="OPEN, IN_PROGRESS, RESOLVED, WONT_FIX (repeatable)."
+    ),
+    priority: list[str] = typer.Option([], "--priority", help="CRITICAL, HIGH, MEDIUM, LOW."),
+    category: list[str] = typer.Option([], "--category", help="e.g. production (repeatable)."),
+    tool: str | None = typer.Option(None, "--tool", help="Issues affecting this tool."),
+    sort: str = typer.Option("priority", "--sort", help=f"One of {', '.join(SORTS)}."),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=1),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List issues, detected and backfilled alike."""
+    for value in status:
+        IssueStatus.parse(value)
+    with state(ctx).engine().connect() as conn:
+        found = list_issues(
+            conn,
+            statuses=[IssueStatus.parse(s).value for s in status],
+            priorities=priority,
+            categories=category,
+            tool=tool,
+            sort=sort,
+            limit=limit,
+        )
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        console.print("No issues.")
+        return
+    table = Table(box=None, header_style="bold")
+    for header in ("code", "priority", "status", "life", "category", "seen", "flaky"):
+        table.add_column(header, justify="right" if header in ("seen", "flaky") else "left")
+    table.add_column("last seen")
+    table.add_column("title", overflow="fold")
+    for issue in found:
+        table.add_row(
+            issue.code,
+            issue.priority,
+            issue.status,
+            issue.lifecycle or issue.origin,
+            issue.category,
+            str(issue.occurrences),
+            str(issue.flaky_occurrences or ""),
+            _when(issue.last_seen_at),
+            issue.title[:90],
+        )
+    console.print(table)
+
+
+@app.command("issue")
+def issue_command(
+    ctx: typer.Context,
+    code: str = typer.Argument(..., help="The issue's code, e.g. PHASE2-HIGH-001."),
+    status: str | None = typer.Option(
+        None, "--status", help="Move it: OPEN, IN_PROGRESS, RESOLVED, WONT_FIX."
+    ),
+    note: str | None = typer.Option(None, "--note", help="A note for its history."),
+    root_cause: str | None = typer.Option(None, "--root-cause"),
+    resolution: str | None = typer.Option(None, "--resolution"),
+    title: str | None = typer.Option(None, "--title"),
+    priority: str | None = typer.Option(None, "--priority"),
+    link_fp: str | None = typer.Option(
+        None,
+        "--link-fingerprint",
+        metavar="HASH",
+        help="Attach later failures with this fingerprint (see `testledger explain`).",
+    ),
+    link_rule_name: str | None = typer.Option(
+        None, "--link-rule", metavar="NAME", help="Attach later failures matching this rule."
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show an issue's history and evidence; with options, change it (every change is kept in
+    its history)."""
+    engine = state(ctx).engine()
+    with engine.begin() as conn:
+        if status is not None or note is not None:
+            target = IssueStatus.parse(status) if status else None
+            if target is None:
+                from testledger.analyze.lifecycle import find_issue
+
+                target = IssueStatus(find_issue(conn, code).status)
+            set_status(conn, code, target, note=note)
+        edit_issue(
+            conn, code, root_cause=root_cause, resolution=resolution, title=title, priority=priority
+        )
+        if link_fp is not None:
+            hash_, _, version = link_fp.partition(":")
+            link_fingerprint(conn, code, hash_, int(version or 1))
+        if link_rule_name is not None:
+            link_rule(conn, code, link_rule_name)
+    with engine.connect() as conn:
+        detail = issue_detail(conn, code)
+    if as_json:
+        emit_json(detail)
+        return
+    _print_detail(detail)
+
+
+def _print_detail(detail: IssueDetail) -> None:
+    i = detail.issue
+    console.print(f"[bold]{i.code}[/bold]  {i.title}")
+    console.print(
+        f"  {i.priority} · {i.status} · {i.lifecycle or i.origin} · {i.category} · "
+        f"{i.occurrences} occurrence(s), {i.flaky_occurrences} flaky"
+    )
+    console.print(
+        f"  first seen {_when(detail.first_seen)} (run {i.first_detected_run_id or '-'}), "
+        f"last seen {_when(detail.last_seen)} (run {i.last_seen_run_id or '-'})"
+        + (f", regressed in run {i.regressed_run_id}" if i.regressed_run_id else "")
+        + (f", resolved in run {i.resolved_run_id}" if i.resolved_run_id else "")
+    )
+    if i.affected_tools:
+        console.print(f"  tools: {', '.join(i.affected_tools)}")
+    if i.rule_name:
+        console.print(f"  rule: {i.rule_name}")
+    for fp in detail.fingerprints:
+        console.print(f"  fingerprint: {fp}")
+    if detail.backfill_source:
+        console.print(f"  backfilled from {detail.backfill_source}")
+    if detail.description:
+        console.print(f"\n{detail.description}")
+    if detail.root_cause:
+        console.print(f"\n[bold]Root cause:[/bold] {detail.root_cause}")
+    if detail.resolution:
+        console.print(f"[bold]Resolution:[/bold] {detail.resolution}")
+    if detail.affected_tests:
+        console.print("\n[bold]Affected tests[/bold]")
+        for test_id, count in list(detail.affected_tests.items())[:20]:
+            console.print(f"  {count:>4}  {test_id}")
+    if detail.occurrences:
+        table = Table(
+            title="Occurrences (newest first)", box=None, header_style="bold", title_justify="left"
+        )
+        for header in ("run", "when", "branch", "commit", "test", "status", "flaky"):
+            table.add_column(header)
+        for o in detail.occurrences:
+            table.add_row(
+                str(o.run_id),
+                _when(o.run_timestamp),
+                o.branch,
+                (o.commit or "-")[:10],
+                o.test_id or "-",
+                o.status or "-",
+                "yes" if o.flaky else "",
+            )
+        console.print(table)
+    if detail.events:
+        console.print("\n[bold]History[/bold]")
+        for e in detail.events:
+            move = f" {e.status_from or ''}->{e.status_to}" if e.status_to else ""
+            run = f" run {e.run_id}" if e.run_id else ""
+            console.print(f"  {_when(e.at)}  {e.kind}{move}{run} by {e.actor}: {e.note or ''}")
+
+
+@app.command("explain")
+def explain_command(
+    ctx: typer.Context,
+    result_id: int = typer.Argument(..., help="A result's id (see `testledger show --json`)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show how a failure's fingerprint is made: each part, what it was normalised to, and
+    which normalisation rules fired."""
+    with state(ctx).engine().connect() as conn:
+        row = conn.execute(sa.select(test_results).where(test_results.c.id == result_id)).first()
+    if row is None:
+        raise NotFound(f"no result with id {result_id}")
+    result = result_from_row(row)
+    made = fingerprint(result)
+    parts = explain(result)
+    data = {
+        "result_id": result_id,
+        "test_id": result.test_id,
+        "status": result.status.value,
+        "fingerprint": made.hash,
+        "version": made.version,
+        "stored_fingerprint": row.fingerprint,
+        "stored_version": row.fingerprint_version,
+        "components": [part._asdict() for part in parts],
+    }
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"result {result_id}  {result.test_id}  {result.status.value}")
+    console.print(f"fingerprint {made.hash} (algorithm v{made.version})")
+    if row.fingerprint and (row.fingerprint, row.fingerprint_version) != (made.hash, made.version):
+        console.print(
+            f"  stored: {row.fingerprint} (v{row.fingerprint_version}) - kept for grouping"
+        )
+    for part in parts:
+        flag = "+" if part.contributes else " "
+        console.print(f" {flag} {part.name}: {part.raw!r}")
+        if part.normalized != part.raw:
+            rules = f"  [{', '.join(part.rules)}]" if part.rules else ""
+            console.print(f"     -> {part.normalized!r}{rules}")
+
+
+@app.command("backfill")
+def backfill_command(
+    ctx: typer.Context,
+    paths: list[Path] = typer.Argument(..., help="ISSUES_CHECKLIST*.md and PHASE_*_COMPLETE.md"),
+    force: bool = typer.Option(False, "--force", help="Overwrite issues edited in testledger."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Create or update issues from hand-kept markdown checklists. Running it again updates
+    rather than duplicates; issues edited since in testledger keep those edits unless --force.
+    Every file is read before anything is written: a malformed file writes nothing."""
+    warnings: list[str] = []
+    entries = parse_backfill_files(paths, warnings)
+    with state(ctx).engine().begin() as conn:
+        report = backfill_issues(conn, entries, force=force)
+    report.warnings[:0] = warnings
+    if as_json:
+        emit_json(report)
+        return
+    console.print(
+        f"{len(report.created)} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {len(report.kept_local_edits)} kept local edits"
+        + (f", {len(report.conflicts)} conflicting code(s)" if report.conflicts else "")
+    )
+    for code in report.kept_local_edits:
+        console.print(f"  kept local edits of {code} (use --force to overwrite)")
+    for warning in report.warnings:
+        console.print(f"  warning: {warning}")
+
+
+@app.command("flaky")
+def flaky_command(
+    ctx: typer.Context,
+    suite: str | None = typer.Option(None, "--suite", "-s", help="Only this suite."),
+    branch: str | None = typer.Option(None, "--branch", "-b", help="Only runs of this branch."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """List flaky tests: passed and failed on the same commit (or on a retry), or flipped
+    between pass and fail often in their recent runs. Outage runs (most tests failing at once)
+    are not evidence. Thresholds: [tool.testledger.flaky]."""
+    from testledger.analyze.flaky import FlakyConfig, find_flaky
+
+    cli = state(ctx)
+    config = FlakyConfig.from_settings(cli.settings.tool.get("flaky", {}))
+    with cli.engine().connect() as conn:
+        found = find_flaky(conn, config=config, suite=suite, branch=branch)
+        result_ids = [f.last_failure_result_id for f in found if f.last_failure_result_id]
+        codes = issue_codes_for_results(conn, result_ids)
+    rows = [
+        {**as_json_data(flaky), "last_failure_issue": codes.get(flaky.last_failure_result_id or -1)}
+        for flaky in found
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("No flaky tests.")
+        return
+    table = Table(box=None, header_style="bold")
+    for header in ("test", "suite", "score", "evidence runs", "last failure", "issue", "why"):
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["test_id"],
+            row["suite"],
+            f"{row['score']:.2f}",
+            ", ".join(str(r) for r in row["evidence_run_ids"][:8]),
+            str(row["last_failure_run_id"] or "-"),
+            row["last_failure_issue"] or "-",
+            "; ".join(row["reasons"])[:160],
+        )
+    console.print(table)

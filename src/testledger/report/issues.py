@@ -1,0 +1,270 @@
+"""Issues as data: the filtered list, and one issue's history and evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from testledger.errors import TestledgerError
+from testledger.store.tables import (
+    issue_events,
+    issue_fingerprints,
+    issue_occurrences,
+    issues,
+    test_results,
+    test_runs,
+)
+
+__all__ = ["IssueDetail", "IssueSummary", "issue_codes_for_results", "issue_detail", "list_issues"]
+
+_PRIORITY_RANK = sa.case(
+    {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}, value=issues.c.priority, else_=4
+)
+SORTS = ("priority", "last-seen", "occurrences", "code", "created")
+
+
+@dataclass(frozen=True, slots=True)
+class IssueSummary:
+    code: str
+    title: str
+    status: str
+    priority: str
+    category: str
+    lifecycle: str | None
+    origin: str
+    affected_tools: list[str]
+    occurrences: int
+    flaky_occurrences: int
+    first_detected_run_id: int | None
+    last_seen_run_id: int | None
+    last_seen_at: datetime | None
+    regressed_run_id: int | None
+    resolved_run_id: int | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    rule_name: str | None
+
+
+def _summaries(connection: Connection, where: list[Any], order: list[Any]) -> list[IssueSummary]:
+    counts = (
+        sa.select(
+            issue_occurrences.c.issue_id,
+            sa.func.count().label("occurrences"),
+            sa.func.sum(sa.case((issue_occurrences.c.flaky, 1), else_=0)).label("flaky"),
+        )
+        .group_by(issue_occurrences.c.issue_id)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            issues,
+            sa.func.coalesce(counts.c.occurrences, 0).label("n"),
+            sa.func.coalesce(counts.c.flaky, 0).label("n_flaky"),
+        )
+        .select_from(issues.outerjoin(counts, counts.c.issue_id == issues.c.id))
+        .where(*where)
+        .order_by(*order, issues.c.issue_code)
+    )
+    return [
+        IssueSummary(
+            code=row.issue_code,
+            title=row.title,
+            status=row.status,
+            priority=row.priority,
+            category=row.category,
+            lifecycle=row.lifecycle,
+            origin=row.origin,
+            affected_tools=list(row.affected_tools or []),
+            occurrences=int(row.n),
+            flaky_occurrences=int(row.n_flaky),
+            first_detected_run_id=row.first_detected_run_id,
+            last_seen_run_id=row.last_seen_run_id,
+            last_seen_at=row.last_seen_at,
+            regressed_run_id=row.regressed_run_id,
+            resolved_run_id=row.resolved_run_id,
+            resolved_at=row.resolved_at,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            rule_name=row.rule_name,
+        )
+        for row in connection.execute(query)
+    ]
+
+
+def list_issues(
+    connection: Connection,
+    *,
+    statuses: list[str] | None = None,
+    priorities: list[str] | None = None,
+    categories: list[str] | None = None,
+    tool: str | None = None,
+    sort: str = "priority",
+    limit: int | None = None,
+) -> list[IssueSummary]:
+    where: list[Any] = []
+    if statuses:
+        where.append(issues.c.status.in_([s.upper() for s in statuses]))
+    if priorities:
+        where.append(issues.c.priority.in_([p.upper() for p in priorities]))
+    if categories:
+        where.append(issues.c.category.in_(categories))
+    orders: dict[str, list[Any]] = {
+        "priority": [_PRIORITY_RANK, issues.c.last_seen_at.desc()],
+        "last-seen": [issues.c.last_seen_at.desc()],
+        "occurrences": [sa.literal_column("n").desc()],
+        "code": [],
+        "created": [issues.c.created_at.desc()],
+    }
+    if sort not in orders:
+        raise TestledgerError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
+    found = _summaries(connection, where, orders[sort])
+    if tool is not None:
+        found = [issue for issue in found if tool in issue.affected_tools]
+    return found[:limit] if limit else found
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    run_id: int
+    run_timestamp: datetime
+    branch: str
+    commit: str | None
+    test_id: str | None
+    result_id: int | None
+    status: str | None
+    attempt: int | None
+    flaky: bool
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssueEvent:
+    at: datetime
+    kind: str
+    run_id: int | None
+    status_from: str | None
+    status_to: str | None
+    note: str | None
+    actor: str
+
+
+@dataclass(frozen=True, slots=True)
+class IssueDetail:
+    issue: IssueSummary
+    description: str
+    root_cause: str | None
+    resolution: str | None
+    backfill_source: str | None
+    fingerprints: list[str]
+    affected_tests: dict[str, int]
+    first_seen: datetime | None
+    last_seen: datetime | None
+    occurrences: list[Occurrence]
+    events: list[IssueEvent]
+
+
+def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) -> IssueDetail:
+    matches = _summaries(connection, [issues.c.issue_code == code], [])
+    if not matches:
+        from testledger.errors import NotFound
+
+        raise NotFound(f"no issue {code!r}")
+    summary = matches[0]
+    row = connection.execute(sa.select(issues).where(issues.c.issue_code == code)).one()
+    prints = [
+        f"{fp} (v{version})"
+        for fp, version in connection.execute(
+            sa.select(issue_fingerprints.c.fingerprint, issue_fingerprints.c.fingerprint_version)
+            .where(issue_fingerprints.c.issue_id == row.id)
+            .order_by(issue_fingerprints.c.id)
+        )
+    ]
+    tests = {
+        test_id: int(count)
+        for test_id, count in connection.execute(
+            sa.select(issue_occurrences.c.test_id, sa.func.count())
+            .where(issue_occurrences.c.issue_id == row.id)
+            .group_by(issue_occurrences.c.test_id)
+            .order_by(sa.func.count().desc(), issue_occurrences.c.test_id)
+        )
+        if test_id is not None
+    }
+    span = connection.execute(
+        sa.select(sa.func.min(test_runs.c.run_timestamp), sa.func.max(test_runs.c.run_timestamp))
+        .join(issue_occurrences, issue_occurrences.c.run_id == test_runs.c.id)
+        .where(issue_occurrences.c.issue_id == row.id)
+    ).one()
+    history = [
+        Occurrence(
+            run_id=r.run_id,
+            run_timestamp=r.run_timestamp,
+            branch=r.branch_name,
+            commit=r.commit_hash,
+            test_id=r.test_id,
+            result_id=r.test_result_id,
+            status=r.status,
+            attempt=r.attempt,
+            flaky=bool(r.flaky),
+            error_message=(r.error_message or "").splitlines()[0][:300]
+            if r.error_message
+            else None,
+        )
+        for r in connection.execute(
+            sa.select(
+                issue_occurrences.c.run_id,
+                test_runs.c.run_timestamp,
+                test_runs.c.branch_name,
+                test_runs.c.commit_hash,
+                issue_occurrences.c.test_id,
+                issue_occurrences.c.test_result_id,
+                issue_occurrences.c.flaky,
+                test_results.c.status,
+                test_results.c.attempt,
+                test_results.c.error_message,
+            )
+            .join(test_runs, test_runs.c.id == issue_occurrences.c.run_id)
+            .outerjoin(test_results, test_results.c.id == issue_occurrences.c.test_result_id)
+            .where(issue_occurrences.c.issue_id == row.id)
+            .order_by(test_runs.c.run_timestamp.desc(), issue_occurrences.c.id.desc())
+            .limit(occurrences)
+        )
+    ]
+    events = [
+        IssueEvent(e.created_at, e.kind, e.run_id, e.status_from, e.status_to, e.note, e.actor)
+        for e in connection.execute(
+            sa.select(issue_events)
+            .where(issue_events.c.issue_id == row.id)
+            .order_by(issue_events.c.created_at, issue_events.c.id)
+        )
+    ]
+    return IssueDetail(
+        issue=summary,
+        description=row.description,
+        root_cause=row.root_cause,
+        resolution=row.resolution,
+        backfill_source=row.backfill_source,
+        fingerprints=prints,
+        affected_tests=tests,
+        first_seen=span[0],
+        last_seen=span[1],
+        occurrences=history,
+        events=events,
+    )
+
+
+def issue_codes_for_results(connection: Connection, result_ids: list[int]) -> dict[int, str]:
+    """The issue each of these results is an occurrence of."""
+    found: dict[int, str] = {}
+    for start in range(0, len(result_ids), 500):
+        rows = connection.execute(
+            sa.select(issue_occurrences.c.test_result_id, issues.c.issue_code)
+            .join(issues, issues.c.id == issue_occurrences.c.issue_id)
+            .where(issue_occurrences.c.test_result_id.in_(result_ids[start : start + 500]))
+        )
+        found.update((int(result_id), code) for result_id, code in rows)
+    return found
