@@ -271,3 +271,37 @@ def test_issue_cli_moves_status_with_notes_and_explains(
     assert data["fingerprint"] == data["stored_fingerprint"]
     names = [c["name"] for c in data["components"]]
     assert names[:2] == ["exception_type", "message"] and "frame" in names
+
+
+def test_issues_and_flaky_tests_of_the_shared_samples(
+    db_url: str, shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    reports = shared_dir / "fixtures" / "reports"
+    main(["--db", db_url, "import", str(reports)])  # two broken samples: exit code 1
+    capsys.readouterr()
+    assert main(["--db", db_url, "issues", "--json"]) == 0
+    found = {
+        (i["title"], i["occurrences"], i["flaky_occurrences"])
+        for i in json.loads(capsys.readouterr().out)
+    }
+    assert found == {
+        ("java.lang.AssertionError", 3, 3),  # Surefire test1: three failures, then it passed
+        ("java.lang.AssertionError", 6, 0),  # Surefire test3: failed and failed on every rerun
+        ("● Test suite failed to run", 2, 0),
+        ("Failed", 13, 0),
+        ("AssertionError: assert False", 4, 0),
+        ("Exception: error", 1, 0),
+        ("Connection timeout", 2, 2),
+        ("AssertionError: 143 != 0", 1, 0),
+        ("TypeError: unsupported operand type(s) for -: 'int' and 'NoneType'", 1, 0),
+        ("AssertionError: assert 2 == 1", 1, 0),
+    }
+    assert main(["--db", db_url, "flaky", "--json"]) == 0
+    flaky = {f["test_id"]: f for f in json.loads(capsys.readouterr().out)}
+    assert set(flaky) == {"flaky test", "surefire3.FlakyTest::test1"}
+    assert flaky["surefire3.FlakyTest::test1"]["reasons"][0].startswith(
+        "failed then passed on retry"
+    )
+    assert flaky["flaky test"]["last_failure_issue"] is not None
