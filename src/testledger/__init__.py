@@ -4,26 +4,66 @@ Record runs from any runner (:func:`open_ledger`, :meth:`Ledger.start_run`), kee
 SQLite or PostgreSQL and as JSON files, and query their history.
 """
 
-from testledger.config import Settings, load_settings
-from testledger.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    NotFound,
-    SchemaError,
-    TestledgerError,
-)
-from testledger.model import (
-    NO_WATCHER,
-    RunInfo,
-    RunStats,
-    RunStatus,
-    Status,
-    TestResult,
-    WatcherObservation,
-)
-from testledger.record.runner import Ledger, ResultRef, Run, open_ledger
-from testledger.record.sync import SyncReport, sync_runs
-from testledger.store.engine import mask_url
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from testledger.config import Settings, load_settings
+    from testledger.errors import (
+        ConfigError,
+        DatabaseUnavailable,
+        NotFound,
+        SchemaError,
+        TestledgerError,
+    )
+    from testledger.model import (
+        NO_WATCHER,
+        RunInfo,
+        RunStats,
+        RunStatus,
+        Status,
+        TestResult,
+        WatcherObservation,
+    )
+    from testledger.record.runner import Ledger, ResultRef, Run, open_ledger
+    from testledger.record.sync import SyncReport, sync_runs
+    from testledger.store.engine import mask_url
+
+# The public names are loaded on first use (PEP 562): the pytest plugin imports this package
+# in every pytest session, recording or not, and must not pay for SQLAlchemy when it is off.
+_EXPORTS = {
+    "Settings": "testledger.config",
+    "load_settings": "testledger.config",
+    "ConfigError": "testledger.errors",
+    "DatabaseUnavailable": "testledger.errors",
+    "NotFound": "testledger.errors",
+    "SchemaError": "testledger.errors",
+    "TestledgerError": "testledger.errors",
+    "NO_WATCHER": "testledger.model",
+    "RunInfo": "testledger.model",
+    "RunStats": "testledger.model",
+    "RunStatus": "testledger.model",
+    "Status": "testledger.model",
+    "TestResult": "testledger.model",
+    "WatcherObservation": "testledger.model",
+    "Ledger": "testledger.record.runner",
+    "ResultRef": "testledger.record.runner",
+    "Run": "testledger.record.runner",
+    "open_ledger": "testledger.record.runner",
+    "SyncReport": "testledger.record.sync",
+    "sync_runs": "testledger.record.sync",
+    "mask_url": "testledger.store.engine",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'testledger' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __version__ = "0.1.0"
 

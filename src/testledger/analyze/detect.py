@@ -24,7 +24,7 @@ moves only follow occurrences added by the same pass, or the absence of any.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -122,13 +122,31 @@ def result_from_row(row: Any) -> TestResult:
     )
 
 
-def _failures(connection: Connection, run_id: int, rules: RuleSet) -> list[_Failure]:
-    rows = connection.execute(
-        sa.select(*_FAILURE_COLUMNS)
-        .where(test_results.c.run_id == run_id)
-        .where(test_results.c.status.in_((Status.FAIL.value, Status.ERROR.value)))
-        .order_by(test_results.c.id)
-    ).all()
+_CHUNK = 5000
+
+
+def _failure_chunks(
+    connection: Connection, run_id: int, rules: RuleSet
+) -> Iterator[list[_Failure]]:
+    """The run's failures, a chunk at a time (by id), so that memory does not grow with the
+    number of failures in a run."""
+    after = 0
+    while True:
+        rows = connection.execute(
+            sa.select(*_FAILURE_COLUMNS)
+            .where(test_results.c.run_id == run_id)
+            .where(test_results.c.status.in_((Status.FAIL.value, Status.ERROR.value)))
+            .where(test_results.c.id > after)
+            .order_by(test_results.c.id)
+            .limit(_CHUNK)
+        ).all()
+        if not rows:
+            return
+        after = int(rows[-1].id)
+        yield _failures(connection, rows, rules)
+
+
+def _failures(connection: Connection, rows: Sequence[Any], rules: RuleSet) -> list[_Failure]:
     failures: list[_Failure] = []
     computed: list[dict[str, Any]] = []
     for row in rows:
@@ -155,12 +173,15 @@ def _mark_flaky(connection: Connection, run_id: int, suite: str, failures: list[
     test's history says it is flaky (analyze.flaky)."""
     if not failures:
         return
+    test_ids = sorted({f.result.test_id for f in failures})
     passed_later = {
         (test_id, attempt)
+        for start in range(0, len(test_ids), 500)
         for test_id, attempt in connection.execute(
             sa.select(test_results.c.test_id, test_results.c.attempt)
             .where(test_results.c.run_id == run_id)
             .where(test_results.c.status == Status.PASS.value)
+            .where(test_results.c.test_id.in_(test_ids[start : start + 500]))
         )
     }
     last_pass: dict[str, int] = {}
@@ -292,12 +313,14 @@ def _record_occurrences(
     connection: Connection, run: Any, grouped: dict[int, list[_Failure]], now: datetime
 ) -> dict[int, list[_Failure]]:
     """Insert missing occurrences; returns, per issue, the failures newly recorded."""
+    result_ids = sorted({f.result_id for items in grouped.values() for f in items})
     existing = {
         (issue_id, result_id)
+        for start in range(0, len(result_ids), 500)
         for issue_id, result_id in connection.execute(
-            sa.select(issue_occurrences.c.issue_id, issue_occurrences.c.test_result_id).where(
-                issue_occurrences.c.run_id == run.id
-            )
+            sa.select(issue_occurrences.c.issue_id, issue_occurrences.c.test_result_id)
+            .where(issue_occurrences.c.run_id == run.id)
+            .where(issue_occurrences.c.test_result_id.in_(result_ids[start : start + 500]))
         )
     }
     added: dict[int, list[_Failure]] = {}
@@ -329,10 +352,18 @@ def _record_occurrences(
     return added
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What one detection pass newly recorded of an issue."""
+
+    first_test_id: str
+    tools: set[str] = field(default_factory=set)
+
+
 def _update_seen_issues(
     connection: Connection,
     run: Any,
-    added: dict[int, list[_Failure]],
+    added: dict[int, _Seen],
     now: datetime,
     report: DetectionReport,
 ) -> None:
@@ -340,8 +371,8 @@ def _update_seen_issues(
         return
     rows = connection.execute(sa.select(issues).where(issues.c.id.in_(list(added)))).all()
     for issue in rows:
-        failures = added[issue.id]
-        tools = sorted(set(issue.affected_tools or []) | {f.result.tool_name for f in failures})
+        seen = added[issue.id]
+        tools = sorted(set(issue.affected_tools or []) | seen.tools)
         values: dict[str, Any] = {"affected_tools": tools, "updated_at": now}
         newer = issue.last_seen_at is None or issue.last_seen_at <= run.run_timestamp
         if newer:
@@ -366,7 +397,7 @@ def _update_seen_issues(
                 run_id=run.id,
                 status_from=IssueStatus.RESOLVED.value,
                 status_to=IssueStatus.OPEN.value,
-                note=f"seen again in {failures[0].result.test_id}{resolved_in}",
+                note=f"seen again in {seen.first_test_id}{resolved_in}",
                 at=now,
             )
             report.regressed.append(issue.issue_code)
@@ -394,19 +425,24 @@ def detect_run(
     if run is None:
         raise NotFound(f"no run with id {run_id}")
     report = DetectionReport(run_id)
-    failures = _failures(connection, run_id, rules)
-    report.fingerprinted = len(failures)
-    _mark_flaky(connection, run_id, run.suite, failures)
-    grouped: dict[int, list[_Failure]] = {}
-    for failure in failures:
-        issue_id = _issue_for(connection, failure, run, rules, config, now, report)
-        grouped.setdefault(issue_id, []).append(failure)
-    added = _record_occurrences(connection, run, grouped, now)
-    report.occurrences_added = sum(len(items) for items in added.values())
-    report.flaky_occurrences = sum(f.flaky for items in added.values() for f in items)
+    seen_issues: set[int] = set()
+    added: dict[int, _Seen] = {}
+    for failures in _failure_chunks(connection, run_id, rules):
+        report.fingerprinted += len(failures)
+        _mark_flaky(connection, run_id, run.suite, failures)
+        grouped: dict[int, list[_Failure]] = {}
+        for failure in failures:
+            issue_id = _issue_for(connection, failure, run, rules, config, now, report)
+            grouped.setdefault(issue_id, []).append(failure)
+        seen_issues.update(grouped)
+        for issue_id, new in _record_occurrences(connection, run, grouped, now).items():
+            report.occurrences_added += len(new)
+            report.flaky_occurrences += sum(f.flaky for f in new)
+            seen = added.setdefault(issue_id, _Seen(new[0].result.test_id))
+            seen.tools.update(f.result.tool_name for f in new)
     _update_seen_issues(connection, run, added, now, report)
     report.auto_resolved = auto_resolve(
-        connection, run, after_runs=config.auto_resolve_after, seen=set(grouped), at=now
+        connection, run, after_runs=config.auto_resolve_after, seen=seen_issues, at=now
     )
     connection.execute(sa.update(test_runs).where(test_runs.c.id == run_id).values(detected_at=now))
     return report

@@ -1,0 +1,429 @@
+"""The pytest plugin end to end: real pytest sessions in subprocesses (the plugin loaded through
+its entry point), every row checked in SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+pytest_plugins = ["pytester"]
+
+COMMON = ("-p", "no:cacheprovider", "-p", "no:randomly")
+
+
+def run_ledger(pytester: pytest.Pytester, db_url: str, *args: str) -> pytest.RunResult:
+    results = pytester.path / "results"
+    return pytester.runpytest_subprocess(
+        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}", *args
+    )
+
+
+def rows(db_url: str, sql: str) -> list[dict[str, Any]]:
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+def as_dict(value: Any) -> Any:
+    # JSON columns: dicts on PostgreSQL, JSON text on SQLite.
+    return json.loads(value) if isinstance(value, str) else value
+
+
+OUTCOMES = """
+import pytest
+
+@pytest.fixture
+def bad_setup():
+    raise ValueError("setup boom")
+
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown boom")
+
+def test_pass():
+    print("hello out")
+
+def test_fail():
+    assert 1 == 2
+
+def test_setup_error(bad_setup):
+    pass
+
+def test_teardown_error(bad_teardown):
+    pass
+
+@pytest.mark.skip(reason="not today")
+def test_skip():
+    pass
+
+@pytest.mark.xfail(reason="known bug")
+def test_xfail():
+    raise KeyError("k")
+
+@pytest.mark.xfail(reason="maybe")
+def test_xpass():
+    pass
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_xpass_strict():
+    pass
+
+class TestGroup:
+    @pytest.mark.parametrize("x, y", [(1, "a"), (2, "b-c")])
+    def test_param(self, x, y):
+        pass
+"""
+
+
+def test_outcomes(pytester: pytest.Pytester, db_url: str) -> None:
+    pytester.makepyfile(test_outcomes=OUTCOMES)
+    result = run_ledger(pytester, db_url)
+    result.assert_outcomes(passed=4, failed=2, errors=2, skipped=1, xfailed=1, xpassed=1)
+    result.stdout.fnmatch_lines(["testledger: recorded 10 results (run 1) into *"])
+    got = {
+        r["test_id"]: r
+        for r in rows(db_url, "SELECT * FROM test_results ORDER BY id")
+        if r.pop("id") and r.pop("created_at")
+    }
+    p = "test_outcomes.py::"
+    assert {k: (v["status"], v["attempt"]) for k, v in got.items()} == {
+        p + "test_pass": ("PASS", 1),
+        p + "test_fail": ("FAIL", 1),
+        p + "test_setup_error": ("ERROR", 1),
+        p + "test_teardown_error": ("ERROR", 1),
+        p + "test_skip": ("SKIP", 1),
+        p + "test_xfail": ("SKIP", 1),
+        p + "test_xpass": ("PASS", 1),
+        p + "test_xpass_strict": ("FAIL", 1),
+        p + "TestGroup::test_param[1-a]": ("PASS", 1),
+        p + "TestGroup::test_param[2-b-c]": ("PASS", 1),
+    }
+    param = got[p + "TestGroup::test_param[2-b-c]"]
+    assert (param["tool_name"], param["variation"]) == (
+        "test_outcomes.py::TestGroup",
+        "test_param[2-b-c]",
+    )
+    assert (got[p + "test_pass"]["tool_name"], got[p + "test_pass"]["variation"]) == (
+        "test_outcomes.py",
+        "test_pass",
+    )
+    assert "hello out" in got[p + "test_pass"]["output_excerpt"]
+    fail = got[p + "test_fail"]
+    assert (fail["error_type"], fail["error_message"]) == ("AssertionError", "assert 1 == 2")
+    assert "assert 1 == 2" in fail["traceback"]
+    setup = got[p + "test_setup_error"]
+    assert (setup["error_type"], setup["error_message"]) == ("ValueError", "setup boom")
+    assert as_dict(setup["details"]) == {"phase": "setup"}
+    teardown = got[p + "test_teardown_error"]
+    assert (teardown["error_type"], teardown["error_message"]) == ("RuntimeError", "teardown boom")
+    assert as_dict(teardown["details"]) == {"phase": "teardown"}
+    assert as_dict(got[p + "test_skip"]["details"]) == {"skip_reason": "not today"}
+    assert as_dict(got[p + "test_xfail"]["details"]) == {"xfail": "known bug"}
+    assert as_dict(got[p + "test_xpass"]["details"]) == {"xpass": True}
+    assert got[p + "test_xpass_strict"]["error_message"] == "[XPASS(strict)] must fail"
+    for row in got.values():
+        assert row["duration_secs"] is not None and row["duration_secs"] >= 0
+        assert row["memory_mb"] > 0 and row["cpu_percent"] is not None
+        assert row["started_at"] is not None
+        assert row["provider"] is None and row["model"] is None
+    (run,) = rows(db_url, "SELECT * FROM test_runs")
+    assert (run["status"], run["source"], run["total_tests"], run["tests_passed"]) == (
+        "finished",
+        "pytest",
+        10,
+        4,
+    )
+    assert (run["tests_failed"], run["tests_errored"], run["tests_skipped"]) == (4, 2, 2)
+    assert run["branch_name"] == "unknown" and run["commit_hash"] is None  # no git here
+    metadata = as_dict(run["run_metadata"])
+    assert metadata["environment"]["python"] and metadata["pytest"]["version"] == pytest.__version__
+
+
+def test_truncation_is_explicit(pytester: pytest.Pytester, db_url: str) -> None:
+    pytester.makepyfile(
+        test_big="""
+        def test_big():
+            print("x" * 20000)
+            raise ValueError("y" * 100000)
+        """
+    )
+    run_ledger(pytester, db_url).assert_outcomes(failed=1)
+    (row,) = rows(db_url, "SELECT traceback, output_excerpt, error_type FROM test_results")
+    assert row["error_type"] == "ValueError"
+    assert "[... truncated " in row["traceback"] and len(row["traceback"]) < 70 * 1024
+    assert "[... truncated " in row["output_excerpt"] and len(row["output_excerpt"]) < 9 * 1024
+
+
+def test_ledger_fixture_and_marker(pytester: pytest.Pytester, db_url: str) -> None:
+    pytester.makepyfile(
+        test_llm="""
+        import pytest
+        from testledger import WatcherObservation
+
+        pytestmark = pytest.mark.ledger(provider="module-level")
+
+        @pytest.mark.ledger(provider="glm", model="glm-4.5-air")
+        def test_marked(ledger):
+            ledger.set(tokens_total=1200, tokens_input=1000, tokens_output=200, cost_usd=0.0012,
+                       execution_status="success")
+            ledger.metric("latency_ms", 840)
+            ledger.watch(WatcherObservation(quality_score=8, strengths=["clear"],
+                                            confidence=0.9))
+
+        def test_fixture_only(ledger):
+            ledger.set(model="m2", tool_name="chat", variation="basic")
+            ledger.watch(quality_score=None, error="watcher timed out")
+            ledger.watch(quality_score=3, weaknesses=["vague"])
+
+        def test_bad_field(ledger):
+            with pytest.raises(TypeError, match="unknown field"):
+                ledger.set(modle="x")
+        """
+    )
+    run_ledger(pytester, db_url).assert_outcomes(passed=3)
+    got = {r["variation"]: r for r in rows(db_url, "SELECT * FROM test_results")}
+    marked = got["test_marked"]
+    assert (marked["provider"], marked["model"], marked["tokens_total"]) == (
+        "glm",
+        "glm-4.5-air",
+        1200,
+    )
+    assert (marked["tokens_input"], marked["tokens_output"]) == (1000, 200)
+    assert float(marked["cost_usd"]) == pytest.approx(0.0012)
+    assert marked["execution_status"] == "success"
+    assert as_dict(marked["metrics"]) == {"latency_ms": 840}
+    assert marked["watcher_quality"] == 8
+    plain = got["basic"]  # tool_name and variation set by the test; test_id stays the node id
+    assert plain["test_id"] == "test_llm.py::test_fixture_only"
+    assert (plain["tool_name"], plain["provider"], plain["model"]) == ("chat", "module-level", "m2")
+    assert plain["watcher_quality"] == 3
+    assert got["test_bad_field"]["provider"] == "module-level"
+    insights = rows(
+        db_url,
+        "SELECT r.variation, w.quality_score, w.confidence, w.watcher_error "
+        "FROM watcher_insights w JOIN test_results r ON r.id = w.test_result_id "
+        "ORDER BY w.id",
+    )
+    assert [(i["variation"], i["quality_score"], i["watcher_error"]) for i in insights] == [
+        ("test_marked", 8, None),
+        ("basic", None, "watcher timed out"),
+        ("basic", 3, None),
+    ]
+    assert float(insights[0]["confidence"]) == pytest.approx(0.9)
+    (run,) = rows(db_url, "SELECT avg_watcher_quality FROM test_runs")
+    assert float(run["avg_watcher_quality"]) == pytest.approx(5.5)
+
+
+FLAKY = """
+import pathlib
+
+def test_flaky():
+    counter = pathlib.Path(__file__).with_name("count.txt")
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    assert n >= 2, f"attempt {n + 1}"
+
+def test_steady():
+    pass
+"""
+
+
+def test_reruns_are_attempts(pytester: pytest.Pytester, db_url: str) -> None:
+    pytester.makepyfile(test_flaky=FLAKY)
+    result = run_ledger(pytester, db_url, "-p", "rerunfailures", "--reruns", "2")
+    assert result.parseoutcomes() == {"passed": 2, "rerun": 2}
+    got = rows(
+        db_url, "SELECT test_id, attempt, status, error_message FROM test_results ORDER BY id"
+    )
+    assert [(r["test_id"], r["attempt"], r["status"]) for r in got] == [
+        ("test_flaky.py::test_flaky", 1, "FAIL"),
+        ("test_flaky.py::test_flaky", 2, "FAIL"),
+        ("test_flaky.py::test_flaky", 3, "PASS"),
+        ("test_flaky.py::test_steady", 1, "PASS"),
+    ]
+    assert got[1]["error_message"].startswith("attempt 2")
+    (run,) = rows(db_url, "SELECT total_tests, tests_passed, tests_failed FROM test_runs")
+    assert (run["total_tests"], run["tests_passed"], run["tests_failed"]) == (2, 2, 0)
+
+
+def test_xdist_is_one_run(pytester: pytest.Pytester, db_url: str) -> None:
+    pytester.makepyfile(
+        test_many="""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(18))
+        def test_n(i, ledger):
+            ledger.set(provider=f"p{i}")
+            assert i != 5
+
+        @pytest.mark.ledger(model="marked")
+        def test_marked():
+            pass
+
+        def test_skip():
+            pytest.skip("because")
+        """
+    )
+    result = run_ledger(pytester, db_url, "-p", "xdist", "-n", "2")
+    result.assert_outcomes(passed=18, failed=1, skipped=1)
+    got = rows(db_url, "SELECT * FROM test_results")
+    assert len(got) == 20 and len({r["test_id"] for r in got}) == 20
+    assert {r["run_id"] for r in got} == {1}
+    assert len(rows(db_url, "SELECT id FROM test_runs")) == 1
+    by_id = {r["test_id"].split("::")[-1]: r for r in got}
+    assert by_id["test_n[7]"]["provider"] == "p7" and by_id["test_marked"]["model"] == "marked"
+    assert by_id["test_n[5]"]["status"] == "FAIL"
+    assert by_id["test_n[5]"]["error_type"] == "AssertionError"
+    assert all(r["memory_mb"] > 0 for r in got)
+
+
+def test_unreachable_database(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_x="""
+        def test_ok():
+            pass
+
+        def test_bad():
+            assert False
+        """
+    )
+    results = pytester.path / "results"
+    result = pytester.runpytest_subprocess(
+        *COMMON, "--ledger=postgresql://u:pw@127.0.0.1:9/x", f"--ledger-results-dir={results}"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str() + result.stderr.str()
+    assert "pw" not in output
+    lines = [line for line in output.splitlines() if "testledger:" in line]
+    assert len(lines) == 1, lines
+    assert "unreachable" in lines[0] and "postgresql://u:***@127.0.0.1:9/x" in lines[0]
+    assert "testledger sync" in lines[0] and "recorded 2 results" in lines[0]
+    (run_json,) = results.glob("runs/*/run.json")
+    assert str(run_json.parent) in lines[0]
+    run = json.loads(run_json.read_text())
+    assert run["database"]["state"] == "pending" and run["status"] == "finished"
+    assert run["stats"]["total_tests"] == 2
+    events = [json.loads(line) for line in (run_json.parent / "results.jsonl").open()]
+    assert [e["event"] for e in events] == ["columns", "result", "result"]
+
+
+def test_interrupted_session_is_aborted(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(
+        test_stop="""
+        import pytest
+
+        def test_first():
+            pass
+
+        def test_stop():
+            pytest.exit("enough")
+
+        def test_never():
+            pass
+        """
+    )
+    db = tmp_path / "abort.db"
+    result = run_ledger(pytester, f"sqlite:///{db}")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    (run,) = rows(f"sqlite:///{db}", "SELECT status, notes, total_tests FROM test_runs")
+    assert run["status"] == "aborted" and run["total_tests"] == 1
+    assert "enough" in run["notes"]
+
+
+def test_ini_options_turn_it_on(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    db = tmp_path / "ini.db"
+    pytester.makeini(f"[pytest]\nledger_url = sqlite:///{db}\n")
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest_subprocess(
+        *COMMON, "--ledger-suite=nightly", "--ledger-branch=feature/x", "--ledger-run-key=k-1"
+    )
+    result.assert_outcomes(passed=1)
+    (run,) = rows(f"sqlite:///{db}", "SELECT suite, branch_name, run_key FROM test_runs")
+    assert run == {"suite": "nightly", "branch_name": "feature/x", "run_key": "k-1"}
+
+
+def test_ledger_value_that_is_a_path_is_refused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_one="def test_one(): pass")
+    result = pytester.runpytest_subprocess(*COMMON, "--ledger", "test_one.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--ledger got 'test_one.py'*--ledger=URL*"])
+
+
+def test_off_writes_nothing_and_fixture_still_works(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_off="""
+        import pytest
+
+        @pytest.mark.ledger(provider="x")
+        def test_uses_ledger(ledger):
+            ledger.set(model="m")
+            ledger.metric("n", 1)
+            ledger.watch(quality_score=5)
+        """
+    )
+    result = pytester.runpytest_subprocess(*COMMON, "--strict-markers")
+    result.assert_outcomes(passed=1)
+    assert "testledger:" not in result.stdout.str()
+    written = [p for p in pytester.path.rglob("*") if p.suffix in (".db", ".json", ".jsonl")]
+    assert written == [] and not (pytester.path / ".testledger").exists()
+    assert not (pytester.path / "results").exists()
+
+
+def test_import_is_cheap() -> None:
+    """Loading the plugin (every pytest session does) must not import SQLAlchemy."""
+    code = textwrap.dedent(
+        """
+        import sys
+        import testledger.record.pytest_plugin
+        print(sorted(m for m in ("sqlalchemy", "testledger.record.runner",
+                                 "testledger.record.pytest_support") if m in sys.modules))
+        """
+    )
+    # The plugin module on its own, with the package's __init__ kept out of the way: this is
+    # what the plugin controls.
+    isolated = (
+        "import importlib.util, sys, types\n"
+        "spec = importlib.util.find_spec('testledger')\n"
+        "pkg = types.ModuleType('testledger')\n"
+        "pkg.__path__ = list(spec.submodule_search_locations)\n"
+        "sys.modules['testledger'] = pkg\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    alone = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", isolated + code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert alone.stdout.strip() == "[]", alone.stdout
+    assert "sqlalchemy" not in alone.stderr  # -X importtime lists every module imported
+    # Through the package, as the entry point loads it.
+    package = subprocess.run(
+        [sys.executable, "-c", "import sys, testledger; print('sqlalchemy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    if package.stdout.strip() == "True":
+        pytest.xfail("testledger/__init__.py imports the runner (and SQLAlchemy) eagerly")
+    full = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert full.stdout.strip() == "[]", full.stdout
