@@ -251,3 +251,19 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
     small = peak_rss_mb(100_000)
     large = peak_rss_mb(1_000_000)
     assert large < small + 25, (small, large)
+
+
+def test_files_in_folders_that_are_no_reports_are_skipped_not_errors(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "ci-output"
+    folder.mkdir()
+    (folder / "junit.xml").write_text(junit(CASES))
+    (folder / "settings.json").write_text('{"retries": 3}')
+    code, out, _ = cli(capsys, "--db", db_url, "import", str(folder), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["errors"] == []
+    assert [Path(p).name for p in data["skipped_not_reports"]] == ["settings.json"]
+    # Named on the command line, the same file is an error.
+    code, _, err = cli(capsys, "--db", db_url, "import", str(folder / "settings.json"))
+    assert code == 1 and "not a report format testledger knows" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,7 +14,7 @@ from testledger.cli.app import EXIT_ERROR, app, console, emit_json, state
 from testledger.errors import ConfigError
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.ingest.importer import ImportOptions, ImportOutcome, content_key, import_parsed
-from testledger.ingest.registry import FORMATS, expand_paths, parse_source
+from testledger.ingest.registry import FORMATS, expand_paths, is_report, parse_source
 from testledger.store.engine import mask_url
 from testledger.store.types import parse_utc
 
@@ -69,6 +70,7 @@ def import_command(
     engine = cli.engine()
     outcomes: list[ImportOutcome] = []
     errors: list[ImportFormatError] = []
+    skipped: list[Path] = []
     sources = list(expand_paths(paths))
     progress = Progress(
         TextColumn("{task.description}"),
@@ -83,12 +85,17 @@ def import_command(
     with progress:
         files_task = progress.add_task("importing", total=len(sources), results=0)
         count = 0
-        for source in sources:
-            if isinstance(source, ImportFormatError):
-                errors.append(source)
+        for found in sources:
+            if isinstance(found, ImportFormatError):
+                errors.append(found)
                 progress.advance(files_task)
                 continue
+            source = found.path
             progress.update(files_task, description=f"importing {source.name}")
+            if not found.explicit and format_name is None and not is_report(source):
+                skipped.append(source)
+                progress.advance(files_task)
+                continue
             try:
                 for parsed in parse_source(source, format_name):
                     key = content_key(source, parsed.format)
@@ -119,7 +126,7 @@ def import_command(
         ordered = runs_in_order(conn, {o.run_id for o in fresh if o.run_id is not None})
     for run_id in ordered:
         detect_after_recording(engine, cli.settings, run_id)
-    _report(outcomes, errors, as_json, mask_url(cli.settings.database_url))
+    _report(outcomes, errors, skipped, as_json, mask_url(cli.settings.database_url))
     if errors:
         raise typer.Exit(EXIT_ERROR)
 
@@ -130,13 +137,18 @@ def _reparser(parsed: ParsedFile, format_name: str | None) -> Callable[[], Parse
 
 
 def _report(
-    outcomes: list[ImportOutcome], errors: list[ImportFormatError], as_json: bool, target: str
+    outcomes: list[ImportOutcome],
+    errors: list[ImportFormatError],
+    skipped: list[Path],
+    as_json: bool,
+    target: str,
 ) -> None:
     if as_json:
         emit_json(
             {
                 "imported": [o for o in outcomes if not o.already_imported],
                 "already_imported": [o for o in outcomes if o.already_imported],
+                "skipped_not_reports": skipped,
                 "errors": [
                     {"path": str(e.path), "line": e.line, "reason": e.reason} for e in errors
                 ],
@@ -154,6 +166,8 @@ def _report(
         )
         for warning in outcome.warnings:
             console.print(f"  warning: {warning}")
+    if skipped:
+        console.print(f"skipped {len(skipped)} file(s) found in folders that are not test reports")
     for error in errors:
         typer.echo(f"error: {error}", err=True)
     if errors:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from types import ModuleType
 from testledger.ingest import allure, ctrf, exai, junit, pytest_json, reportlog
 from testledger.ingest.base import ImportFormatError, ParsedFile
 
-__all__ = ["FORMATS", "ImportSource", "detect_format", "expand_paths", "parse_source"]
+__all__ = ["FORMATS", "Found", "detect_format", "expand_paths", "is_report", "parse_source"]
 
 #: Importers in detection order. ``exai`` (the tool-validation suite's JSON) comes before the
 #: generic JSON formats because its shapes are the most specific.
@@ -67,18 +68,37 @@ def detect_format(path: Path) -> ModuleType:
 
 
 @dataclass(frozen=True, slots=True)
-class ImportSource:
-    """One thing to import: a file or a results folder, and its importer."""
+class Found:
+    """A path to import; ``explicit`` when named on the command line rather than found in a
+    folder (a file found in a folder that is no report is skipped, not an error)."""
 
     path: Path
-    module: ModuleType
-
-    @property
-    def format(self) -> str:
-        return str(self.module.FORMAT)
+    explicit: bool
 
 
-def expand_paths(arguments: list[str]) -> Iterator[Path | ImportFormatError]:
+def _is_results_folder(path: Path) -> bool:
+    return bool(allure.sniff(path, b"") or exai.sniff(path, b""))
+
+
+def _walk(folder: Path) -> Iterator[Found]:
+    """Report files under ``folder``; an Allure or tool-validation results folder met on the
+    way is one source (its side files are part of it, not reports of their own)."""
+    for current, subfolders, files in os.walk(folder):
+        here = Path(current)
+        keep = []
+        for name in sorted(subfolders):
+            child = here / name
+            if _is_results_folder(child):
+                yield Found(child, explicit=False)
+            else:
+                keep.append(name)
+        subfolders[:] = keep
+        for name in sorted(files):
+            if name.endswith(_SUFFIXES):
+                yield Found(here / name, explicit=False)
+
+
+def expand_paths(arguments: list[str]) -> Iterator[Found | ImportFormatError]:
     """Files, folders and globs, in a stable order. A folder that is itself an Allure or
     tool-validation results folder is one source; any other folder contributes the report files
     under it. A pattern matching nothing is reported, not ignored."""
@@ -94,17 +114,13 @@ def expand_paths(arguments: list[str]) -> Iterator[Path | ImportFormatError]:
         for path in candidates:
             if not path.exists():
                 yield ImportFormatError(path, "no such file or folder")
-            elif path.is_dir() and not (allure.sniff(path, b"") or exai.sniff(path, b"")):
-                found = sorted(
-                    child
-                    for child in path.rglob("*")
-                    if child.is_file() and child.name.endswith(_SUFFIXES)
-                )
+            elif path.is_dir() and not _is_results_folder(path):
+                found = list(_walk(path))
                 if not found:
                     yield ImportFormatError(path, "folder holds no report files")
                 yield from found
             else:
-                yield path
+                yield Found(path, explicit=True)
 
 
 def parse_source(path: Path, format_name: str | None = None) -> Iterator[ParsedFile]:
@@ -122,3 +138,13 @@ def parse_source(path: Path, format_name: str | None = None) -> Iterator[ParsedF
         yield from exai.parse_folder(path)
         return
     yield module.parse(path)
+
+
+def is_report(path: Path) -> bool:
+    """Whether some importer recognises the file (for files met while walking a folder)."""
+    try:
+        detect_format(path)
+    except ImportFormatError as exc:
+        # Recognised as XML but broken (truncated, DTD...) is still a report to complain about.
+        return "not a report format" not in exc.reason
+    return True
