@@ -13,7 +13,13 @@ from alembic.runtime.migration import MigrationContext
 
 from testledger.store.database import connect_engine
 from testledger.store.engine import create_ledger_engine
-from testledger.store.migrate import PROPOSAL_COLUMNS, head_revision, render_sql, upgrade
+from testledger.store.migrate import (
+    HEAD_REVISION,
+    PROPOSAL_COLUMNS,
+    head_revision,
+    render_sql,
+    upgrade,
+)
 from testledger.store.tables import metadata
 
 # The only NOT NULLs testledger relaxes (see store/tables.py for why).
@@ -202,3 +208,7 @@ _PROPOSAL_INDEXES = {
     "idx_watcher_insights_test_result",
     "idx_watcher_insights_quality",
 }
+
+
+def test_the_head_revision_constant_is_the_migration_scripts_head() -> None:
+    assert head_revision() == HEAD_REVISION

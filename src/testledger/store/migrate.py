@@ -11,20 +11,23 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from testledger.errors import SchemaError
+
+if TYPE_CHECKING:  # Alembic is imported only when a migration has to run (it is slow to load).
+    from alembic.config import Config
 
 __all__ = ["SchemaState", "ensure_schema", "head_revision", "render_sql", "schema_state", "upgrade"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 PROPOSAL_REVISION = "0001"
+#: The newest migration's revision; ``tests/store`` checks it against the migration scripts.
+#: Every session of a recorder checks it, so it is known without loading Alembic's scripts.
+HEAD_REVISION = "0003"
 
 #: The proposal's tables and the columns each must have for an adoption to be safe.
 PROPOSAL_COLUMNS: dict[str, frozenset[str]] = {
@@ -108,6 +111,8 @@ PROPOSAL_COLUMNS: dict[str, frozenset[str]] = {
 
 
 def _config(connection: Connection | None = None, dialect_name: str | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config(stdout=io.StringIO())
     config.set_main_option("script_location", str(_MIGRATIONS))
     if connection is not None:
@@ -118,6 +123,9 @@ def _config(connection: Connection | None = None, dialect_name: str | None = Non
 
 
 def head_revision() -> str:
+    """The head revision according to the migration scripts themselves."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
@@ -144,10 +152,16 @@ class SchemaState:
         return self.revision is None and bool(self.proposal_tables)
 
 
+def _stored_revision(connection: Connection) -> str | None:
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return None
+    return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
 def schema_state(connection: Connection) -> SchemaState:
-    revision = MigrationContext.configure(connection).get_current_revision()
+    revision = _stored_revision(connection)
     present = frozenset(sa.inspect(connection).get_table_names()) & PROPOSAL_COLUMNS.keys()
-    return SchemaState(revision=revision, head=head_revision(), proposal_tables=present)
+    return SchemaState(revision=revision, head=HEAD_REVISION, proposal_tables=present)
 
 
 def _check_adoptable(connection: Connection, state: SchemaState) -> None:
@@ -174,6 +188,8 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     A database created from the proposal's ``schema.sql`` is stamped at ``0001`` first.
     All of it happens in one transaction (PostgreSQL and SQLite both have transactional DDL).
     """
+    from alembic import command
+
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
         if sqlite:
@@ -196,7 +212,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
                     problems = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                     if problems:
                         raise SchemaError(f"migration broke foreign keys: {problems[:5]}")
-                after = MigrationContext.configure(connection).get_current_revision()
+                after = _stored_revision(connection)
         finally:
             if sqlite:
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
@@ -233,6 +249,8 @@ def render_sql(dialect_name: str = "postgresql") -> str:
     """The full DDL from an empty database to head, for pasting into e.g. Supabase's SQL editor."""
     if dialect_name not in ("postgresql", "sqlite"):
         raise SchemaError(f"unknown dialect {dialect_name!r}: use postgresql or sqlite")
+    from alembic import command
+
     config = _config(dialect_name=dialect_name)
     buffer = io.StringIO()
     config.output_buffer = buffer
