@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -201,7 +202,7 @@ class Run:
         self._preexisting: set[tuple[str, int]] = set()
         self._attempts: dict[str, int] = {}
         self._clock = self._last_flush = time.monotonic()
-        self._writer: BackgroundWriter[_Batch] | None = None
+        self._writer: BackgroundWriter[_Batch] | _InlineWriter | None = None
         self.archive = RunArchive(ledger.results_dir, self.run_key)
         self.archive.write_run(info, status=RunStatus.RUNNING.value)
         try:
@@ -210,7 +211,7 @@ class Run:
         except DATABASE_ERRORS as exc:
             self._go_to_spool(exc)
         else:
-            self._writer = BackgroundWriter(self._write_batch, self._go_to_spool)
+            self._writer = _make_writer(ledger.engine(), self._write_batch, self._go_to_spool)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -410,6 +411,40 @@ class Run:
             self.finish()
         else:
             self.abort(f"aborted: {exc_type.__name__}: {exc}")
+
+
+class _InlineWriter:
+    """Writes each batch at once, on the recording thread (see _make_writer)."""
+
+    def __init__(
+        self, write: Callable[[_Batch], None], on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._write = write
+        self._on_error = on_error
+
+    def submit(self, batch: _Batch) -> None:
+        try:
+            self._write(batch)
+        except Exception as exc:
+            self._on_error(exc)
+
+    def drain(self) -> None:
+        """Nothing waits: every batch was written when submitted."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+def _make_writer(
+    engine: Engine, write: Callable[[_Batch], None], on_error: Callable[[BaseException], None]
+) -> BackgroundWriter[_Batch] | _InlineWriter:
+    """A background thread for a database across a network, whose round trips it hides from
+    the runner; inline for SQLite, a local file written in a few milliseconds a batch, where a
+    second thread only makes the two compete for the GIL (measured: +0.5 s over 5,000 pytest
+    tests in bench/pytest_overhead.py)."""
+    if engine.dialect.name == "sqlite":
+        return _InlineWriter(write, on_error)
+    return BackgroundWriter(write, on_error)
 
 
 def _new_run_key(started: datetime) -> str:
