@@ -7,13 +7,11 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from testledger.cli import main
-from testledger.store.database import connect_engine
+from tests.helpers import query
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -44,15 +42,6 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
-
-
-def query(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = connect_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 CASES = [

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from testledger import Ledger, WatcherObservation, sync_runs
 from testledger.cli import main
 from testledger.store.database import connect_engine
+from tests.helpers import query
 
 
 @contextmanager
@@ -67,15 +68,6 @@ def short_timeout(db_url: str) -> str:
     return db_url + "?timeout=0.2" if db_url.startswith("sqlite") else db_url
 
 
-def table(url: str, sql: str) -> list[tuple[Any, ...]]:
-    engine = connect_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
-
-
 RESULTS_SQL = (
     "SELECT r.run_key, t.test_id, t.attempt, t.status, t.watcher_quality "
     "FROM test_results t JOIN test_runs r ON r.id = t.run_id ORDER BY t.test_id, t.attempt"
@@ -113,7 +105,7 @@ def test_outage_mid_run_spools_and_sync_loads_exact_rows(
     assert archived["database"]["state"] == "pending"
     assert archived["stats"]["total_tests"] == 10
 
-    before = table(db_url, RESULTS_SQL)
+    before = query(db_url, RESULTS_SQL)
     assert [row[1] for row in before] == ["tool/v0", "tool/v1", "tool/v2", "tool/v3"]
 
     engine = connect_engine(db_url)
@@ -138,9 +130,9 @@ def test_outage_mid_run_spools_and_sync_loads_exact_rows(
         ("outage-run", "tool/v8", 1, "FAIL", None),
         ("outage-run", "tool/v9", 1, "SKIP", None),
     ]
-    assert table(db_url, RESULTS_SQL) == expected
-    assert table(db_url, "SELECT COUNT(*) FROM watcher_insights") == [(2,)]
-    assert table(
+    assert query(db_url, RESULTS_SQL) == expected
+    assert query(db_url, "SELECT COUNT(*) FROM watcher_insights") == [(2,)]
+    assert query(
         db_url,
         "SELECT status, total_tests, tests_passed, tests_failed, tests_skipped FROM test_runs",
     ) == [("finished", 10, 5, 4, 1)]
@@ -165,18 +157,18 @@ def test_database_unreachable_at_start_records_into_the_spool_then_syncs(
     code = main(["--db", db_url, "--results-dir", str(results_dir), "sync"])
     assert code == 0
     assert "synced offline" in capsys.readouterr().out
-    assert table(db_url, RESULTS_SQL) == [
+    assert query(db_url, RESULTS_SQL) == [
         ("offline", "chat/basic", 1, "PASS", 9),
         ("offline", "chat/other", 1, "FAIL", None),
     ]
-    [(branch, commit, cost)] = table(
+    [(branch, commit, cost)] = query(
         db_url, "SELECT branch_name, commit_hash, total_cost_usd FROM test_runs"
     )
     assert (branch, commit, float(cost)) == ("dev", "abc", 0.25)
     # A second sync finds nothing left to do, and the CLI says so.
     assert main(["--db", db_url, "--results-dir", str(results_dir), "sync"]) == 0
     assert "Nothing to sync" in capsys.readouterr().out
-    assert table(db_url, "SELECT COUNT(*) FROM test_results") == [(2,)]
+    assert query(db_url, "SELECT COUNT(*) FROM test_results") == [(2,)]
 
 
 def test_sync_leaves_runs_still_marked_running_unless_asked(db_url: str, tmp_path: Path) -> None:
@@ -193,7 +185,7 @@ def test_sync_leaves_runs_still_marked_running_unless_asked(db_url: str, tmp_pat
         assert [o.status for o in report.synced] == ["aborted"]
     finally:
         engine.dispose()
-    assert table(db_url, "SELECT status, total_tests FROM test_runs") == [("aborted", 1)]
+    assert query(db_url, "SELECT status, total_tests FROM test_runs") == [("aborted", 1)]
 
 
 def test_sync_without_a_database_keeps_the_spool(tmp_path: Path, capsys: Any) -> None:
