@@ -305,3 +305,48 @@ def test_issues_and_flaky_tests_of_the_shared_samples(
         "failed then passed on retry"
     )
     assert flaky["flaky test"]["last_failure_issue"] is not None
+
+
+def test_a_backfilled_issue_linked_to_a_fingerprint_collects_later_failures(
+    ledger: Ledger, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    checklist = tmp_path / "ISSUES_CHECKLIST.md"
+    checklist.write_text(
+        "# Production System Issues\n\n### [HIGH] Kimi consensus times out\n\n"
+        "**Problem:** Consensus calls to Kimi time out.\n\n- **Status:** Open\n"
+    )
+    assert main(["--db", db_url, "backfill", str(checklist), "--json"]) == 0
+    [code] = json.loads(capsys.readouterr().out)["created"]
+    history = History(ledger)
+    history.run({"consensus/basic_kimi": "FAIL"})  # detected on its own first
+    with ledger.engine().connect() as conn:
+        result_id = conn.execute(sa.text("SELECT id FROM test_results")).scalar_one()
+    assert main(["--db", db_url, "explain", str(result_id), "--json"]) == 0
+    print_ = json.loads(capsys.readouterr().out)
+    link = f"{print_['fingerprint']}:{print_['version']}"
+    assert main(["--db", db_url, "issue", code, "--link-fingerprint", link]) == 0
+    out = capsys.readouterr().out
+    assert f"fingerprint: {print_['fingerprint']} (v1)" in out
+    history.run({"consensus/basic_kimi": "FAIL"})
+    with ledger.engine().connect() as conn:
+        counts = {i.code: i.occurrences for i in list_issues(conn)}
+    assert counts[code] == 1  # the later failure attached to the backfilled issue
+    assert counts["UNCA-MEDIUM-001"] == 1  # the first one stays where it was detected
+
+    # Linking a rule works the same way for failures a rule matches.
+    rules_file = tmp_path / "rules.toml"
+    rules_file.write_text(
+        '[[rule]]\nname = "kimi-timeout"\npriority = "HIGH"\ncategory = "production"\n'
+        '[rule.match]\nmessage = "timed out"\n'
+    )
+    assert main(["--db", db_url, "issue", code, "--link-rule", "kimi-timeout"]) == 0
+    capsys.readouterr()
+    with ledger.start_run(branch="main", detect_environment=False, detect_issues=False) as run:
+        run.record(tool_name="chat", variation="basic", status="FAIL", error_message="timed out")
+    assert main(["--db", db_url, "detect", str(run.run_id), "--rules", str(rules_file)]) == 0
+    with ledger.engine().connect() as conn:
+        counts = {i.code: i.occurrences for i in list_issues(conn)}
+    assert counts[code] == 2  # another failure, matched by the rule now linked to the issue
+    assert len(counts) == 2
