@@ -1,0 +1,145 @@
+"""SQL views, so that a Supabase dashboard or any SQL tool reads the same numbers.
+
+* ``v_latest_run_summary``, ``v_latest_failing_tests``, ``v_issue_resolution``,
+  ``v_run_over_run``: the proposal's four example queries, verbatim;
+* ``v_run_trend``: every run with its pass rate, watcher quality, cost, duration and tokens
+  and each one's change from the previous run of the same suite and branch;
+* ``v_cost_by_model``: cost, tokens and results per run, provider and model (every attempt
+  counts: retries are paid for), with cost per passing test;
+* ``v_latest_comparison``: for each suite and branch, every test of the latest run against the
+  previous run (final attempts): new failure, fixed, still failing, added, removed, unchanged.
+
+Plain SQL that both PostgreSQL and SQLite (3.25+, window functions) run unchanged.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-28
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from testledger.report.proposal import PROPOSAL_QUERIES
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+_PROPOSAL_VIEWS = {
+    "v_latest_run_summary": "latest-run",
+    "v_latest_failing_tests": "failing-tests",
+    "v_issue_resolution": "issue-resolution",
+    "v_run_over_run": "run-over-run",
+}
+
+_RUN_TREND = """
+SELECT
+  id AS run_id,
+  suite,
+  branch_name,
+  commit_hash,
+  run_timestamp,
+  status,
+  total_tests,
+  pass_rate,
+  avg_watcher_quality,
+  total_cost_usd,
+  total_duration_secs,
+  total_tokens,
+  pass_rate - LAG(pass_rate) OVER w AS pass_rate_change,
+  avg_watcher_quality - LAG(avg_watcher_quality) OVER w AS quality_change,
+  total_cost_usd - LAG(total_cost_usd) OVER w AS cost_change,
+  total_duration_secs - LAG(total_duration_secs) OVER w AS duration_change,
+  total_tokens - LAG(total_tokens) OVER w AS tokens_change
+FROM test_runs
+WINDOW w AS (PARTITION BY suite, branch_name ORDER BY run_timestamp, id)
+"""
+
+_COST_BY_MODEL = """
+SELECT
+  r.id AS run_id,
+  r.suite,
+  r.branch_name,
+  r.run_timestamp,
+  t.provider,
+  t.model,
+  COUNT(*) AS results,
+  SUM(CASE WHEN t.status = 'PASS' THEN 1 ELSE 0 END) AS passed,
+  SUM(t.cost_usd) AS cost_usd,
+  SUM(t.tokens_total) AS tokens_total,
+  SUM(t.cost_usd) / NULLIF(SUM(CASE WHEN t.status = 'PASS' THEN 1 ELSE 0 END), 0)
+    AS cost_per_passing_result
+FROM test_results t
+JOIN test_runs r ON r.id = t.run_id
+GROUP BY r.id, r.suite, r.branch_name, r.run_timestamp, t.provider, t.model
+"""
+
+_LATEST_COMPARISON = """
+WITH ranked AS (
+  SELECT id, suite, branch_name,
+         ROW_NUMBER() OVER (PARTITION BY suite, branch_name
+                            ORDER BY run_timestamp DESC, id DESC) AS rn
+  FROM test_runs
+  WHERE status <> 'running'
+),
+pairs AS (
+  SELECT b.suite, b.branch_name, b.id AS run_id, a.id AS previous_run_id
+  FROM ranked b JOIN ranked a
+    ON a.suite = b.suite AND a.branch_name = b.branch_name AND a.rn = 2
+  WHERE b.rn = 1
+),
+final AS (
+  SELECT t.run_id, t.test_id, t.status
+  FROM test_results t
+  WHERE t.run_id IN (SELECT run_id FROM pairs UNION SELECT previous_run_id FROM pairs)
+    AND t.attempt = (SELECT MAX(x.attempt) FROM test_results x
+                     WHERE x.run_id = t.run_id AND x.test_id = t.test_id)
+),
+tests AS (
+  SELECT p.suite, p.branch_name, p.run_id, p.previous_run_id, f.test_id
+  FROM pairs p JOIN final f ON f.run_id IN (p.run_id, p.previous_run_id)
+  GROUP BY p.suite, p.branch_name, p.run_id, p.previous_run_id, f.test_id
+)
+SELECT
+  s.suite,
+  s.branch_name,
+  s.run_id,
+  s.previous_run_id,
+  s.test_id,
+  prev.status AS previous_status,
+  cur.status AS status,
+  CASE
+    WHEN prev.status IS NULL THEN 'added'
+    WHEN cur.status IS NULL THEN 'removed'
+    WHEN cur.status IN ('FAIL', 'ERROR') AND prev.status IN ('FAIL', 'ERROR')
+      THEN 'still_failing'
+    WHEN cur.status IN ('FAIL', 'ERROR') THEN 'new_failure'
+    WHEN prev.status IN ('FAIL', 'ERROR') AND cur.status = 'PASS' THEN 'fixed'
+    ELSE 'unchanged'
+  END AS change
+FROM tests s
+LEFT JOIN final cur ON cur.run_id = s.run_id AND cur.test_id = s.test_id
+LEFT JOIN final prev ON prev.run_id = s.previous_run_id AND prev.test_id = s.test_id
+"""
+
+_VIEWS = {
+    **{
+        name: PROPOSAL_QUERIES[key].sql.rstrip().rstrip(";")
+        for name, key in _PROPOSAL_VIEWS.items()
+    },
+    "v_run_trend": _RUN_TREND,
+    "v_cost_by_model": _COST_BY_MODEL,
+    "v_latest_comparison": _LATEST_COMPARISON,
+}
+
+
+def upgrade() -> None:
+    for name, sql in _VIEWS.items():
+        op.execute(f"CREATE VIEW {name} AS {sql.strip()}")
+
+
+def downgrade() -> None:
+    for name in reversed(list(_VIEWS)):
+        op.execute(f"DROP VIEW IF EXISTS {name}")
