@@ -87,3 +87,23 @@ def pytest_approx(value: float) -> Any:
     import pytest
 
     return pytest.approx(value, abs=0.01)
+
+
+def test_flaky_evidence_view(ledger: Ledger) -> None:
+    record(ledger, 0, {"chat/a": ("PASS", 0.1), "chat/b": ("FAIL", 0.1)})
+    with ledger.start_run(
+        branch="main",
+        commit="c0",
+        suite="validation",
+        started_at=START + timedelta(hours=1),
+        detect_environment=False,
+    ) as run:
+        run.record(tool_name="chat", variation="a", status="FAIL")  # same commit, failing
+        run.record(tool_name="chat", variation="b", status="FAIL")
+        run.record(tool_name="chat", variation="c", status="FAIL")
+        run.record(tool_name="chat", variation="c", status="PASS")  # passed on retry
+    found = sorted(
+        (r["test_id"], r["evidence"])
+        for r in rows(ledger, "SELECT test_id, evidence FROM v_flaky_evidence")
+    )
+    assert found == [("chat/a", "same_commit"), ("chat/c", "retry")]

@@ -7,7 +7,10 @@
 * ``v_cost_by_model``: cost, tokens and results per run, provider and model (every attempt
   counts: retries are paid for), with cost per passing test;
 * ``v_latest_comparison``: for each suite and branch, every test of the latest run against the
-  previous run (final attempts): new failure, fixed, still failing, added, removed, unchanged.
+  previous run (final attempts): new failure, fixed, still failing, added, removed, unchanged;
+* ``v_flaky_evidence``: the plain evidence behind ``testledger flaky``: tests that passed and
+  failed on the same commit, and tests that passed on a retry (the command adds the flip rule,
+  outage exclusion, expiry and a score).
 
 Plain SQL that both PostgreSQL and SQLite (3.25+, window functions) run unchanged.
 
@@ -124,6 +127,32 @@ LEFT JOIN final cur ON cur.run_id = s.run_id AND cur.test_id = s.test_id
 LEFT JOIN final prev ON prev.run_id = s.previous_run_id AND prev.test_id = s.test_id
 """
 
+_FLAKY_EVIDENCE = """
+WITH final AS (
+  SELECT t.run_id, t.test_id, t.status
+  FROM test_results t
+  WHERE t.attempt = (SELECT MAX(x.attempt) FROM test_results x
+                     WHERE x.run_id = t.run_id AND x.test_id = t.test_id)
+)
+SELECT r.suite, f.test_id, r.commit_hash, 'same_commit' AS evidence,
+       COUNT(*) AS runs,
+       SUM(CASE WHEN f.status IN ('FAIL', 'ERROR') THEN 1 ELSE 0 END) AS failed_runs,
+       MAX(r.id) AS last_run_id
+FROM final f JOIN test_runs r ON r.id = f.run_id
+WHERE r.commit_hash IS NOT NULL AND r.status <> 'running' AND f.status <> 'SKIP'
+GROUP BY r.suite, f.test_id, r.commit_hash
+HAVING SUM(CASE WHEN f.status = 'PASS' THEN 1 ELSE 0 END) > 0
+   AND SUM(CASE WHEN f.status IN ('FAIL', 'ERROR') THEN 1 ELSE 0 END) > 0
+UNION ALL
+SELECT r.suite, t.test_id, r.commit_hash, 'retry' AS evidence,
+       1 AS runs, 1 AS failed_runs, r.id AS last_run_id
+FROM test_results t JOIN test_runs r ON r.id = t.run_id
+WHERE t.status = 'PASS' AND r.status <> 'running'
+  AND EXISTS (SELECT 1 FROM test_results e
+              WHERE e.run_id = t.run_id AND e.test_id = t.test_id
+                AND e.attempt < t.attempt AND e.status IN ('FAIL', 'ERROR'))
+"""
+
 _VIEWS = {
     **{
         name: PROPOSAL_QUERIES[key].sql.rstrip().rstrip(";")
@@ -132,6 +161,7 @@ _VIEWS = {
     "v_run_trend": _RUN_TREND,
     "v_cost_by_model": _COST_BY_MODEL,
     "v_latest_comparison": _LATEST_COMPARISON,
+    "v_flaky_evidence": _FLAKY_EVIDENCE,
 }
 
 
