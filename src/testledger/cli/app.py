@@ -104,6 +104,7 @@ def _root(
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
     from testledger.cli import db as _db  # noqa: F401
+    from testledger.cli import export as _export  # noqa: F401
     from testledger.cli import imports as _imports  # noqa: F401
     from testledger.cli import issues as _issues  # noqa: F401
     from testledger.cli import runs as _runs  # noqa: F401

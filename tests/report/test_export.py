@@ -1,0 +1,110 @@
+"""``testledger export``: every table and format round-trips, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from testledger import Ledger, WatcherObservation
+from testledger.cli import main
+from testledger.report.export import iter_rows
+
+START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def history(ledger: Ledger) -> Ledger:
+    for index in range(3):
+        with ledger.start_run(
+            branch="main",
+            commit=f"c{index}",
+            started_at=START + timedelta(hours=index),
+            detect_environment=False,
+        ) as run:
+            ref = run.record(
+                tool_name="chat", variation="a", status="PASS", cost_usd=0.25, metrics={"x": 1.5}
+            )
+            run.attach_watcher(ref, WatcherObservation(quality_score=7, strengths=["ok"]))
+            run.record(tool_name="chat", variation="b", status="FAIL", error_message="boom")
+    return ledger
+
+
+def database_rows(ledger: Ledger, table: str, **run_range: int) -> list[dict[str, Any]]:
+    with ledger.engine().connect() as conn:
+        return list(iter_rows(conn, table, **run_range))
+
+
+@pytest.mark.parametrize("table", ["runs", "results", "issues", "occurrences", "insights"])
+def test_jsonl_and_json_round_trip(
+    history: Ledger, db_url: str, tmp_path: Path, table: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = json.loads(json.dumps(database_rows(history, table), default=str))
+    assert expected, table
+    out = tmp_path / f"{table}.jsonl"
+    assert main(["--db", db_url, "export", table, "--format", "jsonl", "-o", str(out)]) == 0
+    assert [json.loads(line) for line in out.read_text().splitlines()] == expected
+    assert main(["--db", db_url, "export", table, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+
+
+def test_csv_round_trip_and_run_range(history: Ledger, db_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "results.csv"
+    assert (
+        main(
+            [
+                "--db",
+                db_url,
+                "export",
+                "results",
+                "-f",
+                "csv",
+                "-o",
+                str(out),
+                "--from",
+                "2",
+                "--to",
+                "3",
+            ]
+        )
+        == 0
+    )
+    with out.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["run_id"], r["test_id"], r["status"]) for r in rows] == [
+        ("2", "chat/a", "PASS"),
+        ("2", "chat/b", "FAIL"),
+        ("3", "chat/a", "PASS"),
+        ("3", "chat/b", "FAIL"),
+    ]
+    assert json.loads(rows[0]["metrics"]) == {"x": 1.5}
+    assert rows[0]["created_at"].endswith("Z")
+
+
+def test_parquet_round_trip(history: Ledger, db_url: str, tmp_path: Path) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    out = tmp_path / "results.parquet"
+    assert main(["--db", db_url, "export", "results", "-f", "parquet", "-o", str(out)]) == 0
+    table = pq.read_table(out).to_pylist()
+    expected = database_rows(history, "results")
+    assert [(r["id"], r["test_id"], r["cost_usd"], r["watcher_quality"]) for r in table] == [
+        (r["id"], r["test_id"], r["cost_usd"], r["watcher_quality"]) for r in expected
+    ]
+    assert json.loads(table[0]["metrics"]) == {"x": 1.5}
+
+
+def test_bad_requests_are_one_line_and_leave_no_file(
+    history: Ledger, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.csv"
+    assert main(["--db", db_url, "export", "widgets", "-o", str(out)]) == 1
+    assert "unknown table 'widgets'" in capsys.readouterr().err
+    assert main(["--db", db_url, "export", "runs", "-f", "xml", "-o", str(out)]) == 1
+    assert "unknown format 'xml'" in capsys.readouterr().err
+    assert main(["--db", db_url, "export", "runs", "-f", "parquet"]) == 1
+    assert "give --output FILE" in capsys.readouterr().err
+    assert not out.exists() and not list(tmp_path.glob("*.partial"))
