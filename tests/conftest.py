@@ -28,43 +28,55 @@ _counter = itertools.count()
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
+    config.addinivalue_line("markers", "browser: opens pages in a real headless chromium")
 
 
-# What happened to the PostgreSQL variants, so that CI can insist they really ran. Under
-# pytest-xdist the controller receives every worker's reports through this same hook.
-_PG_OUTCOMES: dict[str, Any] = {"passed": 0, "failed": 0, "skipped": []}
+# What happened to the tests that need a service (a PostgreSQL server, a browser), so that CI
+# can insist they really ran. Under pytest-xdist the controller receives every worker's reports
+# through this same hook. marker -> (environment switch, what to call it)
+_REQUIRED_SERVICES = {
+    "postgres": ("TESTLEDGER_REQUIRE_PG", "PostgreSQL"),
+    "browser": ("TESTLEDGER_REQUIRE_BROWSER", "browser"),
+}
+_OUTCOMES: dict[str, dict[str, Any]] = {
+    marker: {"passed": 0, "failed": 0, "skipped": []} for marker in _REQUIRED_SERVICES
+}
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if "postgres" not in report.keywords:
-        return
-    if report.skipped:
-        _PG_OUTCOMES["skipped"].append(report.nodeid)
-    elif report.when == "call":
-        _PG_OUTCOMES["passed" if report.passed else "failed"] += 1
+    for marker, outcomes in _OUTCOMES.items():
+        if marker not in report.keywords:
+            continue
+        if report.skipped:
+            outcomes["skipped"].append(report.nodeid)
+        elif report.when == "call":
+            outcomes["passed" if report.passed else "failed"] += 1
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With TESTLEDGER_REQUIRE_PG=1 (set by .ci/run), a skipped or absent PostgreSQL test
-    fails the session."""
-    if os.environ.get("TESTLEDGER_REQUIRE_PG") != "1" or hasattr(session.config, "workerinput"):
+    """With TESTLEDGER_REQUIRE_PG=1 / TESTLEDGER_REQUIRE_BROWSER=1 (set by .ci/run), a skipped
+    or absent PostgreSQL / browser test fails the session."""
+    if hasattr(session.config, "workerinput"):
         return
-    outcomes = _PG_OUTCOMES
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    ran = outcomes["passed"] + outcomes["failed"]
-    problems = []
-    if outcomes["skipped"]:
-        problems.append(f"{len(outcomes['skipped'])} PostgreSQL test(s) were skipped")
-    if ran == 0:
-        problems.append("no PostgreSQL test ran")
-    if problems:
-        if reporter is not None:
-            reporter.write_line("TESTLEDGER_REQUIRE_PG: " + "; ".join(problems), red=True)
-            for nodeid in outcomes["skipped"][:20]:
-                reporter.write_line(f"  skipped: {nodeid}", red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif reporter is not None:
-        reporter.write_line(f"TESTLEDGER_REQUIRE_PG: {ran} PostgreSQL test(s) ran, none skipped")
+    for marker, (switch, name) in _REQUIRED_SERVICES.items():
+        if os.environ.get(switch) != "1":
+            continue
+        outcomes = _OUTCOMES[marker]
+        ran = outcomes["passed"] + outcomes["failed"]
+        problems = []
+        if outcomes["skipped"]:
+            problems.append(f"{len(outcomes['skipped'])} {name} test(s) were skipped")
+        if ran == 0:
+            problems.append(f"no {name} test ran")
+        if problems:
+            if reporter is not None:
+                reporter.write_line(f"{switch}: " + "; ".join(problems), red=True)
+                for nodeid in outcomes["skipped"][:20]:
+                    reporter.write_line(f"  skipped: {nodeid}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        elif reporter is not None:
+            reporter.write_line(f"{switch}: {ran} {name} test(s) ran, none skipped")
 
 
 @pytest.fixture(scope="session")
