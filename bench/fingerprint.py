@@ -113,6 +113,16 @@ def main() -> int:
     print(
         f"failures: {len(results):,} (message ~{avg_msg:.0f} chars, traceback ~{avg_tb:.0f} chars)"
     )
+    # Said out loud because caching by message would be an easy win on repeated messages:
+    # nearly every message here is distinct (volatile values), so nothing is cached by message.
+    distinct_messages = len({r.error_message for r in results})
+    distinct_tracebacks = len({r.traceback for r in results})
+    # The frames of a traceback (all but its last line, the exception) repeat: bugs recur.
+    distinct_stacks = len({(r.traceback or "").rsplit("\n", 2)[0] for r in results})
+    print(
+        f"distinct: {distinct_messages:,} messages, {distinct_tracebacks:,} tracebacks,"
+        f" {distinct_stacks:,} frame stacks"
+    )
 
     start = time.perf_counter()
     peer = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -60,6 +61,20 @@ NORMALIZER_CASES = [
     ("duration_words", "waited 3 minutes", "waited <duration>"),
     ("size_mb", "used 12.5 MB of memory", "used <size> of memory"),
     ("size_kib", "buffer 1024KiB", "buffer <size>"),
+    # Digit-led constructs are dispatched on what follows the leading digits ('.', a letter,
+    # ':', ' ', '-', '/'): one row per shape that only one dispatch path reaches.
+    ("email_digit_dash", "x 12-ab@example.com", "x <email>"),
+    ("host_port_digit_dash", "7-eleven.example.com:443 down", "<host:port> down"),
+    ("uuid_all_digits_first", "id 12345678-1234-1234-1234-123456789abc", "id <uuid>"),
+    ("ip_v6_digit_colon", "from 2001:db8::1 denied", "from <ip> denied"),
+    ("duration_exponent", "took 1e-05s", "took <duration>"),
+    ("size_digit_space", "1 bytes left", "<size> left"),
+    ("duration_micro", "took 2 µs", "took <duration>"),
+    (
+        "num_then_colon_word",
+        "No such file or directory: x 42",
+        "No such file or directory: x <num>",
+    ),
     (
         "tmp_path_pytest",
         "no /tmp/pytest-of-ci/pytest-12/test_foo0/a.json here",
@@ -403,3 +418,30 @@ def test_first_lines_shortcut_matches_full_normalisation(lines: list[str]) -> No
     text = "\n".join(lines)
     full = [line.strip() for line in normalize_message(text).split("\n") if line.strip()]
     assert normalize_first_lines(text, 3) == full[:3]
+
+
+def _hash_of_components(result: TestResult) -> str:
+    """The documented hash: SHA-1 over 'name\\x1fnormalized' of each contributing component,
+    joined by '\\x1e' (``fingerprint`` builds those bytes directly, without the components)."""
+    components = fingerprint(result).components
+    payload = "\x1e".join(f"{c.name}\x1f{c.normalized}" for c in components if c.contributes)
+    return hashlib.sha1(payload.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@pytest.mark.parametrize(("name", "result"), SNAPSHOT_CASES, ids=[c[0] for c in SNAPSHOT_CASES])
+def test_hash_is_the_components_hash(name: str, result: TestResult) -> None:
+    assert fingerprint(result).hash == _hash_of_components(result)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(st.none(), st.text(max_size=120), _texty),
+    st.one_of(st.none(), st.text(max_size=300)),
+    st.sampled_from([None, "", "KeyError", " ValueError "]),
+    st.sampled_from(["FAIL", "ERROR"]),
+)
+def test_hash_is_the_components_hash_for_any_input(
+    message: str | None, traceback: str | None, error_type: str | None, status: str
+) -> None:
+    result = _result(message, traceback, error_type, status=status)
+    assert fingerprint(result).hash == _hash_of_components(result)

@@ -427,3 +427,64 @@ def test_import_is_cheap() -> None:
         check=True,
     )
     assert full.stdout.strip() == "[]", full.stdout
+
+
+def _report(when: str, outcome: str = "passed", **attrs: Any) -> pytest.TestReport:
+    start = 1_700_000_000.25 + {"setup": 0.0, "call": 0.1, "teardown": 0.7}[when]
+    report = pytest.TestReport(
+        "tests/test_a.py::TestA::test_x[1]",
+        ("tests/test_a.py", 1, "TestA.test_x[1]"),
+        {},
+        outcome,  # type: ignore[arg-type]
+        None,
+        when,  # type: ignore[arg-type]
+        sections=attrs.pop("sections", ()),
+        duration={"setup": 0.013, "call": 0.25, "teardown": 0.0071}[when],
+        start=start,
+        stop=start + 0.1,
+    )
+    for name, value in attrs.items():
+        setattr(report, name, value)
+    return report
+
+
+# (name, teardown attributes, call attributes, extra earlier reports, takes the fast path)
+PASSING_ROW_CASES = [
+    ("measured", {"testledger": {"rss": 51.7, "cpu": 93.5}}, {}, 0, True),
+    ("rss_only", {"testledger": {"rss": 12.4}}, {}, 0, True),
+    ("not_measured", {}, {}, 0, True),
+    ("fields", {"testledger": {"rss": 1.0, "fields": {"model": "m"}}}, {}, 0, False),
+    ("metrics", {"testledger": {"rss": 1.0, "metrics": {"score": 1.0}}}, {}, 0, False),
+    ("output", {"sections": [("Captured stdout teardown", "hi\n")]}, {}, 0, False),
+    ("xpass", {}, {"wasxfail": "reason"}, 0, False),
+    ("failed_call", {}, {"outcome": "failed"}, 0, False),
+    ("repeated_setup", {}, {}, 1, False),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "teardown_attrs", "call_attrs", "extra", "fast"),
+    PASSING_ROW_CASES,
+    ids=[case[0] for case in PASSING_ROW_CASES],
+)
+def test_passing_row_is_the_encoded_result(
+    name: str,
+    teardown_attrs: dict[str, Any],
+    call_attrs: dict[str, Any],
+    extra: int,
+    fast: bool,
+) -> None:
+    """The plugin's shortcut for passing tests writes exactly what the general path writes."""
+    from testledger.record.pytest_support import build_result, passing_row
+    from testledger.store.writer import encode_result
+
+    outcome = call_attrs.pop("outcome", "passed")
+    earlier = [_report("setup")] * (1 + extra) + [_report("call", outcome, **call_attrs)]
+    teardown = _report("teardown", **teardown_attrs)
+    row = passing_row(teardown, earlier)
+    if not fast:
+        assert row is None
+        return
+    assert row is not None and row[1] is None
+    general = encode_result(build_result(teardown, earlier)[0])
+    assert (row[0], *row[2:]) == (general[0], *general[2:])

@@ -39,6 +39,11 @@ from testledger.analyze.lifecycle import (
     auto_resolve,
     new_issue_code,
 )
+from testledger.analyze.regressions import (
+    RegressionConfig,
+    detect_regressions,
+    open_regression_issue_ids,
+)
 from testledger.analyze.rules import Rule, RuleSet
 from testledger.errors import NotFound
 from testledger.model import Status, TestResult, utcnow
@@ -59,9 +64,11 @@ _DESCRIPTION_LIMIT = 4000
 @dataclass(frozen=True, slots=True)
 class DetectConfig:
     """``[tool.testledger.detect]``: how many passing runs resolve an issue. (Category and
-    priority of failures no rule matches come from the rules file's ``[defaults]``.)"""
+    priority of failures no rule matches come from the rules file's ``[defaults]``.)
+    ``regressions``: metric regressions are looked for too (analyze.regressions) when set."""
 
     auto_resolve_after: int = 3
+    regressions: RegressionConfig | None = None
 
 
 @dataclass(slots=True)
@@ -441,9 +448,22 @@ def detect_run(
             seen = added.setdefault(issue_id, _Seen(new[0].result.test_id))
             seen.tools.update(f.result.tool_name for f in new)
     _update_seen_issues(connection, run, added, now, report)
+    # Regression issues resolve when their metric is back, not when their test passes.
+    not_failures = open_regression_issue_ids(connection)
     report.auto_resolved = auto_resolve(
-        connection, run, after_runs=config.auto_resolve_after, seen=seen_issues, at=now
+        connection,
+        run,
+        after_runs=config.auto_resolve_after,
+        seen=seen_issues | not_failures,
+        at=now,
     )
+    if config.regressions is not None and config.regressions.detect:
+        moved = detect_regressions(
+            connection, run_id, rules=rules, config=config.regressions, now=now
+        )
+        report.new += moved.opened
+        report.regressed += moved.reopened
+        report.auto_resolved += moved.resolved
     connection.execute(sa.update(test_runs).where(test_runs.c.id == run_id).values(detected_at=now))
     return report
 

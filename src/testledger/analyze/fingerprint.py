@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from testledger.analyze.normalize import (
@@ -33,7 +32,7 @@ from testledger.analyze.normalize import (
     normalize_message,
     normalize_with_trace,
 )
-from testledger.model import TestResult
+from testledger.model import Status, TestResult
 
 __all__ = [
     "ALGORITHM_VERSION",
@@ -74,11 +73,32 @@ class ExplainedComponent(NamedTuple):
     rules: tuple[str, ...]  # normalisation rules that fired on this component
 
 
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
+class _Parsed(NamedTuple):
+    """What a failure is made of, parsed once: the components are built from it on demand."""
+
+    exception_type: str
+    message: str  # raw, without a leading "KeyError: " that only repeats the type
+    normalized_message: str
+    frames: list[tuple[str, str]]  # (raw frame line, "basename:function"), innermost first
+    test_id: str
+    status: Status  # its .value (an enum property, slow-ish) only when the status contributes
+
+    @property
+    def explained(self) -> bool:
+        return bool(self.exception_type or self.message or self.frames)
+
+
+class Fingerprint(NamedTuple):
+    """A failure's grouping hash. A named tuple, not a dataclass: one is built per failure on
+    the hot path, and ``components`` (for ``explain``) is only built when asked for."""
+
     hash: str  # hex SHA-1 of the contributing components
     version: int
-    components: tuple[Component, ...]
+    parsed: _Parsed
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        return tuple(_components_of(self.parsed))
 
 
 # --- traceback parsing -------------------------------------------------------------------------
@@ -213,7 +233,7 @@ def _exception_line(tail: str) -> tuple[str, str]:
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: hot path
 
 
-def _components(result: TestResult) -> list[Component]:
+def _parse(result: TestResult) -> _Parsed:
     message = result.error_message or ""
     traceback = result.traceback or ""
     tail = _tail(traceback) if traceback else ""
@@ -230,34 +250,57 @@ def _components(result: TestResult) -> list[Component]:
     else:
         message = tb_message
     exc_type = exc_type or tb_type
-    components = [_new(Component, ("exception_type", exc_type, exc_type, bool(exc_type)))]
+    normalized = ""
     if message:
         lines = normalize_first_lines(message, _MESSAGE_LINES)
-        normalized = "\n".join([line[:_MESSAGE_LINE_CHARS] for line in lines])
+        if len(lines) == 1 and len(lines[0]) <= _MESSAGE_LINE_CHARS:
+            normalized = lines[0]
+        else:
+            normalized = "\n".join([line[:_MESSAGE_LINE_CHARS] for line in lines])
+    frames = _frames(tail) if tail else []
+    return _new(_Parsed, (exc_type, message, normalized, frames, result.test_id, result.status))
+
+
+def _components_of(parsed: _Parsed) -> list[Component]:
+    exc_type, message, normalized, frames, test_id, status_enum = parsed
+    status = status_enum.value
+    components = [_new(Component, ("exception_type", exc_type, exc_type, bool(exc_type)))]
+    if message:
         components.append(_new(Component, ("message", message, normalized, True)))
-    if tail:
-        for raw, text in _frames(tail):
-            components.append(_new(Component, ("frame", raw, text, True)))
-    explained = len(components) > 1 or bool(exc_type)
+    for raw, text in frames:
+        components.append(_new(Component, ("frame", raw, text, True)))
     # The test's identity only decides when nothing else does (see the module docstring);
     # parametrisation ids are normalised, so test_x[1] and test_x[2] failing silently are one
     # (normalised only when it counts: ``explain`` shows the rules either way).
-    test_id = result.test_id
+    explained = parsed.explained
     normalized_id = test_id if explained else normalize_message(test_id)
     components.append(_new(Component, ("test_id", test_id, normalized_id, not explained)))
-    status = result.status.value
     components.append(_new(Component, ("status", status, status, not explained)))
     return components
 
 
+def _components(result: TestResult) -> list[Component]:
+    return _components_of(_parse(result))
+
+
 def fingerprint(result: TestResult) -> Fingerprint:
     """The fingerprint of one failing result (deterministic: same input, same hash)."""
-    components = _components(result)
-    payload = "\x1e".join([f"{c[0]}\x1f{c[2]}" for c in components if c[3]])
+    parsed = _parse(result)
+    exc_type, message, normalized, frames, test_id, status = parsed
+    # The hash input is "name\x1fnormalized" for each contributing component, joined by
+    # "\x1e": built here directly (the same bytes ``_components_of`` describes).
+    parts = [f"exception_type\x1f{exc_type}"] if exc_type else []
+    if message:
+        parts.append(f"message\x1f{normalized}")
+    for _, text in frames:
+        parts.append(f"frame\x1f{text}")
+    if not (exc_type or message or frames):
+        parts.append(f"test_id\x1f{normalize_message(test_id)}")
+        parts.append(f"status\x1f{status.value}")
     digest = hashlib.sha1(
-        payload.encode("utf-8", "surrogatepass"), usedforsecurity=False
+        "\x1e".join(parts).encode("utf-8", "surrogatepass"), usedforsecurity=False
     ).hexdigest()
-    return Fingerprint(digest, ALGORITHM_VERSION, tuple(components))
+    return _new(Fingerprint, (digest, ALGORITHM_VERSION, parsed))
 
 
 def explain(result: TestResult) -> list[ExplainedComponent]:

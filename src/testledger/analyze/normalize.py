@@ -29,6 +29,7 @@ Changing any rule here changes fingerprints: bump ``ALGORITHM_VERSION`` in ``fin
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 
 __all__ = [
@@ -101,9 +102,15 @@ _UUID_REST = r"""[0-9a-fA-F]{7}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 #   gets a C-speed scan to the next candidate, so the letters of plain words cost nearly
 #   nothing. '>' is excluded because placeholders end with it: text after a placeholder is
 #   never matched, on the first pass or on a second one (that keeps normalisation idempotent).
-# * Alternatives are grouped by ``kind`` behind a one-character lookahead, and a letter-led
-#   alternative is only tried on a word holding a digit, ':', '@', '\', '[' (or a month name):
-#   plain words fail one cheap check.
+# * Alternatives are grouped by ``kind`` behind their first character class, consumed once
+#   for the group (see ``_KIND_FIRST``); a letter-led alternative is only tried on a word
+#   holding a digit, '@', '\', '[' or a ':' that goes on (or a month name): plain words fail
+#   one cheap check. Digit-led ones are dispatched on what follows the digits
+#   (``_DIGIT_GATES``), so a plain number goes straight to 'num'.
+# * A gate checks the character right after a run, and that character is never one of the
+#   run's own: backtracking into the run cannot make a failing gate pass, so '12345' does not
+#   pass as '1234' + '5'. The runs are possessive ('*+') where Python has them (3.11+): the
+#   same answers, without the futile backtracking (~1 µs a message).
 
 #: The ordered rule table. Order matters only between rules that can match at the same start.
 NORMALIZATION_RULES: tuple[Rule, ...] = (
@@ -338,19 +345,69 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
     ),
 )
 
-# The one-character gate in front of each kind of alternative. A letter-led construct always
-# holds a digit, ':', '@', '\' or '[' in its first word (or is a month/weekday name).
+# Each kind of alternative sits behind the class of its first character, which the combined
+# regex consumes once for all of them (the engine skips a branch whose first step is a failing
+# class almost for free; a lookahead it would have to run). Each alternative then checks its
+# own first class as a one-character lookbehind. What follows the class is the kind's gate,
+# run once: a letter-led construct always holds a digit, '@', '\\', '[', or a ':' that goes
+# on ('://', ':5432', 'C:\\', 'fe80::1') in its first word, or is a month/weekday name, so
+# plain words, and words that merely end with a colon ('directory:'), fail one cheap check.
+_P = "+" if sys.version_info >= (3, 11) else ""  # possessive, where the engine has it
+_KIND_FIRST = {
+    "digit": r"\d",
+    "letter": r"[A-Za-z]",
+    "quote": r"['\"]",
+    "punct": r"[/:-]",
+}
 _KIND_GATES = {
-    "digit": r"(?=\d)",
-    "letter": r"(?=[A-Za-z][\w.+-]*[\d:@\\\[]|[A-Z][a-z]{2},?\ )",
-    "quote": r"(?=['\"])",
-    "punct": r"(?=[/:-])",
+    "digit": "",
+    # '[\w.+-]*' then the mark, without retrying every split: the mark cannot be one of the
+    # run's own characters, so only the end of the run of non-digit word characters and '.+-'
+    # can hold it.
+    "letter": rf"""(?=[^\W\d]*{_P}(?:[.+-][^\W\d]*{_P})*{_P}(?:[\d@\\\[]|:[\d/\\:a-fA-F])
+        |(?<=[A-Z])[a-z]{{2}},?\ )""",
+    "quote": "",
+    "punct": "",
 }
 
-# What must follow the leading digits of anything digit-led but a plain number: more of the
-# construct ('.', '-', ':', '/', hex letters, a unit, '@'...), or a space then a unit or a
-# month ('12.5 MB', '3 minutes', '05 Jan 2024'). A plain number ends at a space or a closer.
-_SPECIAL_NUMBER = r"(?=\d+(?:[^\s,;)\]}'\"]|\ [KMGTPEkmgtpebBnuµsmhJFMASOND]))"
+# Digit-led alternatives other than a plain number are dispatched on what follows the leading
+# digits (Sentry's trick of one branch per shape, so '22.77s' tries 6 alternatives, not 17).
+# Each gate looks at the character after the digit run, which is never a digit (so
+# backtracking into the run cannot make a gate pass). The gates are disjoint, and each
+# alternative is listed under every gate its matches can pass, in table order: whichever gate
+# passes, the first alternative that matches is the one the table order would pick. A plain
+# number ends at a space, a closer or the end: it passes no gate and goes straight to 'port'
+# and 'num'.
+_DIGIT_GATES = {
+    "dot": rf"(?=\d*{_P}\.)",
+    "other": rf"(?=\d*{_P}[^\W\d]|\d*{_P}[+@])",  # a letter, '_', '+' or '@'
+    "colon": rf"(?=\d*{_P}:)",
+    "space": rf"(?=\d*{_P}\ [KMGTPEkmgtpebBnuµsmhJFMASOND])",  # '12.5 MB', '3 min', '05 Jan'
+    "dash": rf"(?=\d*{_P}-)",
+    "slash": rf"(?=\d*{_P}/)",
+}
+# Alternative (rule, index in rule.alternatives) -> the digit gates its matches can pass.
+_DIGIT_ALTERNATIVE_GATES: dict[tuple[str, int], tuple[str, ...]] = {
+    ("email", 1): ("dot", "other", "dash"),  # [\w.+-]*@
+    ("uuid", 0): ("other", "dash"),  # 8 hex digits then '-'
+    ("timestamp", 0): ("dash",),  # 2024-01-05T...
+    ("timestamp", 1): ("space",),  # 05 Jan 2024 ...
+    ("timestamp", 2): ("slash",),  # 05/Jan/2024:...
+    ("date", 0): ("dash", "slash"),
+    ("time", 0): ("colon",),
+    ("host_port", 1): ("dot",),  # 127.0.0.1:8080
+    ("host_port", 3): ("dot", "other", "dash"),  # 3rd-host.example.com:80
+    ("ip", 0): ("dot",),
+    ("ip", 1): ("colon", "other"),  # 2001:db8::1, 20af::1
+    ("hex", 0): ("other",),  # 0x7f
+    ("hex", 1): ("other",),
+    ("hex", 3): ("other",),
+    ("size", 0): ("dot", "other", "space"),
+    ("duration", 0): ("dot", "other", "space"),  # 1.5s, 1e-05s, 3 minutes
+}
+# All the digit gates at once: a plain number (the common case, '3 of 5', '[1, 2]') ends at a
+# space, a closer or the end, and fails this one check instead of each gate.
+_SPECIAL_NUMBER = rf"(?=\d*{_P}(?:[^\d\s,;)\]}}'\"]|\ [KMGTPEkmgtpebBnuµsmhJFMASOND]))"
 _PLAIN_NUMBER_RULES = frozenset({"port", "num"})
 
 _LINE_RULES = tuple(rule for rule in NORMALIZATION_RULES if rule.line)
@@ -361,30 +418,49 @@ _DIFF_LINE = re.compile(
 )
 
 
+def _split_first_class(pattern: str) -> tuple[str, str]:
+    """``('[A-Za-z]', rest)`` for an alternative starting with a class, ``\\d`` or a literal."""
+    if pattern.startswith("\\"):
+        size = 2
+    elif pattern.startswith("["):
+        size = pattern.index("]", 2) + 1
+    else:
+        size = 1
+    return pattern[:size], pattern[size:]
+
+
 def _build_combined() -> tuple[re.Pattern[str], dict[str, Rule]]:
-    # Each alternative is followed by an EMPTY named group: a named group in front would hide
-    # the alternative's first character class from the engine's cheap skip, and
-    # ``match.lastgroup`` (the last group closed) still names the alternative.
+    # Each alternative is followed by an EMPTY named group: ``match.lastgroup`` (the last group
+    # closed) names the alternative. An alternative listed under several digit gates gets one
+    # group per gate (names must be unique).
     by_group: dict[str, Rule] = {}
+    gated: dict[str, list[str]] = {gate: [] for gate in _DIGIT_GATES}
     branches: list[str] = []
     for kind, gate in _KIND_GATES.items():
         alternatives: list[str] = []
-        plain: list[str] = []
         for rule in _TOKEN_RULES:  # table order, within each kind
             for index, (alt_kind, pattern) in enumerate(rule.alternatives):
-                if alt_kind == kind:
-                    group = f"{rule.name}__{index}"
-                    by_group[group] = rule
-                    is_plain = kind == "digit" and rule.name in _PLAIN_NUMBER_RULES
-                    target = plain if is_plain else alternatives
-                    target.append(f"(?:{pattern})(?P<{group}>)")
-        if plain:
-            # Most numbers are plain ("3 of 5", "[1, 2]"): the dozen digit-led rules before
-            # 'port' and 'num' each re-read the number, so they sit behind one lookahead that
-            # their matches all satisfy. 'port' and 'num' come last in the table, so trying
-            # them after the gated ones keeps the table's order.
-            alternatives = [_SPECIAL_NUMBER + "(?:" + "|".join(alternatives) + ")", *plain]
-        branches.append(gate + "(?:" + "|".join(alternatives) + ")")
+                if alt_kind != kind:
+                    continue
+                first, rest = _split_first_class(pattern)
+                alternative = f"(?<={first}){rest}" if first != _KIND_FIRST[kind] else rest
+                if kind == "digit" and rule.name not in _PLAIN_NUMBER_RULES:
+                    for digit_gate in _DIGIT_ALTERNATIVE_GATES[rule.name, index]:
+                        group = f"{rule.name}__{index}__{digit_gate}"
+                        by_group[group] = rule
+                        gated[digit_gate].append(f"(?:{alternative})(?P<{group}>)")
+                    continue
+                group = f"{rule.name}__{index}"
+                by_group[group] = rule
+                alternatives.append(f"(?:{alternative})(?P<{group}>)")
+        if kind == "digit":
+            # 'port' and 'num' come last in the table, so trying them after the gated
+            # alternatives keeps the table's order.
+            dispatch = [
+                _DIGIT_GATES[name] + "(?:" + "|".join(alts) + ")" for name, alts in gated.items()
+            ]
+            alternatives = [_SPECIAL_NUMBER + "(?:" + "|".join(dispatch) + ")", *alternatives]
+        branches.append(_KIND_FIRST[kind] + gate + "(?:" + "|".join(alternatives) + ")")
     combined = r"[^\w>](?:" + "|".join(branches) + ")"
     return re.compile(combined, re.VERBOSE), by_group
 
@@ -396,13 +472,19 @@ _PLAIN: dict[str, str] = {
     for group, rule in _RULE_OF_GROUP.items()
     if not rule.keep and rule.name != "param"
 }
+# The same by group number: ``match.lastindex`` is cheaper than ``match.lastgroup`` (a name
+# lookup) and this runs once per placeholder, the hot path's only Python callback.
+_PLAIN_BY_INDEX: list[str | None] = [None] * (_COMBINED.groups + 1)
+for _group, _index in _COMBINED.groupindex.items():
+    _PLAIN_BY_INDEX[_index] = _PLAIN.get(_group)
 
 
 def _substitute(match: re.Match[str]) -> str:
-    text = match.group()
-    plain = _PLAIN.get(match.lastgroup)  # type: ignore[arg-type]
+    plain = _PLAIN_BY_INDEX[match.lastindex]  # type: ignore[index]
     if plain is not None:
-        return text[0] + plain  # give back the consumed character before the match
+        # give back the consumed character before the match
+        return match.string[match.start()] + plain
+    text = match.group()
     if _RULE_OF_GROUP[match.lastgroup].keep:  # type: ignore[index]
         return text
     return text[: text.index("[")] + "[<param>]"

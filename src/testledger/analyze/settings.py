@@ -3,6 +3,15 @@
 [tool.testledger.detect]
 rules = ".testledger/rules.toml"   # the default; a missing default file means "no rules"
 auto_resolve_after = 3             # passing runs before an OPEN issue is resolved
+
+[tool.testledger.regressions]      # change points in per-test metrics (analyze.regressions)
+p_value = 0.001                    # significance of a change (t-test)
+window = 50                        # runs per E-divisive window
+min_magnitude = 0.10               # smallest relative change reported
+min_runs = 5                       # runs on each side of a change; the window a return needs
+metrics = ["duration", "memory", "cpu", "tokens", "cost", "quality"]
+history = 200                      # latest runs of a suite and branch analysed
+detect = true                      # with testledger detect and after every recorded run
 """
 
 from __future__ import annotations
@@ -14,12 +23,13 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from testledger.analyze.detect import DetectConfig, DetectionReport, detect_run
+from testledger.analyze.regressions import METRICS, RegressionConfig
 from testledger.analyze.rules import RuleSet, load_rules
 from testledger.config import Settings
 from testledger.errors import ConfigError
 from testledger.store.database import DATABASE_ERRORS
 
-__all__ = ["detect_after_recording", "detection_settings"]
+__all__ = ["detect_after_recording", "detection_settings", "regression_settings"]
 
 log = logging.getLogger("testledger")
 
@@ -39,11 +49,60 @@ def detection_settings(
     after = table.get("auto_resolve_after", 3)
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise ConfigError(f"{where}: auto_resolve_after must be a whole number >= 0")
-    config = DetectConfig(auto_resolve_after=after)
+    config = DetectConfig(auto_resolve_after=after, regressions=regression_settings(settings))
     if rules_path is None and "rules" in table:
         rules_path = settings.project_root / str(table["rules"])
     # No path: the project's .testledger/rules.toml when it exists, else no rules.
     return load_rules(rules_path, root=settings.project_root), config
+
+
+_REGRESSION_KEYS = {
+    "p_value",
+    "window",
+    "min_magnitude",
+    "min_runs",
+    "metrics",
+    "history",
+    "detect",
+}
+
+
+def regression_settings(settings: Settings) -> RegressionConfig:
+    """``[tool.testledger.regressions]`` (every key optional)."""
+    table: Any = settings.tool.get("regressions", {})
+    where = f"{settings.pyproject}: [tool.testledger.regressions]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - _REGRESSION_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    default = RegressionConfig()
+
+    def number(key: str, low: float, high: float, whole: bool = False) -> Any:
+        value = table.get(key, getattr(default, key))
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise ConfigError(f"{where}: {key} must be {kind} from {low} to {high}")
+        return value
+
+    metrics = table.get("metrics", list(default.metrics))
+    if not isinstance(metrics, list) or not all(m in METRICS for m in metrics) or not metrics:
+        raise ConfigError(f"{where}: metrics must be a list of {', '.join(METRICS)}")
+    detect = table.get("detect", True)
+    if not isinstance(detect, bool):
+        raise ConfigError(f"{where}: detect must be true or false")
+    min_runs = number("min_runs", 2, 1000, whole=True)
+    window = number("window", 2 * min_runs, 100_000, whole=True)
+    return RegressionConfig(
+        p_value=float(number("p_value", 1e-12, 0.5)),
+        window=window,
+        min_magnitude=float(number("min_magnitude", 0.0, 100.0)),
+        min_runs=min_runs,
+        metrics=tuple(dict.fromkeys(metrics)),
+        history=number("history", 2 * min_runs, 1_000_000, whole=True),
+        detect=detect,
+    )
 
 
 def detect_after_recording(

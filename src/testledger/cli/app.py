@@ -103,11 +103,17 @@ def _root(
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
+    from testledger.cli import compare as _compare  # noqa: F401
     from testledger.cli import db as _db  # noqa: F401
+    from testledger.cli import demo as _demo  # noqa: F401
     from testledger.cli import export as _export  # noqa: F401
+    from testledger.cli import html as _html  # noqa: F401
     from testledger.cli import imports as _imports  # noqa: F401
     from testledger.cli import issues as _issues  # noqa: F401
+    from testledger.cli import regressions as _regressions  # noqa: F401
     from testledger.cli import runs as _runs  # noqa: F401
+    from testledger.cli import trend as _trend  # noqa: F401
+    from testledger.cli import watch as _watch  # noqa: F401
 
 
 _register()

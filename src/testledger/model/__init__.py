@@ -101,6 +101,13 @@ class WatcherObservation:
     watcher: str | None = None
     error: str | None = None
     created_at: datetime | None = None
+    #: The watcher's own model and usage, kept apart from the test's (an LLM watcher fills them).
+    watcher_model: str | None = None
+    watcher_input_tokens: int | None = None
+    watcher_output_tokens: int | None = None
+    watcher_cost_usd: float | None = None
+    #: Whether the text the watcher saw was cut to fit its input bound.
+    truncated: bool = False
 
     def __post_init__(self) -> None:
         if self.quality_score is not None:
@@ -128,6 +135,11 @@ class WatcherObservation:
             "error": self.error,
             "raw": self.raw,
             "created_at": _iso(self.created_at),
+            "watcher_model": self.watcher_model,
+            "watcher_input_tokens": self.watcher_input_tokens,
+            "watcher_output_tokens": self.watcher_output_tokens,
+            "watcher_cost_usd": self.watcher_cost_usd,
+            "truncated": self.truncated,
         }
 
     @classmethod
@@ -144,6 +156,11 @@ class WatcherObservation:
             watcher=data.get("watcher"),
             error=data.get("error"),
             created_at=_from_iso(data.get("created_at")),
+            watcher_model=data.get("watcher_model"),
+            watcher_input_tokens=data.get("watcher_input_tokens"),
+            watcher_output_tokens=data.get("watcher_output_tokens"),
+            watcher_cost_usd=data.get("watcher_cost_usd"),
+            truncated=bool(data.get("truncated", False)),
         )
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -109,7 +109,6 @@ def check_fields(fields: Mapping[str, Any], where: str) -> None:
 
 
 _HANDLE = pytest.StashKey[LedgerHandle]()
-_START = pytest.StashKey[tuple[float, float, dict[str, Any] | None]]()
 
 
 @pytest.fixture
@@ -154,6 +153,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="testledger_results_dir",
         help="folder for the run's JSON files and spool (default .testledger/results)",
     )
+    group.addoption(
+        "--watcher",
+        dest="testledger_watcher",
+        metavar="NAME",
+        help="watch the recorded run when it finishes (heuristic, llm, or an installed watcher)",
+    )
     parser.addini("ledger", type="bool", default=False, help="record every session (testledger)")
     parser.addini(
         "ledger_url",
@@ -196,7 +201,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 class _Measure:
     """Measures each test where it runs and puts the measurements, with the fixture's and
-    marker's data, on its teardown report."""
+    marker's data, on its teardown report.
+
+    Two plain hooks, no hook wrapper: the measurement is taken when the teardown report is
+    logged, which pytest does right after the teardown phase (the fixtures are gone, the
+    test's memory is what is left, and it happens even when teardown raised)."""
 
     def __init__(self) -> None:
         from testledger.record.pytest_support import PAYLOAD_ATTR, cpu_percent, rss_reader
@@ -204,7 +213,8 @@ class _Measure:
         self._attr = PAYLOAD_ATTR
         self._cpu_percent = cpu_percent
         self._rss, self.memory_kind = rss_reader()
-        self._payloads: dict[str, dict[str, Any]] = {}
+        # nodeid -> (the item, wall and CPU clocks at setup, the marker's fields)
+        self._started: dict[str, tuple[pytest.Item, float, float, dict[str, Any] | None]] = {}
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
@@ -214,25 +224,17 @@ class _Measure:
             check_fields(mark.kwargs, "@pytest.mark.ledger")
             # iter_markers goes from the closest node out: the closest one wins.
             marked = {**mark.kwargs, **(marked or {})}
-        item.stash[_START] = (time.perf_counter(), time.process_time(), marked)
+        self._started[item.nodeid] = (item, time.perf_counter(), time.process_time(), marked)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        try:
-            return (yield)
-        finally:
-            # After the fixtures are torn down (the test's memory is what is left), and even
-            # when teardown raised.
-            self._payloads[item.nodeid] = self._payload(item)
-
-    def _payload(self, item: pytest.Item) -> dict[str, Any]:
+    def _payload(
+        self, start: tuple[pytest.Item, float, float, dict[str, Any] | None]
+    ) -> dict[str, Any]:
         wall, cpu = time.perf_counter(), time.process_time()
-        start = item.stash.get(_START, None)
-        payload: dict[str, Any] = {"rss": self._rss()}
-        if start is None:
-            return payload
-        payload["cpu"] = self._cpu_percent(cpu - start[1], wall - start[0])
-        fields = start[2]
+        item, start_wall, start_cpu, fields = start
+        payload: dict[str, Any] = {
+            "rss": self._rss(),
+            "cpu": self._cpu_percent(cpu - start_cpu, wall - start_wall),
+        }
         handle = item.stash.get(_HANDLE, None)
         if handle is not None:
             del item.stash[_HANDLE]  # a rerun gets a fresh fixture
@@ -248,10 +250,12 @@ class _Measure:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         # tryfirst: before xdist's worker serialises the report, and before the recorder.
+        # Only a test that ran in this process: an xdist controller also sees the reports
+        # of its workers' tests, which already carry their measurements.
         if report.when == "teardown":
-            payload = self._payloads.pop(report.nodeid, None)
-            if payload is not None:
-                setattr(report, self._attr, payload)
+            start = self._started.pop(report.nodeid, None)
+            if start is not None:
+                setattr(report, self._attr, self._payload(start))
 
 
 # -- recording: the controller -----------------------------------------------------------------
@@ -280,6 +284,9 @@ class _Recorder:
         self.finished = False
         self._open: dict[str, list[pytest.TestReport]] = {}
         self._build: _Build | None = None
+        self._passing_row: (
+            Callable[[pytest.TestReport, list[pytest.TestReport]], tuple[Any, ...] | None] | None
+        ) = None
         self._crashed: Callable[[pytest.TestReport], TestResult] | None = None
         self._logger = logging.getLogger(_LOGGER)
         self._collector = _LogCollector()
@@ -295,7 +302,7 @@ class _Recorder:
             import pytest as _pytest
 
             from testledger.errors import ConfigError
-            from testledger.record.pytest_support import build_result, crashed_result
+            from testledger.record.pytest_support import build_result, crashed_result, passing_row
             from testledger.record.runner import Ledger
             from testledger.store.engine import mask_urls_in
 
@@ -310,6 +317,7 @@ class _Recorder:
                 suite=option.testledger_suite,
                 run_key=option.testledger_run_key,
                 source="pytest",
+                watcher=getattr(option, "testledger_watcher", None),
                 metadata={
                     "pytest": {
                         "version": _pytest.__version__,
@@ -327,6 +335,7 @@ class _Recorder:
             return
         self._build = build_result
         self._crashed = crashed_result
+        self._passing_row = passing_row
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """The hot path: runs in the controller for every phase of every test."""
@@ -344,6 +353,11 @@ class _Recorder:
         earlier = self._open.pop(report.nodeid, None) or []
         try:
             if when == "teardown":
+                row = self._passing_row(report, earlier) if self._passing_row else None
+                if row is not None:  # most tests: no TestResult built
+                    run.record_row(row)
+                    self.recorded += 1
+                    return
                 result, extra = build(report, earlier)
             else:  # xdist's report for a test whose worker crashed
                 result, extra = crashed(report), []

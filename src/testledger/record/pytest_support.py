@@ -28,12 +28,14 @@ from testledger.ingest._common import (
     split_exception,
 )
 from testledger.model import Status, TestResult, WatcherObservation
+from testledger.store.types import format_utc
 
 __all__ = [
     "PAYLOAD_ATTR",
     "build_result",
     "cpu_percent",
     "crashed_result",
+    "passing_row",
     "rss_reader",
     "split_test_id",
 ]
@@ -262,6 +264,69 @@ def build_result(
         result.watcher = observations[0]
         extra = observations[1:]
     return result, extra
+
+
+def passing_row(
+    teardown: pytest.TestReport, earlier: Sequence[pytest.TestReport]
+) -> tuple[Any, ...] | None:
+    """The common case without a TestResult: a test whose setup, call and teardown passed,
+    with no captured output and nothing from the ``ledger`` fixture or marker, as the row of
+    ``ROW_COLUMNS`` that ``encode_result(build_result(...)[0])`` gives (attempt None, for
+    :meth:`~testledger.record.runner.Run.record_row` to number). None for anything else.
+
+    Most tests of a suite take this path: it skips building and encoding a TestResult
+    (bench/pytest_overhead.py; a test compares it with the general path)."""
+    if len(earlier) != 2:
+        return None
+    setup, call = earlier
+    if (
+        setup.when != "setup"
+        or call.when != "call"
+        or not (setup.passed and call.passed and teardown.passed)
+        or hasattr(call, "wasxfail")
+        or teardown.capstdout
+        or teardown.capstderr
+    ):
+        return None
+    payload: dict[str, Any] = getattr(teardown, PAYLOAD_ATTR, None) or {}
+    if payload.get("fields") or payload.get("metrics") or payload.get("watch"):
+        return None
+    duration = teardown.duration
+    for report in earlier:  # summed in build_result's order: the same float
+        duration += report.duration
+    nodeid = teardown.nodeid
+    tool_name, variation = split_test_id(nodeid)
+    rss = payload.get("rss")
+    started = format_utc(datetime.fromtimestamp(setup.start, timezone.utc))
+    return (
+        nodeid,
+        None,  # attempt
+        tool_name,
+        variation,
+        None,  # provider
+        None,  # model
+        _PASS,
+        None,  # execution_status
+        duration,
+        None if rss is None else round(rss),
+        payload.get("cpu"),
+        None,  # tokens_total
+        None,  # tokens_input
+        None,  # tokens_output
+        None,  # cost_usd
+        None,  # watcher_quality
+        None,  # watcher_observations
+        None,  # error_type
+        None,  # error_message
+        None,  # traceback
+        None,  # output_excerpt
+        None,  # metrics (none: stored as NULL, as encode_result stores {})
+        None,  # details (likewise)
+        started,
+    )
+
+
+_PASS = Status.PASS.value
 
 
 def crashed_result(report: pytest.TestReport) -> TestResult:

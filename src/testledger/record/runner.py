@@ -21,7 +21,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -118,6 +118,7 @@ class Ledger:
         detect_environment: bool = True,
         detect_issues: bool = True,
         batch_size: int | None = None,
+        watcher: str | None = None,
     ) -> Run:
         """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
         same key is the same run (results it already holds are not written twice). Branch and
@@ -136,7 +137,10 @@ class Ledger:
         )
         if detect_environment:
             _fill_from_environment(info, explicit_branch=branch is not None)
-        return Run(self, info, batch_size or self.settings.batch_size, detect_issues=detect_issues)
+        run = Run(self, info, batch_size or self.settings.batch_size, detect_issues=detect_issues)
+        # ``watcher`` names a watcher (``testledger.watchers``) that watches the run at finish.
+        run.watcher = watcher
+        return run
 
     def close(self) -> None:
         if self._engine is not None:
@@ -192,6 +196,7 @@ class Run:
         info.run_key = self.run_key
         self.batch_size = batch_size
         self.detect_issues = detect_issues
+        self.watcher: str | None = None
         self.status = RunStatus.RUNNING
         self.stats: RunStats | None = None
         self.spool_reason: str | None = None
@@ -266,11 +271,29 @@ class Run:
             result.watcher.created_at = utcnow()
         # Encoded once, for both stores.
         row = encode_result(result)
+        self._append(row, result if result.watcher is not None else None)
+        return ResultRef(result.test_id, result.attempt)
+
+    def record_row(self, row: tuple[Any, ...]) -> ResultRef:
+        """Record one result already encoded as a row of ``ROW_COLUMNS`` (see
+        :func:`~testledger.store.writer.encode_result`), its attempt (``row[1]``) None: numbered
+        here as :meth:`record` would. For recorders on a hot path (the pytest plugin's passing
+        tests), which build the row without a TestResult; a watcher observation needs
+        :meth:`record`."""
+        if self.status is not RunStatus.RUNNING:
+            raise TestledgerError(f"run {self.run_key} is already {self.status.value}")
+        test_id = row[0]
+        attempt = self._attempts.get(test_id, 0) + 1
+        self._attempts[test_id] = attempt
+        self._append((test_id, attempt, *row[2:]), None)
+        return ResultRef(test_id, attempt)
+
+    def _append(self, row: tuple[Any, ...], watched: TestResult | None) -> None:
         self.archive.append_row(row)
         if not self.spooled:
             self._rows.append(row)
-            if result.watcher is not None:
-                self._watched.append((len(self._rows) - 1, result))
+            if watched is not None:
+                self._watched.append((len(self._rows) - 1, watched))
             # A batch goes when it is full, or when the oldest result in it has waited
             # FLUSH_INTERVAL: fast runs write few large transactions (on SQLite each commit
             # rewrites the index pages it touched), slow runs still reach the database
@@ -279,7 +302,6 @@ class Run:
                 time.monotonic() - self._last_flush >= FLUSH_INTERVAL_SECS
             ):
                 self.flush()
-        return ResultRef(result.test_id, result.attempt)
 
     def attach_watcher(self, ref: ResultRef | str, observation: WatcherObservation) -> None:
         """Attach a watcher observation to a recorded result (a ResultRef, or a test_id meaning
@@ -362,6 +384,16 @@ class Run:
                     )
             except DATABASE_ERRORS as exc:
                 self._go_to_spool(exc)
+        if stats is not None and self._row is not None and self.watcher:
+            # Lazily imported: most sessions watch nothing.
+            from testledger.analyze.watcher import load_watcher, watch_run
+
+            watched = watch_run(
+                self.ledger.engine(),
+                self._row.id,
+                load_watcher(self.watcher, self.ledger.settings.tool),
+            )
+            stats = replace(stats, avg_watcher_quality=watched.avg_watcher_quality)
         if stats is not None and self._row is not None and self.detect_issues:
             # Lazily imported: the pytest plugin imports this module on every session.
             from testledger.analyze.settings import detect_after_recording

@@ -214,6 +214,12 @@ watcher_insights = sa.Table(
     sa.Column("confidence", sa.Numeric(4, 3, asdecimal=False)),
     sa.Column("watcher", sa.Text()),
     sa.Column("watcher_error", sa.Text()),
+    # + the watcher's own model, usage and spend, and whether its input was truncated (0005)
+    sa.Column("watcher_model", sa.Text()),
+    sa.Column("watcher_input_tokens", sa.BigInteger()),
+    sa.Column("watcher_output_tokens", sa.BigInteger()),
+    sa.Column("watcher_cost_usd", sa.Numeric(12, 6, asdecimal=False)),
+    sa.Column("truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
 # The proposal's indexes, then testledger's (uniqueness of run keys and of a test's attempts in
@@ -251,3 +257,18 @@ sa.Index("idx_issues_rule_name", issues.c.rule_name)
 sa.Index("idx_issue_occurrences_result", issue_occurrences.c.test_result_id)
 sa.Index("idx_issue_fingerprints_issue", issue_fingerprints.c.issue_id)
 sa.Index("idx_issue_events_issue", issue_events.c.issue_id)
+# For the reports on a large ledger (0006; measured by bench/reports.py): one run's failing
+# results, and every failure's test without reading table rows; a run's results in
+# (provider, model) order, so cost per model groups without sorting.
+sa.Index(
+    "idx_test_results_status_run_test",
+    test_results.c.status,
+    test_results.c.run_id,
+    test_results.c.test_id,
+)
+sa.Index(
+    "idx_test_results_run_provider_model",
+    test_results.c.run_id,
+    test_results.c.provider,
+    test_results.c.model,
+)

@@ -81,6 +81,11 @@ INSIGHT_COLUMNS: tuple[str, ...] = (
     "watcher_error",
     "raw_observation",
     "created_at",
+    "watcher_model",
+    "watcher_input_tokens",
+    "watcher_output_tokens",
+    "watcher_cost_usd",
+    "truncated",
 )
 
 
@@ -296,6 +301,11 @@ def insert_observations(
                 obs.error,
                 _json(obs.raw),
                 _stamp(obs.created_at or now, sqlite),
+                obs.watcher_model,
+                obs.watcher_input_tokens,
+                obs.watcher_output_tokens,
+                obs.watcher_cost_usd,
+                bool(obs.truncated),
             )
         )
         if item.update_result:

@@ -1,0 +1,682 @@
+"""Change points and single-run outliers in metric series: pure numpy, no database.
+
+The design follows Apache Otava (formerly Hunter, Fleming et al. 2023, "Hunter: Using Change
+Point Detection to Hunt for Performance Regressions"), itself MongoDB's E-Divisive means with the
+permutation test replaced by Student's t-test:
+
+1. **Outliers.** A value is a single-run outlier when its robust z-score (distance to the
+   median of its neighbours over the series' MAD-based noise) is above ``outlier_z`` against
+   the runs before it *and* against the runs after it (the last run has only the runs before
+   it). Asking both sides is what tells a spike from the first runs of a new level. Outliers
+   are reported, and replaced by the median before them for the steps below, so that one bad
+   run can neither make nor hide a change.
+2. **Split.** The series is cut into windows of ``window`` values, half a window apart. In each
+   window the E-divisive statistic Q(tau) (energy distance between the values before and after
+   tau, scaled by the sizes of both sides) names the candidate split; a two-sided Student's
+   t-test between both sides confirms it at a relaxed ``10 * p_value`` ("weak" change points),
+   and the search recurses into both halves until a candidate fails.
+3. **Merge.** Over the whole series, each weak change point is tested again against its
+   neighbours (the values between the previous and the next change point); the weakest is
+   dropped while its p-value is above ``p_value``, or, once all are significant, while its
+   relative change is below ``min_magnitude``; its neighbours are then tested again.
+4. **Refine.** Each change point that stays moves to the split of largest mean difference
+   within half a window (between its neighbours), and is described: means, spreads, sizes of
+   both sides and the p-value.
+
+Two departures from Otava, both measured on flat noisy series (the false alarms of
+``tests/analyze/test_changepoint.py``): the p-value of the merge is Bonferroni-corrected for
+the number of positions the split could have taken (it was chosen as the best of them), and an
+all-positive series is tested on its logarithms (timings and costs vary by a factor, with a
+long right tail). Means and magnitudes are always those of the values themselves.
+
+Everything is vectorised over many series of one length at a time (2-D arrays): the pairwise
+distances of each window, their triangular sums by cumulative sums, and the t-tests of every
+candidate at once; the t distribution's tail comes from a vectorised incomplete beta function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "ChangePoint",
+    "ChangePointParams",
+    "SeriesAnalysis",
+    "analyze_batch",
+    "analyze_many",
+    "analyze_series",
+    "find_outliers",
+    "t_test_p_value",
+]
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
+#: Elements of one (windows, length, length) distance block: bounds the memory of a step.
+_BLOCK_ELEMENTS = 4_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePointParams:
+    """Detection parameters; the defaults are Otava's (p 0.001, window 50) plus ours."""
+
+    p_value: float = 0.001
+    window: int = 50
+    min_magnitude: float = 0.10
+    #: Fewest values on either side of a change: a shorter burst is not (yet) a change.
+    min_segment: int = 5
+    outlier_z: float = 3.5
+
+    #: How many runs on each side the outlier test compares a value with: the median of three
+    #: is robust to a second bad run, and a level that holds four runs or more is already the
+    #: median on one side of each of its runs, so it stays a level (a change), not outliers.
+    outlier_neighbours: int = 3
+
+    def __post_init__(self) -> None:
+        if not 0 < self.p_value < 1:
+            raise ValueError("p_value must be between 0 and 1")
+        if self.window < 4 or self.min_segment < 2 or 2 * self.min_segment > self.window:
+            raise ValueError("need window >= 4, min_segment >= 2 and window >= 2 * min_segment")
+        if self.min_magnitude < 0 or self.outlier_z <= 0:
+            raise ValueError("need min_magnitude >= 0 and outlier_z > 0")
+        if self.outlier_neighbours < 1:
+            raise ValueError("outlier_neighbours must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePoint:
+    """A lasting change of level. ``index`` is the position of the first value of the new
+    level in the series as given (gaps included); n/means/stds describe the values between the
+    previous and the next change point."""
+
+    index: int
+    mean_before: float
+    mean_after: float
+    std_before: float
+    std_after: float
+    n_before: int
+    n_after: int
+    p_value: float
+
+    @property
+    def relative_change(self) -> float:
+        """(after - before) / |before|; infinite when a metric starts from zero."""
+        return _relative(self.mean_before, self.mean_after)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesAnalysis:
+    """What one series holds: change points (oldest first), outlier positions, and the cleaned
+    values (outliers replaced, gaps dropped) with the position of each in the given series."""
+
+    change_points: tuple[ChangePoint, ...]
+    outliers: tuple[int, ...]
+    cleaned: Floats = field(repr=False)
+    positions: Ints = field(repr=False)
+
+
+def _relative(before: float, after: float) -> float:
+    if before == 0:
+        return 0.0 if after == 0 else math.copysign(math.inf, after)
+    return (after - before) / abs(before)
+
+
+# --- Student's t distribution --------------------------------------------------------------
+
+_TINY = 1e-300
+
+
+def _lgamma(values: Floats) -> Floats:
+    # Degrees of freedom repeat a lot: compute each distinct value once.
+    unique, inverse = np.unique(values, return_inverse=True)
+    table = np.array([math.lgamma(float(v)) for v in unique], dtype=np.float64)
+    return table[inverse.reshape(values.shape)]
+
+
+def _beta_fraction(a: Floats, b: Floats, x: Floats) -> Floats:
+    """The continued fraction of the incomplete beta function (modified Lentz), vectorised."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = np.ones_like(x)
+    d = 1.0 - qab * x / qap
+    d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
+    h = d.copy()
+    for m in range(1, 400):
+        m2 = 2.0 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
+        c = 1.0 + aa / c
+        c = np.where(np.abs(c) < _TINY, _TINY, c)
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
+        c = 1.0 + aa / c
+        c = np.where(np.abs(c) < _TINY, _TINY, c)
+        delta = d * c
+        h *= delta
+        if m % 8 == 0 and bool(np.all(np.abs(delta - 1.0) < 1e-15)):
+            break
+    return np.asarray(h, dtype=np.float64)
+
+
+def _betainc(a: Floats, b: Floats, x: Floats) -> Floats:
+    """Regularized incomplete beta I_x(a, b) for arrays (Numerical Recipes' betai)."""
+    x = np.clip(x, 0.0, 1.0)
+    swap = x > (a + 1.0) / (a + b + 2.0)
+    aa, bb, xx = np.where(swap, b, a), np.where(swap, a, b), np.where(swap, 1.0 - x, x)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        log_front = (
+            _lgamma(aa + bb) - _lgamma(aa) - _lgamma(bb) + aa * np.log(xx) + bb * np.log1p(-xx)
+        )
+        value = np.exp(log_front) * _beta_fraction(aa, bb, xx) / aa
+        value = np.where(xx <= 0.0, 0.0, value)
+    return np.where(swap, 1.0 - value, value)
+
+
+def t_test_p_value(t: ArrayLike, df: ArrayLike) -> Floats:
+    """Two-sided p-value of Student's t statistic with ``df`` degrees of freedom."""
+    t_arr = np.abs(np.asarray(t, dtype=np.float64))
+    df_arr = np.broadcast_to(np.asarray(df, dtype=np.float64), t_arr.shape)
+    p = np.ones_like(t_arr)
+    ok = df_arr > 0
+    if np.any(ok):
+        tt, dd = t_arr[ok], df_arr[ok]
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = np.where(np.isinf(tt), 0.0, dd / (dd + tt * tt))
+        p[ok] = _betainc(dd / 2.0, np.full_like(dd, 0.5), x)
+    return np.clip(p, 0.0, 1.0)
+
+
+def _pooled_t(
+    s1: Floats, q1: Floats, n1: Floats, s2: Floats, q2: Floats, n2: Floats
+) -> tuple[Floats, Floats, Floats, Floats, Floats]:
+    """Student's pooled two-sample t-test from sums and sums of squares of both sides.
+    Returns (p, mean1, mean2, std1, std2)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean1, mean2 = s1 / n1, s2 / n2
+        ss1 = np.maximum(q1 - s1 * mean1, 0.0)
+        ss2 = np.maximum(q2 - s2 * mean2, 0.0)
+        df = n1 + n2 - 2.0
+        pooled = np.sqrt((ss1 + ss2) / df)
+        diff = mean2 - mean1
+        t = diff / (pooled * np.sqrt(1.0 / n1 + 1.0 / n2))
+        # Two flat levels: any difference is certain, none is nothing.
+        scale = np.maximum(np.abs(mean1), np.abs(mean2)) + 1.0
+        flat = pooled <= 1e-12 * scale
+        t = np.where(flat, np.where(np.abs(diff) > 1e-12 * scale, np.inf, 0.0), t)
+        p = t_test_p_value(t, df)
+        std1 = np.sqrt(ss1 / np.maximum(n1 - 1.0, 1.0))
+        std2 = np.sqrt(ss2 / np.maximum(n2 - 1.0, 1.0))
+    return p, mean1, mean2, std1, std2
+
+
+# --- outliers ------------------------------------------------------------------------------
+
+
+def _window_medians(values: Floats, size: int) -> Floats:
+    """Median of every window ``values[:, j : j + size]`` (shape (S, n - size + 1))."""
+    windows = np.lib.stride_tricks.sliding_window_view(values, size, axis=1)
+    lo, hi = (size - 1) // 2, size // 2
+    part = np.partition(windows, (lo, hi), axis=-1)
+    return np.asarray((part[..., lo] + part[..., hi]) / 2.0, dtype=np.float64)
+
+
+def find_outliers(values: Floats, params: ChangePointParams) -> tuple[NDArray[np.bool_], Floats]:
+    """Outlier flags of a (series, length) array and the values to use instead (the median of
+    the runs before, or after for the first runs). See the module docstring.
+
+    The centres are medians of the ``outlier_neighbours`` runs on each side; the scale is one
+    per series, from the median absolute difference of consecutive runs (1.4826 * MAD / sqrt 2
+    for normal noise): a level shift moves a single difference, so the scale ignores changes
+    and spikes alike, and it rests on the whole series rather than on ten runs."""
+    count, n = values.shape
+    h = params.outlier_neighbours
+    flags = np.zeros((count, n), dtype=bool)
+    if n < h + 2:
+        return flags, values.copy()
+    median = _window_medians(values, h)  # window j covers values[j : j + h]
+    nan = np.full((count, n), np.nan)
+    before_median = nan.copy()
+    before_median[:, h:] = median[:, : n - h]
+    after_median = nan.copy()
+    after_median[:, : n - h] = median[:, 1:]
+    # The first and last runs have fewer than h runs on one side: the median of what is there.
+    for remaining in range(1, h):
+        before_median[:, remaining] = np.median(values[:, :remaining], axis=1)
+        at = n - 1 - remaining
+        after_median[:, at] = np.median(values[:, at + 1 :], axis=1)
+    noise = 1.4826 / math.sqrt(2.0) * np.median(np.abs(np.diff(values, axis=1)), axis=1)
+    scale = noise[:, None]
+
+    def beyond(center: Floats) -> NDArray[np.bool_]:
+        limit = np.maximum(params.outlier_z * scale, params.min_magnitude * np.abs(center))
+        with np.errstate(invalid="ignore"):
+            return np.asarray(np.abs(values - center) > np.maximum(limit, 1e-12), dtype=bool)
+
+    has_before, has_after = ~np.isnan(before_median), ~np.isnan(after_median)
+    flags = (
+        (has_before | has_after)
+        & (beyond(before_median) | ~has_before)
+        & (beyond(after_median) | ~has_after)
+    )
+    replacement = np.where(flags, np.where(has_before, before_median, after_median), values)
+    return flags, replacement
+
+
+# --- split: E-divisive candidates confirmed by a t-test --------------------------------------
+
+
+def _best_splits(block: Floats, min_segment: int) -> tuple[Floats, Ints]:
+    """For each row of ``block`` (rows, L): the E-divisive statistic's best split tau (the first
+    index of the right side, min_segment <= tau <= L - min_segment) and its value."""
+    rows, length = block.shape
+    taus = np.arange(min_segment, length - min_segment + 1)
+    n1 = taus.astype(np.float64)
+    n2 = length - n1
+    # Distances in float32 halve the memory traffic of the largest arrays of the whole
+    # analysis; their sums (50 terms a window) go on in float64.
+    upper = np.triu(np.ones((length, length), dtype=np.float32), k=1)
+    best_q = np.empty(rows)
+    best_tau = np.empty(rows, dtype=np.int64)
+    chunk = max(1, _BLOCK_ELEMENTS // (length * length))
+    for start in range(0, rows, chunk):
+        part = block[start : start + chunk].astype(np.float32)
+        distances = np.abs(part[:, :, None] - part[:, None, :])
+        distances *= upper
+        columns = distances.sum(axis=1, dtype=np.float64)
+        rows_ = distances.sum(axis=2, dtype=np.float64)
+        within_left = np.cumsum(columns, axis=1)  # pairs i < k < tau
+        within_right = np.cumsum(rows_[:, ::-1], axis=1)[:, ::-1]  # pairs tau <= j < k
+        wx = within_left[:, taus - 1]
+        wy = within_right[:, taus]
+        cross = within_left[:, -1:] - wx - wy
+        q = (
+            2.0 / length * cross
+            - 2.0 * n2 / (length * (n1 - 1.0)) * wx
+            - 2.0 * n1 / (length * (n2 - 1.0)) * wy
+        )
+        at = np.argmax(q, axis=1)
+        best_q[start : start + chunk] = q[np.arange(len(part)), at]
+        best_tau[start : start + chunk] = taus[at]
+    return best_q, best_tau
+
+
+def _prefix(values: Floats) -> tuple[Floats, Floats]:
+    zeros = np.zeros((values.shape[0], 1))
+    return (
+        np.concatenate([zeros, np.cumsum(values, axis=1)], axis=1),
+        np.concatenate([zeros, np.cumsum(values * values, axis=1)], axis=1),
+    )
+
+
+def _e_divisive(windows: Floats, min_segment: int, p_value: float) -> list[list[int]]:
+    """Change points of each row of ``windows`` (all one length), E-divisive style: the best
+    candidate of all intervals of a row is tested; significant ones split their interval and
+    the search goes on, the first failure ends the row."""
+    rows, length = windows.shape
+    sums, squares = _prefix(windows)
+    found: list[list[int]] = [[] for _ in range(rows)]
+    intervals: dict[int, list[tuple[int, int]]] = {row: [(0, length)] for row in range(rows)}
+    while intervals:
+        items = [
+            (row, a, b)
+            for row, spans in intervals.items()
+            for a, b in spans
+            if b - a >= 2 * min_segment
+        ]
+        if not items:
+            break
+        item_rows = np.array([i[0] for i in items], dtype=np.int64)
+        starts = np.array([i[1] for i in items], dtype=np.int64)
+        ends = np.array([i[2] for i in items], dtype=np.int64)
+        q = np.empty(len(items))
+        tau = np.empty(len(items), dtype=np.int64)
+        for span in np.unique(ends - starts):
+            pick = np.flatnonzero(ends - starts == span)
+            index = starts[pick, None] + np.arange(span)[None, :]
+            q[pick], local = _best_splits(windows[item_rows[pick, None], index], min_segment)
+            tau[pick] = starts[pick] + local
+        # Per row, the interval whose candidate is strongest.
+        order = np.lexsort((-q, item_rows))
+        first = order[np.r_[True, item_rows[order][1:] != item_rows[order][:-1]]]
+        r, a, b, t = item_rows[first], starts[first], ends[first], tau[first]
+        p, *_ = _pooled_t(
+            sums[r, t] - sums[r, a],
+            squares[r, t] - squares[r, a],
+            (t - a).astype(np.float64),
+            sums[r, b] - sums[r, t],
+            squares[r, b] - squares[r, t],
+            (b - t).astype(np.float64),
+        )
+        next_intervals: dict[int, list[tuple[int, int]]] = {}
+        for row, start, end, split, prob in zip(r, a, b, t, p, strict=True):
+            if prob > p_value:
+                continue
+            found[int(row)].append(int(split))
+            spans = [s for s in intervals[int(row)] if s != (int(start), int(end))]
+            spans += [(int(start), int(split)), (int(split), int(end))]
+            next_intervals[int(row)] = spans
+        intervals = next_intervals
+    return found
+
+
+def _split(values: Floats, params: ChangePointParams) -> list[set[int]]:
+    """Weak change points of every row: E-divisive over windows half a window apart."""
+    count, n = values.shape
+    weak: list[set[int]] = [set() for _ in range(count)]
+    first_pass = params.p_value * 10 if params.p_value < 0.05 else params.p_value
+    step = max(params.window // 2, 1)
+    starts_by_length: dict[int, list[int]] = {}
+    for start in range(0, n, step):
+        length = min(params.window, n - start)
+        if length >= 2 * params.min_segment:
+            starts_by_length.setdefault(length, []).append(start)
+        if start + params.window >= n:
+            break
+    for length, starts in starts_by_length.items():
+        index = np.asarray(starts)[:, None] + np.arange(length)[None, :]
+        windows = values[:, index].reshape(count * len(starts), length)
+        for position, points in enumerate(_e_divisive(windows, params.min_segment, first_pass)):
+            row, which = divmod(position, len(starts))
+            weak[row].update(starts[which] + point for point in points)
+    return weak
+
+
+# --- merge: keep the change points that stand against their neighbours ------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Stats:
+    """Tests of many change points at once: row, position, neighbours, and the results."""
+
+    rows: Ints
+    at: Ints
+    n1: Floats
+    n2: Floats
+    p: Floats
+    mean1: Floats
+    mean2: Floats
+    std1: Floats
+    std2: Floats
+    magnitude: Floats
+
+
+def _flatten(points: dict[int, list[int]], n: int) -> tuple[Ints, Ints, Ints, Ints]:
+    """(row, position, previous change or 0, next change or n) of every change point."""
+    rows, at, before, after = [], [], [], []
+    for row, cps in points.items():
+        bounds = [0, *cps, n]
+        for i, cp in enumerate(cps):
+            rows.append(row)
+            at.append(cp)
+            before.append(bounds[i])
+            after.append(bounds[i + 2])
+    return (
+        np.asarray(rows, dtype=np.int64),
+        np.asarray(at, dtype=np.int64),
+        np.asarray(before, dtype=np.int64),
+        np.asarray(after, dtype=np.int64),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Sums:
+    """Prefix sums of each row: of the values (centred on ``base``, for means and spreads) and
+    of what the t-test reads (the logarithms of an all-positive row, else the same values)."""
+
+    sums: Floats
+    squares: Floats
+    base: Floats
+    test: Floats
+    test_sums: Floats
+    test_squares: Floats
+
+    @property
+    def n(self) -> int:
+        return int(self.sums.shape[1] - 1)
+
+
+def _sums(cleaned: Floats) -> _Sums:
+    # Centred on each row's first value: sums of squares then lose no precision to the level.
+    base = cleaned[:, 0].copy()
+    sums, squares = _prefix(cleaned - base[:, None])
+    # Timings, memory, cost and tokens vary by a factor rather than by an amount, with a long
+    # right tail: the t-test reads their logarithms, where that noise is about normal (on the
+    # raw values a few slow runs in a row pass for a change).
+    positive = np.all(cleaned > 0, axis=1)
+    test = np.where(positive[:, None], np.log(np.where(cleaned > 0, cleaned, 1.0)), cleaned)
+    test = test - test[:, :1]
+    test_sums, test_squares = _prefix(test)
+    return _Sums(sums, squares, base, test, test_sums, test_squares)
+
+
+def _test(prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams) -> _Stats:
+    rows, at, before, after = _flatten(points, prefix.n)
+    n1 = (at - before).astype(np.float64)
+    n2 = (after - at).astype(np.float64)
+    ts, tq = prefix.test_sums, prefix.test_squares
+    p, *_ = _pooled_t(
+        ts[rows, at] - ts[rows, before],
+        tq[rows, at] - tq[rows, before],
+        n1,
+        ts[rows, after] - ts[rows, at],
+        tq[rows, after] - tq[rows, at],
+        n2,
+    )
+    sums, squares = prefix.sums, prefix.squares
+    _, mean1, mean2, std1, std2 = _pooled_t(
+        sums[rows, at] - sums[rows, before],
+        squares[rows, at] - squares[rows, before],
+        n1,
+        sums[rows, after] - sums[rows, at],
+        squares[rows, after] - squares[rows, at],
+        n2,
+    )
+    mean1, mean2 = mean1 + prefix.base[rows], mean2 + prefix.base[rows]
+    # The split was the best of every position between its neighbours, which makes the plain
+    # p-value far too hopeful on noise: Bonferroni over those positions.
+    positions = np.maximum(n1 + n2 - 2 * params.min_segment + 1, 1.0)
+    p = np.minimum(p * positions, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.abs(mean2 - mean1) / np.abs(mean1)
+    magnitude = np.where(mean1 == 0, np.where(mean2 == 0, 0.0, np.inf), magnitude)
+    return _Stats(rows, at, n1, n2, p, mean1, mean2, std1, std2, magnitude)
+
+
+def _merge(prefix: _Sums, weak: list[set[int]], params: ChangePointParams) -> dict[int, list[int]]:
+    """Otava's merge over every row at once: each round drops the weakest change point of each
+    row that has one to drop."""
+    points = {row: sorted(found) for row, found in enumerate(weak) if found}
+    final: dict[int, list[int]] = {}
+    while points:
+        stats = _test(prefix, points, params)
+        short = (stats.n1 < params.min_segment) | (stats.n2 < params.min_segment)
+        offset = 0
+        next_points: dict[int, list[int]] = {}
+        for row, cps in points.items():
+            span = slice(offset, offset + len(cps))
+            offset += len(cps)
+            row_p, row_short, row_mag = stats.p[span], short[span], stats.magnitude[span]
+            # Weakest first: a too-short side, then the largest p-value, then the smallest
+            # change (Otava's order, with the short-side rule ahead of it).
+            worst = int(np.argmax(np.where(row_short, 2.0 + row_p, row_p)))
+            if row_short[worst] or row_p[worst] > params.p_value:
+                drop = worst
+            else:
+                drop = int(np.argmin(row_mag))
+                if row_mag[drop] >= params.min_magnitude:
+                    final[row] = cps
+                    continue
+            rest = cps[:drop] + cps[drop + 1 :]
+            if rest:
+                next_points[row] = rest
+        points = next_points
+    return final
+
+
+def _refine(
+    prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams
+) -> dict[int, list[int]]:
+    """Move each change point to the split of largest mean difference (in standard errors)
+    within half a window of it, between its neighbours: the windows' E-divisive candidates can
+    sit a few runs off, and the first run of the change is what a reader acts on."""
+    if not points:
+        return points
+    n, sums = prefix.n, prefix.test_sums
+    rows, at, before, after = _flatten(points, n)
+    reach = params.window // 2
+    taus = at[:, None] + np.arange(-reach, reach + 1)[None, :]
+    low = before[:, None] + params.min_segment
+    high = after[:, None] - params.min_segment
+    valid = (taus >= low) & (taus <= high)
+    taus = np.clip(taus, 0, n)
+    left = (taus - before[:, None]).astype(np.float64)
+    right = (after[:, None] - taus).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean1 = (sums[rows[:, None], taus] - sums[rows, before][:, None]) / left
+        mean2 = (sums[rows, after][:, None] - sums[rows[:, None], taus]) / right
+        score = np.abs(mean2 - mean1) * np.sqrt(left * right / (left + right))
+    score = np.where(valid, np.nan_to_num(score, nan=-1.0), -1.0)
+    best = taus[np.arange(len(at)), np.argmax(score, axis=1)]
+    moved = np.where(valid.any(axis=1), best, at)
+    refined: dict[int, list[int]] = {}
+    for row, position in zip(rows.tolist(), moved.tolist(), strict=True):
+        refined.setdefault(row, []).append(position)
+    return {row: sorted(set(cps)) for row, cps in refined.items()}
+
+
+def _holding(
+    values: Floats, points: dict[int, list[int]], params: ChangePointParams
+) -> dict[int, list[int]]:
+    """Keep the change points whose new level holds: at least ``min_segment`` values on each
+    side nearer their own side's mean than the other's. A split pushed against the end of the
+    series by a fresh burst shorter than that is not a change (yet), however sure the t-test is
+    on values that barely vary; it is found once the burst has lasted ``min_segment`` runs."""
+    need = params.min_segment
+    kept: dict[int, list[int]] = {}
+    for row, cps in points.items():
+        bounds = [0, *cps, values.shape[1]]
+        holding = []
+        for i, cp in enumerate(cps):
+            left, right = values[row, bounds[i] : cp], values[row, cp : bounds[i + 2]]
+            middle = (left.mean() + right.mean()) / 2.0
+            rose = right.mean() > left.mean()
+            on_left = np.count_nonzero((left < middle) if rose else (left > middle))
+            on_right = np.count_nonzero((right > middle) if rose else (right < middle))
+            if on_left >= need and on_right >= need:
+                holding.append(cp)
+        if holding:
+            kept[row] = holding
+    return kept
+
+
+def _describe(
+    prefix: _Sums, points: dict[int, list[int]], count: int, params: ChangePointParams
+) -> list[list[ChangePoint]]:
+    described: list[list[ChangePoint]] = [[] for _ in range(count)]
+    if not points:
+        return described
+    stats = _test(prefix, points, params)
+    for i in range(len(stats.at)):
+        described[int(stats.rows[i])].append(
+            ChangePoint(
+                index=int(stats.at[i]),
+                mean_before=float(stats.mean1[i]),
+                mean_after=float(stats.mean2[i]),
+                std_before=float(stats.std1[i]),
+                std_after=float(stats.std2[i]),
+                n_before=int(stats.n1[i]),
+                n_after=int(stats.n2[i]),
+                p_value=float(stats.p[i]),
+            )
+        )
+    return described
+
+
+# --- entry points ----------------------------------------------------------------------------
+
+
+def analyze_batch(
+    values: ArrayLike, params: ChangePointParams | None = None
+) -> list[SeriesAnalysis]:
+    """Analyse many series of one length, without gaps: a (series, length) array."""
+    params = params or ChangePointParams()
+    array = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    count, n = array.shape
+    if count == 0:
+        return []
+    flags, cleaned = find_outliers(array, params)
+    change_points: list[list[ChangePoint]] = [[] for _ in range(count)]
+    if n >= 2 * params.min_segment:
+        prefix = _sums(cleaned)
+        kept = _merge(prefix, _split(prefix.test, params), params)
+        kept = _holding(cleaned, _refine(prefix, kept, params), params)
+        change_points = _describe(prefix, kept, count, params)
+    positions = np.arange(n, dtype=np.int64)
+    results = []
+    for row in range(count):
+        points = tuple(change_points[row])
+        outliers = tuple(int(i) for i in np.flatnonzero(flags[row]))
+        results.append(SeriesAnalysis(points, outliers, cleaned[row], positions))
+    return results
+
+
+def analyze_many(
+    series: Sequence[ArrayLike], params: ChangePointParams | None = None
+) -> list[SeriesAnalysis]:
+    """Analyse series of any lengths with gaps (None/NaN are dropped; positions still count
+    them), batching the series of equal length together."""
+    params = params or ChangePointParams()
+    kept: list[tuple[Floats, Ints]] = []
+    by_length: dict[int, list[int]] = {}
+    for number, raw in enumerate(series):
+        array = np.asarray(
+            [np.nan if v is None else v for v in raw] if isinstance(raw, (list, tuple)) else raw,
+            dtype=np.float64,
+        ).ravel()
+        present = np.flatnonzero(~np.isnan(array))
+        kept.append((array[present], present.astype(np.int64)))
+        by_length.setdefault(len(present), []).append(number)
+    results: list[SeriesAnalysis | None] = [None] * len(kept)
+    for length, numbers in by_length.items():
+        if length == 0:
+            for number in numbers:
+                empty = np.empty(0)
+                results[number] = SeriesAnalysis((), (), empty, np.empty(0, dtype=np.int64))
+            continue
+        batch = np.stack([kept[number][0] for number in numbers])
+        for number, analysis in zip(numbers, analyze_batch(batch, params), strict=True):
+            positions = kept[number][1]
+            results[number] = SeriesAnalysis(
+                tuple(_at_positions(cp, positions) for cp in analysis.change_points),
+                tuple(int(positions[i]) for i in analysis.outliers),
+                analysis.cleaned,
+                positions,
+            )
+    return [r for r in results if r is not None]
+
+
+def _at_positions(cp: ChangePoint, positions: Ints) -> ChangePoint:
+    return ChangePoint(
+        index=int(positions[cp.index]),
+        mean_before=cp.mean_before,
+        mean_after=cp.mean_after,
+        std_before=cp.std_before,
+        std_after=cp.std_after,
+        n_before=cp.n_before,
+        n_after=cp.n_after,
+        p_value=cp.p_value,
+    )
+
+
+def analyze_series(
+    values: ArrayLike | Sequence[float | None], params: ChangePointParams | None = None
+) -> SeriesAnalysis:
+    """Analyse one series (gaps allowed)."""
+    return analyze_many([values], params)[0]  # type: ignore[list-item]

@@ -1,0 +1,116 @@
+"""Watching a recorded run: load its results and their histories, ask a watcher, store the
+observations, and recompute the run's average watcher quality.
+
+The ledger is read once up front and written per chunk, so no transaction stays open while an
+LLM watcher waits on the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from testledger.analyze.watcher.base import TestHistory, Watcher
+from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS, load_histories, load_results
+from testledger.model import utcnow
+from testledger.store.runs import compute_stats
+from testledger.store.tables import test_runs
+from testledger.store.writer import PendingObservation, insert_observations
+
+__all__ = ["WatchSummary", "watch_run"]
+
+#: Results handed to the watcher, and written, at a time.
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class WatchSummary:
+    """What ``watch_run`` did."""
+
+    run_id: int
+    watcher: str
+    considered: int
+    watched: int
+    not_watched: int
+    failed: int
+    anomalies: int
+    avg_watcher_quality: float | None
+    watcher_cost_usd: float
+    watcher_tokens: int
+
+
+def watch_run(
+    engine: Engine,
+    run_id: int,
+    watcher: Watcher,
+    *,
+    only_missing: bool = False,
+    history_runs: int = DEFAULT_HISTORY_RUNS,
+    progress: Callable[[int, int], None] | None = None,
+) -> WatchSummary:
+    """Watch the last attempt of every test of the run. ``only_missing`` skips results that
+    already have an observation from this watcher. ``progress(done, total)`` is called after
+    each chunk. Results the watcher has nothing to say about (skipped tests, a spent budget)
+    get no observation and count as ``not_watched``."""
+    with engine.connect() as connection:
+        results = load_results(
+            connection, run_id, missing_for=watcher.name if only_missing else None
+        )
+        histories = (
+            load_histories(
+                connection,
+                run_id,
+                runs=history_runs,
+                with_observations=watcher.wants_observations,
+            )
+            if results
+            else {}
+        )
+    empty = TestHistory()
+    watched = failed = anomalies = 0
+    total = len(results)
+    if progress is not None:
+        progress(0, total)
+    for start in range(0, total, CHUNK):
+        chunk = results[start : start + CHUNK]
+        answers = watcher.watch([(r, histories.get(r.test_id, empty)) for r in chunk])
+        pending: list[PendingObservation] = []
+        for result, observation in zip(chunk, answers, strict=True):
+            if observation is None:
+                continue
+            if observation.created_at is None:
+                observation.created_at = utcnow()
+            if observation.watcher is None:
+                observation.watcher = watcher.name
+            watched += 1
+            failed += observation.quality_score is None
+            anomalies += len(observation.anomalies)
+            pending.append(
+                PendingObservation(result.test_id, result.attempt, observation, update_result=True)
+            )
+        if pending:
+            with engine.begin() as connection:
+                insert_observations(connection, run_id, pending)
+        if progress is not None:
+            progress(min(start + CHUNK, total), total)
+    with engine.begin() as connection:
+        quality = compute_stats(connection, run_id).avg_watcher_quality
+        connection.execute(
+            sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
+        )
+    cost, tokens = watcher.spend()
+    return WatchSummary(
+        run_id=run_id,
+        watcher=watcher.name,
+        considered=total,
+        watched=watched,
+        not_watched=total - watched,
+        failed=failed,
+        anomalies=anomalies,
+        avg_watcher_quality=quality,
+        watcher_cost_usd=round(cost, 6),
+        watcher_tokens=tokens,
+    )

@@ -1,0 +1,104 @@
+"""``testledger regressions``: change points in every per-test metric."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from testledger.analyze.regressions import METRICS, MetricChange, find_regressions
+from testledger.analyze.settings import regression_settings
+from testledger.cli.app import app, connection, console, emit_json, state
+
+
+def _change(change: MetricChange) -> str:
+    spec = METRICS[change.metric]
+    return f"{spec.show(change.before_mean)} -> {spec.show(change.after_mean)}"
+
+
+def _percent(change: MetricChange) -> str:
+    return "new" if change.magnitude_pct is None else f"{change.magnitude_pct:+.1f}%"
+
+
+@app.command("regressions")
+def regressions_command(
+    ctx: typer.Context,
+    branch: str | None = typer.Option(None, "--branch", "-b", help="Only this branch."),
+    suite: str | None = typer.Option(None, "--suite", "-s", help="Only this suite."),
+    metric: str | None = typer.Option(
+        None, "--metric", "-m", help=f"Only this metric: {', '.join(METRICS)}."
+    ),
+    test: str | None = typer.Option(None, "--test", "-t", help="Only this test id."),
+    include_improvements: bool = typer.Option(
+        False, "--include-improvements", help="Also list changes for the better."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """List the lasting changes (E-divisive change points confirmed by a t-test) in each
+    test's duration, memory, CPU, tokens, cost and watcher quality over the runs of its branch
+    and suite, with the single-run outliers of the latest window. Settings:
+    [tool.testledger.regressions] (p_value, window, min_magnitude, min_runs, metrics, history)."""
+    config = regression_settings(state(ctx).settings)
+    with connection(ctx) as conn:
+        report = find_regressions(
+            conn,
+            config,
+            branch=branch,
+            suite=suite,
+            metric=metric,
+            test=test,
+            include_improvements=include_improvements,
+        )
+    if as_json:
+        emit_json(report)
+        return
+    what = "changes" if include_improvements else "regressions"
+    if not report.changes:
+        console.print(f"No {what} in {report.series_analyzed} series.")
+    scopes = sorted({(change.suite, change.branch) for change in report.changes})
+    for scope_suite, scope_branch in scopes:
+        console.print(f"[bold]suite {scope_suite}, branch {scope_branch}[/bold]")
+        table = Table(box=None, header_style="bold")
+        columns = ["test", "metric"] + (["kind"] if include_improvements else [])
+        columns += ["before -> after", "change", "first run", "when (UTC)", "commits"]
+        columns += ["p-value", "runs", "latest", "outliers", "issue"]
+        for header in columns:
+            table.add_column(header, justify="right" if header == "change" else "left")
+        for change in report.changes:
+            if (change.suite, change.branch) != (scope_suite, scope_branch):
+                continue
+            cells = [change.test_id, change.metric]
+            if include_improvements:
+                cells.append(change.kind)
+            cells += [
+                _change(change),
+                _percent(change),
+                f"{change.first_run.id} {change.first_run.key}",
+                change.first_run.at.strftime("%Y-%m-%d %H:%M"),
+                change.commit_range,
+                f"{change.p_value:.2g}",
+                f"{change.n_before}/{change.n_after}",
+                "yes" if change.current else "no",
+                ", ".join(str(run) for run in change.outlier_runs) or "-",
+                change.issue_code or "-",
+            ]
+            table.add_row(*cells)
+        console.print(table)
+    if report.changes:
+        console.print(f"{len(report.changes)} {what} in {report.series_analyzed} series.")
+    if report.outliers:
+        table = Table(title="Outliers (latest window)", box=None, header_style="bold")
+        for header in ("suite", "branch", "test", "metric", "run", "when (UTC)", "value", "median"):
+            table.add_column(header)
+        for outlier in report.outliers:
+            spec = METRICS[outlier.metric]
+            table.add_row(
+                outlier.suite,
+                outlier.branch,
+                outlier.test_id,
+                outlier.metric,
+                f"{outlier.run.id} {outlier.run.key}",
+                outlier.run.at.strftime("%Y-%m-%d %H:%M"),
+                spec.show(outlier.value),
+                spec.show(outlier.median),
+            )
+        console.print(table)

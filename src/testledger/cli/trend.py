@@ -1,0 +1,402 @@
+"""``testledger trend``, ``history``, ``cost`` and ``query``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from testledger.cli.app import app, connection, console, emit_json, state
+from testledger.errors import NotFound
+from testledger.report.cost import CostGroup, CostReport, budget_from_settings, cost_report
+from testledger.report.history import TestHistory, test_history
+from testledger.report.proposal import PROPOSAL_QUERIES, run_proposal_query
+from testledger.report.trend import TREND_METRICS, Trend, TrendMetric, run_trend, sparkline
+
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
+BRANCH_OPTION = typer.Option(None, "--branch", "-b", help="Only runs of this branch.")
+SUITE_OPTION = typer.Option(None, "--suite", "-s", help="Only runs of this suite.")
+
+# How each trended metric is written in the table (its change uses the same format).
+_METRIC_FORMATS: dict[str, Callable[[float], str]] = {
+    "pass_rate": "{:.2f}".format,
+    "quality": "{:.2f}".format,
+    "cost": "{:.4f}".format,
+    "duration": "{:.1f}".format,
+    "tokens": lambda value: f"{round(value):,}",
+}
+
+
+def _when(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M")
+
+
+def _or_dash(value: Any, fmt: Callable[[Any], str] = str) -> str:
+    return "-" if value is None else fmt(value)
+
+
+def _money(value: float | None) -> str:
+    return _or_dash(value, "{:.4f}".format)
+
+
+def _tokens(value: int | None) -> str:
+    return _or_dash(value, "{:,}".format)
+
+
+def _delta(metric: TrendMetric, change: float | None) -> Text:
+    """▲/▼ and the size of the change, green when it went the good way, red when the bad."""
+    if change is None:
+        return Text("")
+    if change == 0:
+        return Text("=", style="dim")
+    up = change > 0
+    style = "" if metric.higher_is_better is None else "green"
+    if metric.higher_is_better is not None and up != metric.higher_is_better:
+        style = "red"
+    return Text(("▲" if up else "▼") + _METRIC_FORMATS[metric.name](abs(change)), style=style)
+
+
+def _describe_filters(trend: Trend) -> str:
+    f = trend.filters
+    parts = [
+        f"{label} {value}"
+        for label, value in (
+            ("suite", f.suite),
+            ("branch", f.branch),
+            ("tool", f.tool),
+            ("provider", f.provider),
+            ("model", f.model),
+        )
+        if value is not None
+    ]
+    return (" - " + ", ".join(parts)) if parts else ""
+
+
+def render_trend(trend: Trend) -> None:
+    count = len(trend.points)
+    console.print(f"[bold]Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
+    if trend.filters.per_result:
+        console.print("numbers over the matching results of each run")
+    table = Table(box=None, header_style="bold")
+    for header in ("run", "when (UTC)", "commit", "tests"):
+        table.add_column(header, justify="right" if header in ("run", "tests") else "left")
+    for metric in TREND_METRICS:
+        table.add_column(metric.label, justify="right")
+        table.add_column("Δ", justify="right")
+    for point in trend.points:
+        cells: list[str | Text] = [
+            str(point.run_id),
+            _when(point.run_timestamp),
+            (point.commit or "-")[:10],
+            str(point.tests),
+        ]
+        for metric in TREND_METRICS:
+            value = getattr(point, metric.attribute)
+            cells.append(_or_dash(value, _METRIC_FORMATS[metric.name]))
+            cells.append(_delta(metric, getattr(point, metric.change_attribute)))
+        table.add_row(*cells)
+    spark_cells: list[str] = ["", "trend", "", ""]
+    for metric in TREND_METRICS:
+        spark_cells.extend([sparkline(trend.series(metric)), ""])
+    table.add_row(*spark_cells, style="cyan")
+    console.print(table)
+
+
+@app.command("trend")
+def trend_command(
+    ctx: typer.Context,
+    limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (the last N)."),
+    branch: str | None = BRANCH_OPTION,
+    suite: str | None = SUITE_OPTION,
+    tool: str | None = typer.Option(None, "--tool", help="Only the results of this tool."),
+    provider: str | None = typer.Option(
+        None, "--provider", help="Only the results of this provider."
+    ),
+    model: str | None = typer.Option(None, "--model", help="Only the results of this model."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Pass rate, watcher quality, cost, duration and tokens of the last runs, oldest first,
+    each with its change from the run before (▲/▼, green good, red bad) and a sparkline.
+
+    With --tool, --provider or --model the numbers are aggregated over each run's matching
+    results (the last attempt decides a test's status; every attempt's cost and tokens count).
+    Runs still recording are left out."""
+    with connection(ctx) as conn:
+        trend = run_trend(
+            conn,
+            limit=limit,
+            branch=branch,
+            suite=suite,
+            tool=tool,
+            provider=provider,
+            model=model,
+        )
+    if as_json:
+        emit_json(trend)
+        return
+    if not trend.points:
+        console.print("No runs match.")
+        return
+    render_trend(trend)
+
+
+def render_history(history: TestHistory) -> None:
+    runs = len(history.entries)
+    on_branch = f" on branch {history.branch}" if history.branch else ""
+    console.print(
+        f"[bold]{history.test_id}[/bold]  (tool {history.tool_name}, variation "
+        f"{history.variation}) - {runs} run(s){on_branch}, newest first"
+    )
+    if not history.entries:
+        return
+    table = Table(box=None, header_style="bold")
+    for header in ("run", "when (UTC)", "branch", "commit", "tries", "status"):
+        table.add_column(header, justify="right" if header in ("run", "tries") else "left")
+    for header in ("secs", "cost $", "tokens", "quality"):
+        table.add_column(header, justify="right")
+    table.add_column("issue")
+    table.add_column("error", overflow="fold")
+    status_styles = {"PASS": "green", "FAIL": "red", "ERROR": "red", "SKIP": "yellow"}
+    for entry in history.entries:
+        first_line = (entry.error_message or "").splitlines()[0] if entry.error_message else ""
+        error = f"{entry.error_type}: {first_line}" if entry.error_type else first_line
+        table.add_row(
+            str(entry.run_id),
+            _when(entry.run_timestamp),
+            entry.branch,
+            (entry.commit or "-")[:10],
+            str(entry.attempts),
+            Text(entry.status, style=status_styles.get(entry.status, "")),
+            _or_dash(entry.duration_secs, "{:.2f}".format),
+            _money(entry.cost_usd),
+            _tokens(entry.tokens_total),
+            _or_dash(entry.watcher_quality),
+            entry.issue_code or "",
+            error[:100],
+        )
+    console.print(table)
+
+
+@app.command("history")
+def history_command(
+    ctx: typer.Context,
+    test: str = typer.Argument(
+        ...,
+        metavar="TEST",
+        help="The test: its full id, its tool/variation, or any unique part of its id "
+        "(ignoring case); an ambiguous part lists the tests it matches.",
+    ),
+    limit: int = typer.Option(30, "--limit", "-n", min=1, help="How many runs (newest first)."),
+    branch: str | None = BRANCH_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """One test's results over time: per run its attempts, final status, duration, cost, tokens,
+    watcher quality and the issue its failure belongs to."""
+    with connection(ctx) as conn:
+        history = test_history(conn, test, limit=limit, branch=branch)
+    if as_json:
+        emit_json(history)
+        return
+    render_history(history)
+
+
+def _group_table(title: str, groups: list[CostGroup], *, models: bool = False) -> Table:
+    table = Table(title=title, box=None, header_style="bold", title_justify="left")
+    if models:
+        table.add_column("provider")
+    table.add_column("model" if models else title.split()[-1])
+    for header in ("results", "passed", "cost $", "share", "tokens", "$ / pass"):
+        table.add_column(header, justify="right")
+    for group in groups:
+        cells = [group.provider or "(none)"] if models else []
+        cells += [
+            group.name or "(none)",
+            str(group.results),
+            str(group.passed),
+            _money(group.cost_usd),
+            _or_dash(group.share, "{:.0%}".format),
+            _tokens(group.tokens_total),
+            _money(group.cost_per_passing_test),
+        ]
+        table.add_row(*cells)
+    return table
+
+
+def render_cost(report: CostReport) -> None:
+    total = report.total
+    scope = ", ".join(
+        f"{label} {value}"
+        for label, value in (("suite", report.suite), ("branch", report.branch))
+        if value is not None
+    )
+    console.print(
+        f"[bold]Cost of the last {total.runs} run(s)[/bold]{' - ' + scope if scope else ''}: "
+        f"${_money(total.cost_usd)} for {total.passed} passing test(s) "
+        f"(${_money(total.cost_per_passing_test)} each), {_tokens(total.tokens_total)} tokens"
+    )
+    if report.watcher_spend_recorded:
+        console.print(
+            f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens;"
+            f" total ${_money(total.total_cost_usd)}"
+        )
+    if report.budget_usd is not None:
+        console.print(
+            f"budget ${report.budget_usd:.4f} per run: {report.runs_over_budget} run(s) over"
+        )
+    table = Table(box=None, header_style="bold")
+    for header in ("run", "when (UTC)", "suite", "branch", "status"):
+        table.add_column(header, justify="right" if header == "run" else "left")
+    headers = ["results", "passed", "cost $", "tokens", "$ / pass"]
+    if report.watcher_spend_recorded:
+        headers += ["watcher $", "watcher tokens", "total $"]
+    for header in headers:
+        table.add_column(header, justify="right")
+    if report.budget_usd is not None:
+        table.add_column("budget")
+    for run in report.runs:
+        cells: list[str | Text] = [
+            str(run.run_id),
+            _when(run.run_timestamp),
+            run.suite,
+            run.branch,
+            run.status,
+            str(run.results),
+            str(run.passed),
+            _money(run.cost_usd),
+            _tokens(run.tokens_total),
+            _money(run.cost_per_passing_test),
+        ]
+        if report.watcher_spend_recorded:
+            cells += [
+                _money(run.watcher_cost_usd),
+                _tokens(run.watcher_tokens),
+                _money(run.total_cost_usd),
+            ]
+        if report.budget_usd is not None:
+            cells.append(Text("OVER", style="bold red") if run.over_budget else Text("ok"))
+        table.add_row(*cells)
+    console.print(table)
+    for title, groups in (("By tool", report.by_tool), ("By provider", report.by_provider)):
+        console.print()
+        console.print(_group_table(title, groups))
+    console.print()
+    console.print(_group_table("By model", report.by_model, models=True))
+
+
+@app.command("cost")
+def cost_command(
+    ctx: typer.Context,
+    runs: int = typer.Option(10, "--runs", "-n", min=1, help="How many runs (the last N)."),
+    branch: str | None = BRANCH_OPTION,
+    suite: str | None = SUITE_OPTION,
+    budget: float | None = typer.Option(
+        None,
+        "--budget",
+        metavar="USD",
+        help="Mark runs that cost more than this (default: [tool.testledger] max_run_cost_usd).",
+    ),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Cost and tokens per run, and over those runs per tool, provider and model, with the cost
+    of each passing test. Every attempt is paid for; a test passes when its last attempt does."""
+    budget_usd = budget if budget is not None else budget_from_settings(state(ctx).settings.tool)
+    with connection(ctx) as conn:
+        report = cost_report(conn, runs=runs, branch=branch, suite=suite, budget_usd=budget_usd)
+    if as_json:
+        emit_json(report)
+        return
+    if not report.runs:
+        console.print("No runs match.")
+        return
+    render_cost(report)
+
+
+_ISO_TIMESTAMP = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+
+
+def plain_value(value: Any) -> Any:
+    """A driver's value as the same Python value on every database: PostgreSQL's Decimals as
+    floats (to 6 decimals), SQLite's timestamp text as UTC datetimes (raw SQL bypasses our
+    column types)."""
+    if isinstance(value, (Decimal, float)):
+        # The schema keeps at most 6 decimals; what SQLite's float arithmetic adds beyond
+        # them (100 - 66.67 = 33.329999...) is noise PostgreSQL's numerics do not have.
+        return round(float(value), 6)
+    if isinstance(value, str) and _ISO_TIMESTAMP.match(value):
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc)
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, float):
+        # Trailing zeros say nothing; 50 and 50.00 are the same pass rate on either database.
+        return f"{value:.6f}".rstrip("0").rstrip(".")
+    return str(value)
+
+
+def _query_help() -> str:
+    width = max(len(name) for name in PROPOSAL_QUERIES)
+    listed = "\n".join(
+        f"  {name.ljust(width)}  {query.title}" for name, query in PROPOSAL_QUERIES.items()
+    )
+    return (
+        "Run one of the proposal's example queries, unchanged, and show its rows.\n\n"
+        "NAME is one of (also: testledger query --list):\n\n"
+        f"\b\n{listed}"
+    )
+
+
+@app.command("query", help=_query_help())
+def query_command(
+    ctx: typer.Context,
+    name: str | None = typer.Argument(None, metavar="NAME", help="The query's name (see --list)."),
+    list_names: bool = typer.Option(False, "--list", help="List the queries' names."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    if list_names or name is None:
+        if as_json:
+            emit_json([{"name": q.name, "title": q.title} for q in PROPOSAL_QUERIES.values()])
+            return
+        width = max(len(known) for known in PROPOSAL_QUERIES)
+        for query in PROPOSAL_QUERIES.values():
+            console.print(f"{query.name.ljust(width)}  {query.title}")
+        return
+    if name not in PROPOSAL_QUERIES:
+        raise NotFound(f"no query {name!r}: choose one of {', '.join(PROPOSAL_QUERIES)}")
+    with connection(ctx) as conn:
+        rows = [
+            {key: plain_value(value) for key, value in row.items()}
+            for row in run_proposal_query(conn, name)
+        ]
+    if as_json:
+        emit_json(rows)
+        return
+    console.print(f"[bold]{PROPOSAL_QUERIES[name].title}[/bold]")
+    if not rows:
+        console.print("No rows.")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in rows[0]:
+        numeric = any(
+            isinstance(row[column], (int, float)) and not isinstance(row[column], bool)
+            for row in rows
+        )
+        table.add_column(column, overflow="fold", justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*(_cell(value) for value in row.values()))
+    console.print(table)

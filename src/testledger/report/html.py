@@ -1,0 +1,214 @@
+"""The self-contained HTML report: one file with inline CSS, JS and data, no network needed.
+
+``build_report`` assembles the numbers from the other reports (runs, issues, flaky, compare,
+trend); ``render_html`` turns them into the page. Trend data is a compact array per metric so a
+history of 1,000 runs stays small, and the charts are drawn once by the page's own JS as SVG.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from typing import Any
+
+import jinja2
+import sqlalchemy as sa
+from sqlalchemy import Connection
+
+from testledger.analyze.flaky import FlakyTest, find_flaky
+from testledger.errors import NotFound
+from testledger.report.compare import RunComparison, compare_runs
+from testledger.report.runs import RunSummary, as_json, find_run
+from testledger.report.trend import TREND_METRICS, run_trend
+from testledger.store.tables import issue_occurrences, issues, test_results
+
+FAILED_STATUSES = ("FAIL", "ERROR")
+TOP_N = 10
+EXCERPT_CHARS = 300
+# The charts the page draws, by trend metric name, in display order.
+CHART_METRICS = ("pass_rate", "quality", "cost", "duration")
+
+
+@dataclass(frozen=True, slots=True)
+class IssueGroup:
+    """The run's failures of one issue (``code`` None: failures not yet grouped into one)."""
+
+    code: str | None
+    title: str
+    status: str | None
+    priority: str | None
+    tests: list[str]
+    error_excerpt: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TestCost:
+    test_id: str
+    status: str
+    duration_secs: float | None
+    cost_usd: float | None
+    tokens_total: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrendSeries:
+    """Parallel arrays, oldest run first: one entry per run of the history."""
+
+    run_ids: list[int]
+    labels: list[str]
+    metrics: dict[str, list[float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlReport:
+    run: RunSummary
+    generated_at: datetime
+    trend: TrendSeries
+    failures: list[IssueGroup]
+    flaky: list[FlakyTest]
+    comparison: RunComparison | None
+    slowest: list[TestCost]
+    costliest: list[TestCost]
+
+
+def _excerpt(message: str | None) -> str | None:
+    if not message:
+        return None
+    text = message.strip()
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _failures(connection: Connection, run_id: int) -> list[IssueGroup]:
+    rows = connection.execute(
+        sa.select(
+            test_results.c.test_id,
+            test_results.c.error_type,
+            test_results.c.error_message,
+            issues.c.issue_code,
+            issues.c.title,
+            issues.c.status,
+            issues.c.priority,
+        )
+        .select_from(test_results)
+        .outerjoin(issue_occurrences, issue_occurrences.c.test_result_id == test_results.c.id)
+        .outerjoin(issues, issues.c.id == issue_occurrences.c.issue_id)
+        .where(test_results.c.run_id == run_id, test_results.c.status.in_(FAILED_STATUSES))
+        .order_by(test_results.c.test_id, test_results.c.attempt.desc())
+    ).all()
+    groups: dict[str | None, dict[str, Any]] = {}
+    for test_id, error_type, message, code, title, status, priority in rows:
+        group = groups.setdefault(
+            code,
+            {
+                "title": title or "Failures not grouped into an issue",
+                "status": status,
+                "priority": priority,
+                "tests": [],
+                "excerpt": _excerpt(
+                    f"{error_type}: {message}" if error_type and message else error_type or message
+                ),
+            },
+        )
+        if test_id not in group["tests"]:
+            group["tests"].append(test_id)
+    ordered = sorted(groups.items(), key=lambda item: (item[0] is None, -len(item[1]["tests"])))
+    return [
+        IssueGroup(code, g["title"], g["status"], g["priority"], g["tests"], g["excerpt"])
+        for code, g in ordered
+    ]
+
+
+def _top(connection: Connection, run_id: int, column: Any) -> list[TestCost]:
+    rows = connection.execute(
+        sa.select(
+            test_results.c.test_id,
+            test_results.c.status,
+            test_results.c.duration_secs,
+            test_results.c.cost_usd,
+            test_results.c.tokens_total,
+        )
+        .where(test_results.c.run_id == run_id, column.is_not(None))
+        .order_by(column.desc(), test_results.c.test_id)
+        .limit(TOP_N)
+    )
+    return [TestCost(*row) for row in rows]
+
+
+def _trend(connection: Connection, run: RunSummary, history: int) -> TrendSeries:
+    trend = run_trend(connection, limit=history, branch=run.branch, suite=run.suite)
+    # The history ends at the reported run, not at whatever was recorded after it.
+    points = [p for p in trend.points if p.run_timestamp <= run.run_timestamp]
+    metrics = {m.name: m for m in TREND_METRICS}
+    return TrendSeries(
+        run_ids=[p.run_id for p in points],
+        labels=[f"#{p.run_id} {p.run_timestamp:%Y-%m-%d %H:%M}" for p in points],
+        metrics={
+            name: [getattr(p, metrics[name].attribute) for p in points] for name in CHART_METRICS
+        },
+    )
+
+
+def build_report(
+    connection: Connection, run: str | int | None = None, *, history: int = 100
+) -> HtmlReport:
+    """Everything the HTML report shows for ``run`` (default: the latest), with the trend over
+    the last ``history`` runs of its branch and suite."""
+    summary = find_run(connection, run)
+    try:
+        comparison: RunComparison | None = compare_runs(connection, summary.id)
+    except NotFound:
+        comparison = None  # the first run of its branch has nothing to compare with
+    return HtmlReport(
+        run=summary,
+        generated_at=datetime.now(timezone.utc).replace(microsecond=0),
+        trend=_trend(connection, summary, history),
+        failures=_failures(connection, summary.id),
+        flaky=find_flaky(connection, suite=summary.suite, branch=summary.branch),
+        comparison=comparison,
+        slowest=_top(connection, summary.id, test_results.c.duration_secs),
+        costliest=_top(connection, summary.id, test_results.c.cost_usd),
+    )
+
+
+def safe_json(data: Any) -> str:
+    """JSON safe inside a ``<script>`` element: no ``</``, ``<!--`` or line separators can end it
+    early or switch the parser's state, whatever the strings hold."""
+    text = json.dumps(as_json(data), ensure_ascii=False, default=str, separators=(",", ":"))
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
+
+
+def _asset(name: str) -> str:
+    folder = resources.files("testledger.report").joinpath("templates")
+    return folder.joinpath(name).read_text("utf-8")
+
+
+def _number(value: float | int | None, fmt: str = "{:,.2f}") -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def render_html(report: HtmlReport) -> str:
+    """The report as one self-contained HTML page."""
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters["num"] = _number
+    template = environment.from_string(_asset("report.html.j2"))
+    chart_data = {
+        "labels": report.trend.labels,
+        "metrics": report.trend.metrics,
+        "charts": [
+            {"name": m.name, "label": m.label} for m in TREND_METRICS if m.name in CHART_METRICS
+        ],
+    }
+    return template.render(
+        report=report,
+        css=_asset("report.css"),
+        js=_asset("report.js"),
+        data_json=safe_json(chart_data),
+    )

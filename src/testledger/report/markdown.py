@@ -1,0 +1,212 @@
+"""A run as a short GitHub-flavoured markdown report, for a PR comment or a CI job summary.
+
+``build_summary`` gathers the data (the run, its comparison with the previous run, the gate
+when rules are configured); ``render_markdown`` is a pure function of that data, so the exact
+text is tested without a database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from testledger.analyze.flaky import FlakyConfig
+from testledger.errors import NotFound
+from testledger.report.compare import RunComparison, TestChange, compare_runs, find_baseline
+from testledger.report.gate import GateResult, GateRules, evaluate_gate
+from testledger.report.runs import RunSummary, find_run
+
+__all__ = ["SummaryData", "build_summary", "render_markdown"]
+
+#: Failures listed before "and N more": a PR comment should stay readable.
+MAX_FAILURES = 20
+#: Slower / costlier tests shown.
+TOP = 5
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryData:
+    run: RunSummary
+    comparison: RunComparison | None
+    no_comparison_reason: str | None
+    gate: GateResult | None
+
+
+def build_summary(
+    connection: Connection,
+    run: str | int | None = None,
+    *,
+    baseline_branch: str | None = None,
+    rules: GateRules | None = None,
+    flaky_config: FlakyConfig | None = None,
+) -> SummaryData:
+    """The summary of ``run`` (default: the latest): compared with the previous run of its
+    branch (or the latest of ``baseline_branch``) when there is one; with the gate's result
+    when ``rules`` has any rule configured."""
+    current = find_run(connection, run)
+    comparison: RunComparison | None = None
+    reason: str | None = None
+    try:
+        baseline = find_baseline(connection, current, baseline_branch=baseline_branch)
+    except NotFound as exc:
+        reason = str(exc)
+    else:
+        comparison = compare_runs(connection, current.id, baseline.id, flaky_config=flaky_config)
+    gate = None
+    if rules is not None and rules.configured:
+        gate = evaluate_gate(
+            connection,
+            rules,
+            current.id,
+            baseline_branch=baseline_branch,
+            flaky_config=flaky_config,
+        )
+    return SummaryData(run=current, comparison=comparison, no_comparison_reason=reason, gate=gate)
+
+
+def _number(value: float | int | None, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def _delta(value: float | int | None, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    return ("+" if value > 0 else "") + fmt.format(value)
+
+
+_TOTALS = (
+    # (metric, label, value format, delta format)
+    ("total_tests", "Tests", "{}", "{}"),
+    ("tests_passed", "Passed", "{}", "{}"),
+    ("tests_failed", "Failed", "{}", "{}"),
+    ("tests_skipped", "Skipped", "{}", "{}"),
+    ("pass_rate", "Pass rate", "{:.2f}%", "{:.2f}"),
+    ("total_cost_usd", "Cost", "${:.4f}", "{:.4f}"),
+    ("total_duration_secs", "Duration", "{} s", "{}"),
+    ("total_tokens", "Tokens", "{}", "{}"),
+    ("avg_watcher_quality", "Avg quality", "{:.2f}", "{:.2f}"),
+)
+
+
+def _one_line(text: str | None, limit: int = 120) -> str:
+    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
+    line = line.replace("`", "'")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _failure(change: TestChange) -> str:
+    parts = [f"- `{change.test_id}`"]
+    message = _one_line(change.error_message)
+    error = f"{change.error_type}: {message}" if change.error_type else message
+    if error:
+        parts.append(f"— {error}")
+    if change.issue_code:
+        parts.append(f"(issue {change.issue_code})")
+    return " ".join(parts)
+
+
+def _limited(rows: list[str], limit: int) -> list[str]:
+    if len(rows) <= limit:
+        return rows
+    return [*rows[:limit], f"- … and {len(rows) - limit} more"]
+
+
+def _percent_change(change: TestChange) -> str:
+    if not change.before:
+        return ""
+    return f" ({100.0 * ((change.after or 0.0) - change.before) / change.before:+.0f}%)"
+
+
+def _section(title: str, rows: list[str]) -> list[str]:
+    return [f"#### {title}", "", *rows, ""] if rows else []
+
+
+def render_markdown(data: SummaryData) -> str:
+    """The markdown text of a summary (ends with one newline)."""
+    run = data.run
+    marker = "❌" if run.tests_failed else "✅"
+    lines = [
+        f"### {marker} testledger: {run.suite} on {run.branch}",
+        "",
+        f"✅ {run.tests_passed} passed · ❌ {run.tests_failed} failed"
+        f" · ⏭️ {run.tests_skipped} skipped · {run.total_tests} tests",
+        "",
+    ]
+    where = f"Run `{run.run_key}` (id {run.id}), branch `{run.branch}`"
+    if run.commit:
+        where += f", commit `{run.commit[:12]}`"
+    comparison = data.comparison
+    if comparison is None:
+        lines += [where + ".", "", f"_{data.no_comparison_reason or 'no baseline'}._", ""]
+        lines += ["| | This run |", "|---|---:|"]
+        for metric, label, fmt, _ in _TOTALS:
+            lines.append(f"| {label} | {_number(getattr(run, metric), fmt)} |")
+        lines.append("")
+    else:
+        base = comparison.baseline
+        lines += [
+            where + ".",
+            f"Compared with run `{base.run_key}` (id {base.id}), branch `{base.branch}`"
+            + (f", commit `{base.commit[:12]}`" if base.commit else "")
+            + ".",
+            "",
+            "| | Before | After | Δ |",
+            "|---|---:|---:|---:|",
+        ]
+        totals = {total.metric: total for total in comparison.totals}
+        for metric, label, fmt, delta_fmt in _TOTALS:
+            total = totals[metric]
+            lines.append(
+                f"| {label} | {_number(total.before, fmt)} | {_number(total.after, fmt)}"
+                f" | {_delta(total.delta, delta_fmt)} |"
+            )
+        lines.append("")
+        lines += _section(
+            f"❌ New failures ({len(comparison.new_failures)})",
+            _limited([_failure(c) for c in comparison.new_failures], MAX_FAILURES),
+        )
+        lines += _section(
+            f"🎲 Flaky failures ({len(comparison.flaky_failures)})",
+            _limited([_failure(c) for c in comparison.flaky_failures], MAX_FAILURES),
+        )
+        lines += _section(
+            f"🔁 Still failing ({len(comparison.still_failing)})",
+            _limited([_failure(c) for c in comparison.still_failing], MAX_FAILURES),
+        )
+        lines += _section(
+            f"✅ Fixed ({len(comparison.fixed)})",
+            _limited([f"- `{c.test_id}`" for c in comparison.fixed], MAX_FAILURES),
+        )
+        lines += _section(
+            f"🐢 Slower ({len(comparison.slower)})",
+            _limited(
+                [
+                    f"- `{c.test_id}` {c.before:.2f} s → {c.after:.2f} s{_percent_change(c)}"
+                    for c in comparison.slower
+                ],
+                TOP,
+            ),
+        )
+        lines += _section(
+            f"💸 Costlier ({len(comparison.costlier)})",
+            _limited(
+                [
+                    f"- `{c.test_id}` ${c.before:.4f} → ${c.after:.4f}{_percent_change(c)}"
+                    for c in comparison.costlier
+                ],
+                TOP,
+            ),
+        )
+    gate = data.gate
+    if gate is not None:
+        rows = []
+        for check in gate.checks:
+            mark = "➖" if not check.applicable else ("✅" if check.passed else "❌")
+            rows.append(f"- {mark} {check.rule}: {check.message}")
+        lines += _section(f"Gate: {'✅ passed' if gate.passed else '❌ failed'}", rows)
+    while lines and lines[-1] == "":
+        lines.pop()
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,152 @@
+"""The HTML report in a real browser (headless Chromium via Playwright): no console or page
+errors, every chart drawn from the data, and a 1,000-run history opening fast.
+
+The data comes from the database but the page does not depend on which one, so these tests build
+their histories in SQLite (the SQLite/PostgreSQL data assembly is covered in test_html.py)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from testledger import Ledger
+from testledger.report.html import build_report, render_html
+
+from .test_html import record_history
+
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+CHARTS = ("pass_rate", "quality", "cost", "duration")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
+def _write_report(url: str, path: Path, history: int) -> Path:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            path.write_text(render_html(build_report(conn, history=history)), encoding="utf-8")
+    finally:
+        engine.dispose()
+    return path
+
+
+def _only_files(route: Any, errors: list[str]) -> None:
+    if route.request.url.startswith("file:"):
+        route.continue_()
+    else:
+        errors.append(f"network request: {route.request.url}")
+        route.abort()
+
+
+def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # Anything leaving the file would be a broken promise of a self-contained report.
+    page.route("**/*", lambda route: _only_files(route, errors))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-render-ms]")
+    return page, errors
+
+
+def _chart_shapes(page: Any) -> dict[str, tuple[int, int]]:
+    """Per chart: (length of the line path's d attribute, number of points)."""
+    return {
+        name: (
+            len(page.get_attribute(f"#chart-{name} path.line", "d") or ""),
+            page.locator(f"#chart-{name} circle.pt").count(),
+        )
+        for name in CHARTS
+        if page.locator(f"#chart-{name} path.line").count()
+    }
+
+
+def test_small_report_draws_every_chart(browser: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'small.db'}"
+    with Ledger(url, results_dir=tmp_path / "results") as ledger:
+        record_history(ledger)
+    page, errors = _open(browser, _write_report(url, tmp_path / "small.html", 100))
+    shapes = _chart_shapes(page)
+    # Quality has no values in this history: the chart says so instead of drawing a line.
+    assert sorted(shapes) == ["cost", "duration", "pass_rate"]
+    assert {name: points for name, (_, points) in shapes.items()} == {
+        "cost": 3,
+        "duration": 3,
+        "pass_rate": 3,
+    }
+    assert all(length > 0 for length, _ in shapes.values())
+    assert page.text_content("#chart-quality svg") == "no data"
+    assert page.locator("#failures .issue").count() == 1
+    assert errors == []
+    page.screenshot(path=str(tmp_path / "small.png"), full_page=True)
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def big_history(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = tmp_path_factory.mktemp("big")
+    url = f"sqlite:///{folder / 'big.db'}"
+    with Ledger(url, results_dir=folder / "results") as ledger:
+        for index in range(1000):
+            with ledger.start_run(
+                branch="main",
+                suite="big",
+                run_key=f"k{index}",
+                started_at=START + timedelta(hours=index),
+                detect_environment=False,
+            ) as run:
+                run.record(
+                    test_id="t/a",
+                    tool_name="t",
+                    variation="a",
+                    status="FAIL" if index % 3 == 0 else "PASS",
+                    duration_secs=1 + index % 7,
+                    cost_usd=0.01 * (index % 5),
+                )
+    return url
+
+
+def test_thousand_run_report_is_small_and_fast(
+    browser: Any, big_history: str, tmp_path: Path
+) -> None:
+    path = _write_report(big_history, tmp_path / "big.html", 1000)
+    size = path.stat().st_size
+    page, errors = _open(browser, path)
+    render_ms = float(page.get_attribute("body", "data-render-ms"))
+    print(f"\n1,000-run report: {size / 1024:.0f} KiB, charts rendered in {render_ms:.1f} ms")
+    assert errors == []
+    assert size < 400_000
+    assert render_ms < 2000
+    shapes = _chart_shapes(page)
+    assert sorted(shapes) == ["cost", "duration", "pass_rate"]  # no watcher quality recorded
+    # 1,000 runs are one path of 999 segments per chart, without a dot per run.
+    segments = {
+        name: (page.get_attribute(f"#chart-{name} path.line", "d") or "").count("L")
+        for name in shapes
+    }
+    assert segments == {"cost": 999, "duration": 999, "pass_rate": 999}
+    assert all(points == 0 for _, points in shapes.values())
+    page.close()
