@@ -27,7 +27,9 @@ DEFAULT_DIRNAME = ".testledger"
 ENV_DATABASE_URL = "TESTLEDGER_DATABASE_URL"
 ENV_RESULTS_DIR = "TESTLEDGER_RESULTS_DIR"
 
-_KNOWN_KEYS = {"database_url", "results_dir", "suite", "batch_size"}
+# Top-level keys; nested tables (gate, detect, flaky, watcher, regressions...) belong to the
+# layers that read them. max_run_cost_usd is the run budget that `cost` and `gate` enforce.
+_KNOWN_KEYS = {"database_url", "results_dir", "suite", "batch_size", "max_run_cost_usd"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ from testledger.report.html import build_report, render_html
 
 from .test_html import record_history
 
+# CI (TESTLEDGER_REQUIRE_BROWSER=1) fails the session if these skip.
+pytestmark = pytest.mark.browser
+
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 CHARTS = ("pass_rate", "quality", "cost", "duration")
 

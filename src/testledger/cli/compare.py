@@ -13,6 +13,7 @@ from testledger.analyze.flaky import FlakyConfig
 from testledger.cli.app import app, connection, console, emit_json, state
 from testledger.errors import ConfigError
 from testledger.report.compare import GroupChange, RunComparison, TestChange, compare_runs
+from testledger.report.cost import budget_from_settings
 from testledger.report.gate import GateResult, GateRules, evaluate_gate
 from testledger.report.markdown import build_summary, render_markdown
 
@@ -190,7 +191,12 @@ def compare_command(
 
 
 def _gate_rules(ctx: typer.Context, **overrides: Any) -> GateRules:
-    table = state(ctx).settings.tool.get("gate", {})
+    tool = state(ctx).settings.tool
+    table = dict(tool.get("gate", {}))
+    # The run budget can live beside the cost report's, in [tool.testledger] itself.
+    budget = budget_from_settings(tool)
+    if budget is not None and not any(k in table for k in ("max_run_cost_usd", "max-run-cost-usd")):
+        table["max_run_cost_usd"] = budget
     return GateRules.from_config(table).merged(**overrides)
 
 
@@ -230,6 +236,13 @@ def gate_command(
         metavar="Q",
         help="Average watcher quality at least Q (not applicable when the run has no scores).",
     ),
+    max_run_cost_usd: float | None = typer.Option(
+        None,
+        "--max-run-cost-usd",
+        metavar="USD",
+        help="Run cost (tests plus watcher) at most USD; default [tool.testledger] "
+        "max_run_cost_usd.",
+    ),
     no_new_issues: bool | None = typer.Option(
         None, "--no-new-issues", help="Fail when the run opened a new (non-flaky) issue."
     ),
@@ -250,6 +263,7 @@ def gate_command(
         max_cost_increase=max_cost_increase,
         max_duration_increase=max_duration_increase,
         min_quality=min_quality,
+        max_run_cost_usd=max_run_cost_usd,
         no_new_issues=no_new_issues,
         include_flaky=include_flaky,
     )

@@ -20,7 +20,7 @@ from testledger.analyze.flaky import FlakyConfig
 from testledger.errors import ConfigError, NotFound
 from testledger.report.compare import RunComparison, compare_runs, find_baseline
 from testledger.report.runs import RunSummary, find_run
-from testledger.store.tables import issue_occurrences, issues
+from testledger.store.tables import issue_occurrences, issues, test_results, watcher_insights
 
 __all__ = ["GateCheck", "GateResult", "GateRules", "evaluate_gate", "parse_percent"]
 
@@ -50,6 +50,8 @@ class GateRules:
     max_cost_increase: float | None = None  # percent over the baseline's total cost
     max_duration_increase: float | None = None  # percent over the baseline's duration
     min_quality: float | None = None
+    # The run's budget in USD: what the tests spent plus what the watcher spent judging them.
+    max_run_cost_usd: float | None = None
     no_new_issues: bool = False
     include_flaky: bool = False
 
@@ -275,6 +277,19 @@ def evaluate_gate(
                     f"average watcher quality {quality:g} (minimum {limit_quality:g})",
                 )
             )
+    if rules.max_run_cost_usd is not None:
+        budget = rules.max_run_cost_usd
+        spent = (current.total_cost_usd or 0.0) + _watcher_spend(connection, current.id)
+        checks.append(
+            GateCheck(
+                "max-run-cost-usd",
+                spent <= budget,
+                True,
+                round(spent, 6),
+                budget,
+                f"run cost ${spent:.4f} incl. watcher (budget ${budget:.4f})",
+            )
+        )
     if rules.no_new_issues:
         codes = _new_issue_codes(connection, current.id, rules.include_flaky)
         message = f"{len(codes)} new issue(s)" + (f": {_names(codes)}" if codes else "")
@@ -285,3 +300,17 @@ def evaluate_gate(
         baseline=comparison.baseline if comparison else None,
         checks=checks,
     )
+
+
+def _watcher_spend(connection: Connection, run_id: int) -> float:
+    """What the watcher itself spent on this run's results (migration 0005's column)."""
+    spent = connection.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(watcher_insights.c.watcher_cost_usd), 0.0))
+        .select_from(
+            watcher_insights.join(
+                test_results, test_results.c.id == watcher_insights.c.test_result_id
+            )
+        )
+        .where(test_results.c.run_id == run_id)
+    ).scalar_one()
+    return float(spent or 0.0)
