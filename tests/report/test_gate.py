@@ -244,3 +244,44 @@ def test_evaluate_gate_core(history: str) -> None:
 )
 def test_parse_percent(value: Any, expected: float) -> None:
     assert parse_percent(value, "x") == expected
+
+
+def test_run_budget_counts_the_watchers_spend(
+    history: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The budget from [tool.testledger] max_run_cost_usd, as `testledger cost` reads it.
+    (tmp_path / "pyproject.toml").write_text("[tool.testledger]\nmax_run_cost_usd = 0.15\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = cli(capsys, "--db", history, "gate")
+    assert (code, out.splitlines()) == (
+        0,
+        ["PASS max-run-cost-usd: run cost $0.1300 incl. watcher (budget $0.1500)"],
+    )
+    # The watcher spent $0.05 judging one of the run's results: now over budget.
+    engine = sa.create_engine(history)
+    with engine.begin() as conn:
+        result_id = conn.execute(
+            sa.text(
+                "SELECT r.id FROM test_results r JOIN test_runs t ON t.id = r.run_id "
+                "WHERE t.run_key = 'r4' ORDER BY r.id LIMIT 1"
+            )
+        ).scalar_one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO watcher_insights (test_result_id, quality_score, created_at, "
+                "watcher_cost_usd) VALUES (:r, 8, CURRENT_TIMESTAMP, 0.05)"
+            ),
+            {"r": result_id},
+        )
+    engine.dispose()
+    code, out, _ = cli(capsys, "--db", history, "gate")
+    assert (code, out.splitlines()) == (
+        2,
+        ["FAIL max-run-cost-usd: run cost $0.1800 incl. watcher (budget $0.1500)"],
+    )
+    # The option overrides the configured budget.
+    code, out, _ = cli(capsys, "--db", history, "gate", "--max-run-cost-usd", "0.2")
+    assert code == 0 and out.startswith("PASS max-run-cost-usd: run cost $0.1800")
