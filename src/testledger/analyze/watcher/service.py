@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from testledger.analyze.watcher.base import TestHistory, Watcher
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS, load_histories, load_results
-from testledger.model import utcnow
+from testledger.model import NO_WATCHER, utcnow
 from testledger.store.runs import compute_stats
 from testledger.store.tables import test_runs
 from testledger.store.writer import PendingObservation, insert_observations
@@ -101,6 +101,14 @@ def watch_run(
         connection.execute(
             sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
         )
+        if watched:
+            # The proposal's test_runs.watcher_model says who judged the run; a run recorded
+            # without a watcher says "none" until one has watched it.
+            connection.execute(
+                sa.update(test_runs)
+                .where(test_runs.c.id == run_id, test_runs.c.watcher_model == NO_WATCHER)
+                .values(watcher_model=watcher.name)
+            )
     cost, tokens = watcher.spend()
     return WatchSummary(
         run_id=run_id,
