@@ -29,6 +29,7 @@ __all__ = [
     "RunCost",
     "budget_from_settings",
     "cost_report",
+    "watcher_spend_by_run",
 ]
 
 BUDGET_KEY = "max_run_cost_usd"
@@ -210,7 +211,7 @@ def _add_up(rows: list[Any], key: Callable[[Any], Any]) -> dict[Any, _Spend]:
     return spends
 
 
-def _watcher_spend(
+def watcher_spend_by_run(
     connection: Connection, run_ids: list[int]
 ) -> dict[int, tuple[float | None, int | None]]:
     """Each run's watcher cost and tokens (input + output), over every observation of its
@@ -292,7 +293,7 @@ def cost_report(
     run_ids = [int(row.id) for row in selected]
     spend_rows = _spend_rows(connection, run_ids)
     per_run = _add_up(spend_rows, lambda row: int(row.run_id))
-    watcher = _watcher_spend(connection, run_ids)
+    watcher = watcher_spend_by_run(connection, run_ids)
     run_costs: list[RunCost] = []
     for run in selected:
         spend = per_run.get(int(run.id), _Spend())

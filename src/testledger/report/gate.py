@@ -19,8 +19,9 @@ from sqlalchemy.engine import Connection
 from testledger.analyze.flaky import FlakyConfig
 from testledger.errors import ConfigError, NotFound
 from testledger.report.compare import RunComparison, compare_runs, find_baseline
+from testledger.report.cost import watcher_spend_by_run
 from testledger.report.runs import RunSummary, find_run
-from testledger.store.tables import issue_occurrences, issues, test_results, watcher_insights
+from testledger.store.tables import issue_occurrences, issues
 
 __all__ = ["GateCheck", "GateResult", "GateRules", "evaluate_gate", "parse_percent"]
 
@@ -279,7 +280,10 @@ def evaluate_gate(
             )
     if rules.max_run_cost_usd is not None:
         budget = rules.max_run_cost_usd
-        spent = (current.total_cost_usd or 0.0) + _watcher_spend(connection, current.id)
+        watcher_cost, _ = watcher_spend_by_run(connection, [current.id]).get(
+            current.id, (None, None)
+        )
+        spent = (current.total_cost_usd or 0.0) + (watcher_cost or 0.0)
         checks.append(
             GateCheck(
                 "max-run-cost-usd",
@@ -300,17 +304,3 @@ def evaluate_gate(
         baseline=comparison.baseline if comparison else None,
         checks=checks,
     )
-
-
-def _watcher_spend(connection: Connection, run_id: int) -> float:
-    """What the watcher itself spent on this run's results (migration 0005's column)."""
-    spent = connection.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(watcher_insights.c.watcher_cost_usd), 0.0))
-        .select_from(
-            watcher_insights.join(
-                test_results, test_results.c.id == watcher_insights.c.test_result_id
-            )
-        )
-        .where(test_results.c.run_id == run_id)
-    ).scalar_one()
-    return float(spent or 0.0)
