@@ -243,7 +243,7 @@ def test_the_renderer_slows_down_from_commit_8(conn: sa.Connection) -> None:
     )
     durations = list(conn.execute(query).scalars())
     assert max(durations[:7]) < 0.06
-    assert min(durations[7:]) >= 0.08
+    assert min(durations[7:]) >= 0.1
 
 
 def test_the_slowdown_is_found_as_the_only_regression(demo: Demo, conn: sa.Connection) -> None:
@@ -251,26 +251,26 @@ def test_the_slowdown_is_found_as_the_only_regression(demo: Demo, conn: sa.Conne
         pytest.skip("`testledger regressions` is not in this build")
     ids = run_ids(conn)
     rows = conn.execute(
-        sa.select(issues.c.category, issues.c.status, issues.c.details).where(
-            issues.c.origin == "regression"
-        )
+        sa.select(issues.c.category, issues.c.status, issues.c.details)
+        .where(issues.c.origin == "regression")
+        .order_by(issues.c.category)
     ).all()
-    # The planted slowdown is always found. A machine under heavy load (CI with parallel work)
-    # can make the millisecond tests' timings shift for several runs in a row, which is a real
-    # change of what was measured: only timing metrics may add regressions then, never the
-    # deterministic tokens, cost or quality.
-    planted = [r for r in rows if r.details["test_id"] == PIPELINE + "test_render_report"]
-    assert [(r.category, r.status) for r in planted] == [("performance", "OPEN")]
-    assert all(r.details["metric"] in ("duration", "cpu", "memory") for r in rows)
-    details = planted[0].details
-    assert (details["test_id"], details["metric"], details["first_run_id"]) == (
-        PIPELINE + "test_render_report",
-        "duration",
-        ids[7],  # commit 8 changed the renderer
-    )
-    assert details["n_before"] == 7 and details["n_after"] == 5
-    assert 0.019 < details["before_mean"] < 0.03 and details["after_mean"] >= 0.08
-    assert re.search(r"\b\d+ regressions? in \d+ series", demo.output)
+    # Exactly the planted slowdown, with the default settings (the millisecond tests' timings
+    # jitter by tens of percent, more under load, but by far less than the 50 ms minimum), and
+    # the heuristic watcher's view of it: its score drops with the anomaly it sees each run.
+    found = [(r.category, r.status, r.details["test_id"], r.details["metric"]) for r in rows]
+    assert found == [
+        ("performance", "OPEN", PIPELINE + "test_render_report", "duration"),
+        ("quality", "OPEN", PIPELINE + "test_render_report", "quality"),
+    ]
+    for row in rows:
+        details = row.details
+        assert details["first_run_id"] == ids[7]  # commit 8 changed the renderer
+        assert details["n_before"] == 7 and details["n_after"] == 5
+    duration, quality = rows[0].details, rows[1].details
+    assert 0.019 < duration["before_mean"] < 0.03 and duration["after_mean"] >= 0.1
+    assert (quality["before_mean"], quality["after_mean"]) == (9, 7)
+    assert re.search(r"\b2 regressions in \d+ series", demo.output)
 
 
 def test_the_heuristic_watcher_scores_every_run_and_sees_the_slowdown(

@@ -152,9 +152,49 @@ def test_batches_of_mixed_lengths_give_each_series_its_own_answer() -> None:
     assert many[0].change_points[0].mean_after == 3.0
 
 
+TINY = [0.001, 0.0012, 0.0011, 0.001, 0.0013] * 4  # a 1 ms test, jittering by tens of percent
+
+
+@pytest.mark.parametrize(
+    ("values", "min_change", "min_magnitude", "changes", "outliers"),
+    [
+        # Twice as slow, by a millisecond: a 100% change, reported only without a floor.
+        (TINY + [2 * v for v in TINY], 0.0, 0.1, [20], []),
+        (TINY + [2 * v for v in TINY], 0.05, 0.1, [], []),
+        (TINY + [v + 0.049 for v in TINY], 0.05, 0.1, [], []),  # just under the floor
+        (TINY + [v + 0.051 for v in TINY], 0.05, 0.1, [20], []),  # just over it
+        # Past the floor but under the relative minimum: both must be met.
+        ([10.0] * 20 + [10.5] * 20, 0.1, 0.1, [], []),
+        ([10.0] * 20 + [10.5] * 20, 0.1, 0.01, [20], []),
+        ([10.0] * 20 + [10.5] * 20, 1.0, 0.01, [], []),
+        # A one-run spike of 5 ms: an outlier without a floor, noise under it.
+        ([*TINY[:19], 0.006, *TINY], 0.0, 0.1, [], [19]),
+        ([*TINY[:19], 0.006, *TINY], 0.05, 0.1, [], []),
+        ([*TINY[:19], 0.2, *TINY], 0.05, 0.1, [], [19]),
+    ],
+)
+def test_the_absolute_floor_and_the_relative_minimum(
+    values: list[float],
+    min_change: float,
+    min_magnitude: float,
+    changes: list[int],
+    outliers: list[int],
+) -> None:
+    params = ChangePointParams(min_change=min_change, min_magnitude=min_magnitude)
+    analysis = analyze_series(values, params)
+    assert [cp.index for cp in analysis.change_points] == changes
+    assert list(analysis.outliers) == outliers
+
+
 @pytest.mark.parametrize(
     "kwargs",
-    [{"p_value": 0.0}, {"p_value": 1.5}, {"window": 8, "min_segment": 5}, {"min_magnitude": -1}],
+    [
+        {"p_value": 0.0},
+        {"p_value": 1.5},
+        {"window": 8, "min_segment": 5},
+        {"min_magnitude": -1},
+        {"min_change": -0.01},
+    ],
 )
 def test_parameters_are_checked(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from testledger import Ledger, WatcherObservation
 from testledger.analyze.lifecycle import IssueStatus, set_status
-from testledger.analyze.regressions import RegressionConfig, find_regressions
+from testledger.analyze.regressions import METRICS, RegressionConfig, find_regressions
 from testledger.analyze.settings import regression_settings
 from testledger.cli import main
 from testledger.config import load_settings
@@ -178,7 +178,7 @@ def test_issues_open_resolve_and_reopen_by_metric(ledger: Ledger, db_url: str) -
             "OPEN",
             "RESOLVED",
             "duration is back: 0.996 s over the latest 5 runs, against 1.002 s before the change"
-            " (threshold 10%)",
+            " (threshold 10%, at least 0.050 s)",
         ),
         (
             "COST-CRITICAL-001",
@@ -321,21 +321,78 @@ def test_outliers_are_listed_not_opened(ledger: Ledger, capsys: pytest.CaptureFi
         ({"metrics": ["speed"]}, "metrics must be a list of"),
         ({"detect": "yes"}, "detect must be true or false"),
         ({"colour": 1}, "unknown key(s) colour"),
+        ({"min_change": 0.05}, "min_change must be a table of metric = number >= 0"),
+        ({"min_change": {"duration": -0.1}}, "min_change must be a table of metric"),
+        ({"min_change": {"duration": True}}, "min_change must be a table of metric"),
+        ({"min_change": {"speed": 1}}, "min_change: unknown metric 'speed'"),
     ],
 )
 def test_settings_are_checked(tmp_path: Path, table: dict[str, Any], message: str) -> None:
-    lines = ["[tool.testledger.regressions]"] + [f"{k} = {json.dumps(v)}" for k, v in table.items()]
+    lines = ["[tool.testledger.regressions]"] + [f"{k} = {toml(v)}" for k, v in table.items()]
     (tmp_path / "pyproject.toml").write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         regression_settings(load_settings(start=tmp_path, environ={}))
 
 
+def toml(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
 def test_settings_are_read(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text(
         '[tool.testledger.regressions]\np_value = 0.01\nmin_runs = 3\nmetrics = ["cost"]\n'
+        "min_change = { duration = 0.2, cost = 0 }\n"
     )
     config = regression_settings(load_settings(start=tmp_path, environ={}))
-    assert config == RegressionConfig(p_value=0.01, min_runs=3, metrics=("cost",))
+    floors = {**RegressionConfig().min_change, "duration": 0.2, "cost": 0.0}
+    assert config == RegressionConfig(
+        p_value=0.01, min_runs=3, metrics=("cost",), min_change=floors
+    )
+    assert (config.floor("duration"), config.floor("memory"), config.floor("cost")) == (0.2, 2, 0)
+
+
+# Changes large relative to their level (x2 to x4) but smaller than the metric's default
+# absolute minimum: not regressions by default, found once the minimums are off. (Watcher
+# quality is a whole score, so its 0.5-point minimum is left to the change-point tests.)
+TINY_CHANGES: list[tuple[str, dict[str, float], dict[str, float]]] = [
+    # (test, the fields recorded before, after)
+    ("tiny/duration", {"duration_secs": 0.001}, {"duration_secs": 0.002}),  # minimum 0.05 s
+    ("tiny/memory", {"memory_mb": 1}, {"memory_mb": 2}),  # 2 MB (recorded in whole MB)
+    ("tiny/cpu", {"cpu_percent": 1.0}, {"cpu_percent": 3.0}),  # 5 points
+    ("tiny/tokens", {"tokens_total": 1}, {"tokens_total": 4}),  # 5 tokens
+    ("tiny/cost", {"cost_usd": 0.00001}, {"cost_usd": 0.00004}),  # $0.0001
+    # Past both minimums: found either way.
+    ("big/duration", {"duration_secs": 0.1}, {"duration_secs": 0.2}),
+]
+
+
+def test_changes_below_a_metrics_absolute_minimum_are_not_regressions(ledger: Ledger) -> None:
+    for i in range(20):
+        with ledger.start_run(
+            branch="main",
+            suite="nightly",
+            run_key=f"t{i:02d}",
+            started_at=START + timedelta(hours=i),
+            detect_environment=False,
+        ) as run:
+            for test_id, before, after in TINY_CHANGES:
+                tool, variation = test_id.split("/")
+                fields = before if i < 10 else after
+                run.record(tool_name=tool, variation=variation, status="PASS", **fields)
+    no_minimum = RegressionConfig(min_change=dict.fromkeys(METRICS, 0.0))
+    with ledger.engine().connect() as conn:
+        default = find_regressions(conn)
+        without = find_regressions(conn, no_minimum)
+    assert [(c.test_id, c.metric) for c in default.changes] == [("big/duration", "duration")]
+    found = sorted((c.test_id, c.metric, c.first_run.key) for c in without.changes)
+    expected = [(test_id, test_id.split("/")[1], "t10") for test_id, _, _ in TINY_CHANGES]
+    assert found == sorted(expected)
+    # Detection as every run ends, with the default minimums: one issue.
+    assert rows(ledger, "SELECT title FROM issues") == [
+        ("duration regression in big/duration (+100.0%)",)
+    ]
 
 
 def test_wont_fix_is_never_reopened_nor_resolved_and_still_collects_occurrences(

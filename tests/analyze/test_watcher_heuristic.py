@@ -52,6 +52,14 @@ CASES = [
         confidence=0.41,
     ),
     Case(
+        "a millisecond test three times slower: under the 50 ms minimum",
+        [{"status": "PASS", "duration_secs": d} for d in (0.001, 0.0011, 0.001, 0.0012, 0.001)],
+        {"status": "PASS", "duration_secs": 0.003},
+        9,
+        strengths=["passed in 0.003 s, within its usual range"],
+        confidence=0.41,
+    ),
+    Case(
         "new failure",
         STEADY,
         {

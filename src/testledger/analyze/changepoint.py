@@ -9,7 +9,8 @@ permutation test replaced by Student's t-test:
    the runs before it *and* against the runs after it (the last run has only the runs before
    it). Asking both sides is what tells a spike from the first runs of a new level. Outliers
    are reported, and replaced by the median before them for the steps below, so that one bad
-   run can neither make nor hide a change.
+   run can neither make nor hide a change. A value nearer its neighbours than ``min_change``
+   (or ``min_magnitude`` of their level) is never an outlier, however steady they are.
 2. **Split.** The series is cut into windows of ``window`` values, half a window apart. In each
    window the E-divisive statistic Q(tau) (energy distance between the values before and after
    tau, scaled by the sizes of both sides) names the candidate split; a two-sided Student's
@@ -18,7 +19,8 @@ permutation test replaced by Student's t-test:
 3. **Merge.** Over the whole series, each weak change point is tested again against its
    neighbours (the values between the previous and the next change point); the weakest is
    dropped while its p-value is above ``p_value``, or, once all are significant, while its
-   relative change is below ``min_magnitude``; its neighbours are then tested again.
+   change is below ``min_magnitude`` (relative) or ``min_change`` (absolute, in the metric's
+   unit); its neighbours are then tested again.
 4. **Refine.** Each change point that stays moves to the split of largest mean difference
    within half a window (between its neighbours), and is described: means, spreads, sizes of
    both sides and the p-value.
@@ -31,7 +33,8 @@ long right tail). Means and magnitudes are always those of the values themselves
 
 Everything is vectorised over many series of one length at a time (2-D arrays): the pairwise
 distances of each window, their triangular sums by cumulative sums, and the t-tests of every
-candidate at once; the t distribution's tail comes from a vectorised incomplete beta function.
+candidate at once (:mod:`testledger.analyze.e_divisive`); the t distribution's tail comes from a
+vectorised incomplete beta function (:mod:`testledger.analyze.student_t`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from testledger.analyze.e_divisive import e_divisive, prefix_sums
+from testledger.analyze.student_t import pooled_t, t_test_p_value
 
 __all__ = [
     "ChangePoint",
@@ -57,9 +63,6 @@ __all__ = [
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
 
-#: Elements of one (windows, length, length) distance block: bounds the memory of a step.
-_BLOCK_ELEMENTS = 4_000_000
-
 
 @dataclass(frozen=True, slots=True)
 class ChangePointParams:
@@ -68,6 +71,9 @@ class ChangePointParams:
     p_value: float = 0.001
     window: int = 50
     min_magnitude: float = 0.10
+    #: Smallest absolute change reported, in the series' unit: relative changes of tiny values
+    #: (a 1 ms test taking 2 ms) are noise a reader cannot act on. 0 means none.
+    min_change: float = 0.0
     #: Fewest values on either side of a change: a shorter burst is not (yet) a change.
     min_segment: int = 5
     outlier_z: float = 3.5
@@ -82,8 +88,8 @@ class ChangePointParams:
             raise ValueError("p_value must be between 0 and 1")
         if self.window < 4 or self.min_segment < 2 or 2 * self.min_segment > self.window:
             raise ValueError("need window >= 4, min_segment >= 2 and window >= 2 * min_segment")
-        if self.min_magnitude < 0 or self.outlier_z <= 0:
-            raise ValueError("need min_magnitude >= 0 and outlier_z > 0")
+        if self.min_magnitude < 0 or self.min_change < 0 or self.outlier_z <= 0:
+            raise ValueError("need min_magnitude >= 0, min_change >= 0 and outlier_z > 0")
         if self.outlier_neighbours < 1:
             raise ValueError("outlier_neighbours must be at least 1")
 
@@ -126,96 +132,6 @@ def _relative(before: float, after: float) -> float:
     return (after - before) / abs(before)
 
 
-# --- Student's t distribution --------------------------------------------------------------
-
-_TINY = 1e-300
-
-
-def _lgamma(values: Floats) -> Floats:
-    # Degrees of freedom repeat a lot: compute each distinct value once.
-    unique, inverse = np.unique(values, return_inverse=True)
-    table = np.array([math.lgamma(float(v)) for v in unique], dtype=np.float64)
-    return table[inverse.reshape(values.shape)]
-
-
-def _beta_fraction(a: Floats, b: Floats, x: Floats) -> Floats:
-    """The continued fraction of the incomplete beta function (modified Lentz), vectorised."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = np.ones_like(x)
-    d = 1.0 - qab * x / qap
-    d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
-    h = d.copy()
-    for m in range(1, 400):
-        m2 = 2.0 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
-        c = 1.0 + aa / c
-        c = np.where(np.abs(c) < _TINY, _TINY, c)
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / np.where(np.abs(d) < _TINY, _TINY, d)
-        c = 1.0 + aa / c
-        c = np.where(np.abs(c) < _TINY, _TINY, c)
-        delta = d * c
-        h *= delta
-        if m % 8 == 0 and bool(np.all(np.abs(delta - 1.0) < 1e-15)):
-            break
-    return np.asarray(h, dtype=np.float64)
-
-
-def _betainc(a: Floats, b: Floats, x: Floats) -> Floats:
-    """Regularized incomplete beta I_x(a, b) for arrays (Numerical Recipes' betai)."""
-    x = np.clip(x, 0.0, 1.0)
-    swap = x > (a + 1.0) / (a + b + 2.0)
-    aa, bb, xx = np.where(swap, b, a), np.where(swap, a, b), np.where(swap, 1.0 - x, x)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        log_front = (
-            _lgamma(aa + bb) - _lgamma(aa) - _lgamma(bb) + aa * np.log(xx) + bb * np.log1p(-xx)
-        )
-        value = np.exp(log_front) * _beta_fraction(aa, bb, xx) / aa
-        value = np.where(xx <= 0.0, 0.0, value)
-    return np.where(swap, 1.0 - value, value)
-
-
-def t_test_p_value(t: ArrayLike, df: ArrayLike) -> Floats:
-    """Two-sided p-value of Student's t statistic with ``df`` degrees of freedom."""
-    t_arr = np.abs(np.asarray(t, dtype=np.float64))
-    df_arr = np.broadcast_to(np.asarray(df, dtype=np.float64), t_arr.shape)
-    p = np.ones_like(t_arr)
-    ok = df_arr > 0
-    if np.any(ok):
-        tt, dd = t_arr[ok], df_arr[ok]
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = np.where(np.isinf(tt), 0.0, dd / (dd + tt * tt))
-        p[ok] = _betainc(dd / 2.0, np.full_like(dd, 0.5), x)
-    return np.clip(p, 0.0, 1.0)
-
-
-def _pooled_t(
-    s1: Floats, q1: Floats, n1: Floats, s2: Floats, q2: Floats, n2: Floats
-) -> tuple[Floats, Floats, Floats, Floats, Floats]:
-    """Student's pooled two-sample t-test from sums and sums of squares of both sides.
-    Returns (p, mean1, mean2, std1, std2)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean1, mean2 = s1 / n1, s2 / n2
-        ss1 = np.maximum(q1 - s1 * mean1, 0.0)
-        ss2 = np.maximum(q2 - s2 * mean2, 0.0)
-        df = n1 + n2 - 2.0
-        pooled = np.sqrt((ss1 + ss2) / df)
-        diff = mean2 - mean1
-        t = diff / (pooled * np.sqrt(1.0 / n1 + 1.0 / n2))
-        # Two flat levels: any difference is certain, none is nothing.
-        scale = np.maximum(np.abs(mean1), np.abs(mean2)) + 1.0
-        flat = pooled <= 1e-12 * scale
-        t = np.where(flat, np.where(np.abs(diff) > 1e-12 * scale, np.inf, 0.0), t)
-        p = t_test_p_value(t, df)
-        std1 = np.sqrt(ss1 / np.maximum(n1 - 1.0, 1.0))
-        std2 = np.sqrt(ss2 / np.maximum(n2 - 1.0, 1.0))
-    return p, mean1, mean2, std1, std2
-
-
 # --- outliers ------------------------------------------------------------------------------
 
 
@@ -256,6 +172,7 @@ def find_outliers(values: Floats, params: ChangePointParams) -> tuple[NDArray[np
 
     def beyond(center: Floats) -> NDArray[np.bool_]:
         limit = np.maximum(params.outlier_z * scale, params.min_magnitude * np.abs(center))
+        limit = np.maximum(limit, params.min_change)
         with np.errstate(invalid="ignore"):
             return np.asarray(np.abs(values - center) > np.maximum(limit, 1e-12), dtype=bool)
 
@@ -269,101 +186,7 @@ def find_outliers(values: Floats, params: ChangePointParams) -> tuple[NDArray[np
     return flags, replacement
 
 
-# --- split: E-divisive candidates confirmed by a t-test --------------------------------------
-
-
-def _best_splits(block: Floats, min_segment: int) -> tuple[Floats, Ints]:
-    """For each row of ``block`` (rows, L): the E-divisive statistic's best split tau (the first
-    index of the right side, min_segment <= tau <= L - min_segment) and its value."""
-    rows, length = block.shape
-    taus = np.arange(min_segment, length - min_segment + 1)
-    n1 = taus.astype(np.float64)
-    n2 = length - n1
-    # Distances in float32 halve the memory traffic of the largest arrays of the whole
-    # analysis; their sums (50 terms a window) go on in float64.
-    upper = np.triu(np.ones((length, length), dtype=np.float32), k=1)
-    best_q = np.empty(rows)
-    best_tau = np.empty(rows, dtype=np.int64)
-    chunk = max(1, _BLOCK_ELEMENTS // (length * length))
-    for start in range(0, rows, chunk):
-        part = block[start : start + chunk].astype(np.float32)
-        distances = np.abs(part[:, :, None] - part[:, None, :])
-        distances *= upper
-        columns = distances.sum(axis=1, dtype=np.float64)
-        rows_ = distances.sum(axis=2, dtype=np.float64)
-        within_left = np.cumsum(columns, axis=1)  # pairs i < k < tau
-        within_right = np.cumsum(rows_[:, ::-1], axis=1)[:, ::-1]  # pairs tau <= j < k
-        wx = within_left[:, taus - 1]
-        wy = within_right[:, taus]
-        cross = within_left[:, -1:] - wx - wy
-        q = (
-            2.0 / length * cross
-            - 2.0 * n2 / (length * (n1 - 1.0)) * wx
-            - 2.0 * n1 / (length * (n2 - 1.0)) * wy
-        )
-        at = np.argmax(q, axis=1)
-        best_q[start : start + chunk] = q[np.arange(len(part)), at]
-        best_tau[start : start + chunk] = taus[at]
-    return best_q, best_tau
-
-
-def _prefix(values: Floats) -> tuple[Floats, Floats]:
-    zeros = np.zeros((values.shape[0], 1))
-    return (
-        np.concatenate([zeros, np.cumsum(values, axis=1)], axis=1),
-        np.concatenate([zeros, np.cumsum(values * values, axis=1)], axis=1),
-    )
-
-
-def _e_divisive(windows: Floats, min_segment: int, p_value: float) -> list[list[int]]:
-    """Change points of each row of ``windows`` (all one length), E-divisive style: the best
-    candidate of all intervals of a row is tested; significant ones split their interval and
-    the search goes on, the first failure ends the row."""
-    rows, length = windows.shape
-    sums, squares = _prefix(windows)
-    found: list[list[int]] = [[] for _ in range(rows)]
-    intervals: dict[int, list[tuple[int, int]]] = {row: [(0, length)] for row in range(rows)}
-    while intervals:
-        items = [
-            (row, a, b)
-            for row, spans in intervals.items()
-            for a, b in spans
-            if b - a >= 2 * min_segment
-        ]
-        if not items:
-            break
-        item_rows = np.array([i[0] for i in items], dtype=np.int64)
-        starts = np.array([i[1] for i in items], dtype=np.int64)
-        ends = np.array([i[2] for i in items], dtype=np.int64)
-        q = np.empty(len(items))
-        tau = np.empty(len(items), dtype=np.int64)
-        for span in np.unique(ends - starts):
-            pick = np.flatnonzero(ends - starts == span)
-            index = starts[pick, None] + np.arange(span)[None, :]
-            q[pick], local = _best_splits(windows[item_rows[pick, None], index], min_segment)
-            tau[pick] = starts[pick] + local
-        # Per row, the interval whose candidate is strongest.
-        order = np.lexsort((-q, item_rows))
-        first = order[np.r_[True, item_rows[order][1:] != item_rows[order][:-1]]]
-        r, a, b, t = item_rows[first], starts[first], ends[first], tau[first]
-        p, *_ = _pooled_t(
-            sums[r, t] - sums[r, a],
-            squares[r, t] - squares[r, a],
-            (t - a).astype(np.float64),
-            sums[r, b] - sums[r, t],
-            squares[r, b] - squares[r, t],
-            (b - t).astype(np.float64),
-        )
-        next_intervals: dict[int, list[tuple[int, int]]] = {}
-        for row, start, end, split, prob in zip(r, a, b, t, p, strict=True):
-            if prob > p_value:
-                continue
-            found[int(row)].append(int(split))
-            spans = [s for s in intervals[int(row)] if s != (int(start), int(end))]
-            spans += [(int(start), int(split)), (int(split), int(end))]
-            next_intervals[int(row)] = spans
-        intervals = next_intervals
-    return found
+# --- split: E-divisive candidates (analyze.e_divisive) over overlapping windows ------------
 
 
 def _split(values: Floats, params: ChangePointParams) -> list[set[int]]:
@@ -382,7 +205,7 @@ def _split(values: Floats, params: ChangePointParams) -> list[set[int]]:
     for length, starts in starts_by_length.items():
         index = np.asarray(starts)[:, None] + np.arange(length)[None, :]
         windows = values[:, index].reshape(count * len(starts), length)
-        for position, points in enumerate(_e_divisive(windows, params.min_segment, first_pass)):
+        for position, points in enumerate(e_divisive(windows, params.min_segment, first_pass)):
             row, which = divmod(position, len(starts))
             weak[row].update(starts[which] + point for point in points)
     return weak
@@ -405,6 +228,7 @@ class _Stats:
     std1: Floats
     std2: Floats
     magnitude: Floats
+    difference: Floats
 
 
 def _flatten(points: dict[int, list[int]], n: int) -> tuple[Ints, Ints, Ints, Ints]:
@@ -445,14 +269,14 @@ class _Sums:
 def _sums(cleaned: Floats) -> _Sums:
     # Centred on each row's first value: sums of squares then lose no precision to the level.
     base = cleaned[:, 0].copy()
-    sums, squares = _prefix(cleaned - base[:, None])
+    sums, squares = prefix_sums(cleaned - base[:, None])
     # Timings, memory, cost and tokens vary by a factor rather than by an amount, with a long
     # right tail: the t-test reads their logarithms, where that noise is about normal (on the
     # raw values a few slow runs in a row pass for a change).
     positive = np.all(cleaned > 0, axis=1)
     test = np.where(positive[:, None], np.log(np.where(cleaned > 0, cleaned, 1.0)), cleaned)
     test = test - test[:, :1]
-    test_sums, test_squares = _prefix(test)
+    test_sums, test_squares = prefix_sums(test)
     return _Sums(sums, squares, base, test, test_sums, test_squares)
 
 
@@ -461,7 +285,7 @@ def _test(prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams
     n1 = (at - before).astype(np.float64)
     n2 = (after - at).astype(np.float64)
     ts, tq = prefix.test_sums, prefix.test_squares
-    p, *_ = _pooled_t(
+    p, *_ = pooled_t(
         ts[rows, at] - ts[rows, before],
         tq[rows, at] - tq[rows, before],
         n1,
@@ -470,7 +294,7 @@ def _test(prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams
         n2,
     )
     sums, squares = prefix.sums, prefix.squares
-    _, mean1, mean2, std1, std2 = _pooled_t(
+    _, mean1, mean2, std1, std2 = pooled_t(
         sums[rows, at] - sums[rows, before],
         squares[rows, at] - squares[rows, before],
         n1,
@@ -486,7 +310,20 @@ def _test(prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams
     with np.errstate(divide="ignore", invalid="ignore"):
         magnitude = np.abs(mean2 - mean1) / np.abs(mean1)
     magnitude = np.where(mean1 == 0, np.where(mean2 == 0, 0.0, np.inf), magnitude)
-    return _Stats(rows, at, n1, n2, p, mean1, mean2, std1, std2, magnitude)
+    difference = np.abs(mean2 - mean1)
+    return _Stats(rows, at, n1, n2, p, mean1, mean2, std1, std2, magnitude, difference)
+
+
+def _size_ratio(stats: _Stats, params: ChangePointParams) -> Floats:
+    """Each change's size against both minimums (relative and absolute): the smaller of its two
+    ratios to them, so that below 1 it is too small to report."""
+    ratio = np.full(stats.magnitude.shape, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if params.min_magnitude > 0:
+            ratio = np.minimum(ratio, stats.magnitude / params.min_magnitude)
+        if params.min_change > 0:
+            ratio = np.minimum(ratio, stats.difference / params.min_change)
+    return ratio
 
 
 def _merge(prefix: _Sums, weak: list[set[int]], params: ChangePointParams) -> dict[int, list[int]]:
@@ -497,20 +334,21 @@ def _merge(prefix: _Sums, weak: list[set[int]], params: ChangePointParams) -> di
     while points:
         stats = _test(prefix, points, params)
         short = (stats.n1 < params.min_segment) | (stats.n2 < params.min_segment)
+        size = _size_ratio(stats, params)
         offset = 0
         next_points: dict[int, list[int]] = {}
         for row, cps in points.items():
             span = slice(offset, offset + len(cps))
             offset += len(cps)
-            row_p, row_short, row_mag = stats.p[span], short[span], stats.magnitude[span]
+            row_p, row_short, row_size = stats.p[span], short[span], size[span]
             # Weakest first: a too-short side, then the largest p-value, then the smallest
             # change (Otava's order, with the short-side rule ahead of it).
             worst = int(np.argmax(np.where(row_short, 2.0 + row_p, row_p)))
             if row_short[worst] or row_p[worst] > params.p_value:
                 drop = worst
             else:
-                drop = int(np.argmin(row_mag))
-                if row_mag[drop] >= params.min_magnitude:
+                drop = int(np.argmin(row_size))
+                if row_size[drop] >= 1.0:
                     final[row] = cps
                     continue
             rest = cps[:drop] + cps[drop + 1 :]

@@ -8,6 +8,9 @@ auto_resolve_after = 3             # passing runs before an OPEN issue is resolv
 p_value = 0.001                    # significance of a change (t-test)
 window = 50                        # runs per E-divisive window
 min_magnitude = 0.10               # smallest relative change reported
+min_change = { duration = 0.05 }   # smallest absolute change per metric, in its unit (0: none);
+                                   # defaults: duration 0.05 s, memory 2 MB, cpu 5 (points),
+                                   # tokens 5, cost 0.0001 (USD), quality 0.5
 min_runs = 5                       # runs on each side of a change; the window a return needs
 metrics = ["duration", "memory", "cpu", "tokens", "cost", "quality"]
 history = 200                      # latest runs of a suite and branch analysed
@@ -17,13 +20,14 @@ detect = true                      # with testledger detect and after every reco
 from __future__ import annotations
 
 import logging
+from math import inf
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from testledger.analyze.detect import DetectConfig, DetectionReport, detect_run
-from testledger.analyze.regressions import METRICS, RegressionConfig
+from testledger.analyze.regression_metrics import METRICS, RegressionConfig
 from testledger.analyze.rules import RuleSet, load_rules
 from testledger.config import Settings
 from testledger.errors import ConfigError
@@ -60,6 +64,7 @@ _REGRESSION_KEYS = {
     "p_value",
     "window",
     "min_magnitude",
+    "min_change",
     "min_runs",
     "metrics",
     "history",
@@ -92,17 +97,34 @@ def regression_settings(settings: Settings) -> RegressionConfig:
     detect = table.get("detect", True)
     if not isinstance(detect, bool):
         raise ConfigError(f"{where}: detect must be true or false")
+    min_change = _min_change(table.get("min_change", {}), where)
     min_runs = number("min_runs", 2, 1000, whole=True)
     window = number("window", 2 * min_runs, 100_000, whole=True)
     return RegressionConfig(
         p_value=float(number("p_value", 1e-12, 0.5)),
         window=window,
         min_magnitude=float(number("min_magnitude", 0.0, 100.0)),
+        min_change={**default.min_change, **min_change},
         min_runs=min_runs,
         metrics=tuple(dict.fromkeys(metrics)),
         history=number("history", 2 * min_runs, 1_000_000, whole=True),
         detect=detect,
     )
+
+
+def _min_change(table: Any, where: str) -> dict[str, float]:
+    """``min_change``: a table of metric = smallest absolute change (0 or more)."""
+    message = f"{where}: min_change must be a table of metric = number >= 0 ({', '.join(METRICS)})"
+    if not isinstance(table, dict):
+        raise ConfigError(message)
+    for name, value in table.items():
+        if name not in METRICS:
+            raise ConfigError(
+                f"{where}: min_change: unknown metric {name!r} ({', '.join(METRICS)})"
+            )
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < inf:
+            raise ConfigError(message)
+    return {name: float(value) for name, value in table.items()}
 
 
 def detect_after_recording(

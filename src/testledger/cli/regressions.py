@@ -36,7 +36,8 @@ def regressions_command(
     """List the lasting changes (E-divisive change points confirmed by a t-test) in each
     test's duration, memory, CPU, tokens, cost and watcher quality over the runs of its branch
     and suite, with the single-run outliers of the latest window. Settings:
-    [tool.testledger.regressions] (p_value, window, min_magnitude, min_runs, metrics, history)."""
+    [tool.testledger.regressions] (p_value, window, min_magnitude, min_change, min_runs, metrics,
+    history)."""
     config = regression_settings(state(ctx).settings)
     with connection(ctx) as conn:
         report = find_regressions(

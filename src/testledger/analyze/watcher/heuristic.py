@@ -3,7 +3,9 @@
 A result is scored from its status, whether it carries an error, and how far its duration,
 memory, tokens and cost stray from the test's median over its last runs on the same branch.
 "Far" needs both a ratio (at least ``ratio`` times the median) and a robust spread (more than
-``mads`` scaled MADs above it), so a test whose timings always wobble is not flagged for a wobble.
+``mads`` scaled MADs above it), so a test whose timings always wobble is not flagged for a wobble,
+and at least the metric's absolute minimum change of regression detection (50 ms, 2 MB, 5
+tokens, $0.0001), so a 1 ms test taking 3 ms is not either.
 Every finding is a concrete sentence with the numbers behind it.
 """
 
@@ -14,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from testledger.analyze.regression_metrics import METRICS as REGRESSION_METRICS
 from testledger.analyze.watcher.base import HistoryPoint, ResultContext, TestHistory
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS
 from testledger.errors import ConfigError
@@ -114,7 +117,9 @@ class HeuristicWatcher:
             median = statistics.median(past)
             spread = _MAD_SCALE * statistics.median(abs(v - median) for v in past)
             medians[metric.label] = median
-            if median > 0 and value >= self.ratio * median and value - median > self.mads * spread:
+            far = value - median > self.mads * spread
+            big = value - median >= REGRESSION_METRICS[metric.label].min_change
+            if median > 0 and value >= self.ratio * median and far and big:
                 if metric.label == "duration":
                     usual_duration = False
                 anomalies.append(

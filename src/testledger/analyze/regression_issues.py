@@ -1,0 +1,384 @@
+"""Regression issues: opened, followed and resolved as of each run (the lifecycle part of
+:mod:`testledger.analyze.regressions`; its docstring tells the rules).
+
+numpy is not imported here: :func:`detect_regressions` loads the series (and numpy with them)
+only once a suite and branch has runs enough to hold a change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from testledger.analyze.lifecycle import IssueStatus, add_event
+from testledger.analyze.regression_metrics import (
+    METRICS,
+    ORIGIN,
+    Metric,
+    MetricChange,
+    RegressionConfig,
+    RegressionSync,
+    change_details,
+    is_regression,
+    scope_runs,
+    series_key,
+)
+from testledger.analyze.rules import RuleSet
+from testledger.errors import NotFound
+from testledger.model import utcnow
+from testledger.store.tables import issue_events, issue_occurrences, issues, test_results, test_runs
+
+if TYPE_CHECKING:  # pragma: no cover - types only: importing them would load numpy
+    from testledger.analyze.changepoint import ChangePoint, SeriesAnalysis
+    from testledger.analyze.metric_series import Scope
+
+__all__ = ["detect_regressions", "open_regression_issue_ids", "regression_issues"]
+
+
+def regression_issues(connection: Connection) -> dict[tuple[str, str, str, str], list[Any]]:
+    """Regression issues by (suite, branch, test, metric), newest last."""
+    found: dict[tuple[str, str, str, str], list[Any]] = {}
+    last_move = (
+        sa.select(sa.func.max(test_runs.c.run_timestamp))
+        .join(issue_events, issue_events.c.run_id == test_runs.c.id)
+        .where(issue_events.c.issue_id == issues.c.id)
+        .scalar_subquery()
+    )
+    for row in connection.execute(
+        sa.select(
+            issues.c.id,
+            issues.c.issue_code,
+            issues.c.status,
+            issues.c.priority,
+            issues.c.resolved_at,
+            issues.c.details,
+            last_move.label("last_move_at"),
+        )
+        .where(issues.c.origin == ORIGIN)
+        .order_by(issues.c.id)
+    ):
+        key = series_key(row.details)
+        if key is not None:
+            found.setdefault(key, []).append(row)
+    return found
+
+
+def open_regression_issue_ids(connection: Connection) -> set[int]:
+    """OPEN regression issues: failure detection's "passed N times" resolution is not theirs
+    (a slow test passes), they resolve when their metric is back."""
+    return {
+        int(issue_id)
+        for issue_id in connection.execute(
+            sa.select(issues.c.id)
+            .where(issues.c.origin == ORIGIN)
+            .where(issues.c.status == IssueStatus.OPEN.value)
+        ).scalars()
+    }
+
+
+def _priority(change: MetricChange) -> str:
+    size = math.inf if change.magnitude_pct is None else abs(change.magnitude_pct)
+    if size >= 100:
+        return "CRITICAL"
+    if size >= 50:
+        return "HIGH"
+    if size >= 25:
+        return "MEDIUM"
+    return "LOW"
+
+
+def _sentence(change: MetricChange) -> str:
+    spec = METRICS[change.metric]
+    verb = "rose" if change.after_mean > change.before_mean else "fell"
+    size = "from zero" if change.magnitude_pct is None else f"{abs(change.magnitude_pct):.1f}%"
+    return (
+        f"{change.metric} of {change.test_id} {verb} {size} "
+        f"({spec.show(change.before_mean)} -> {spec.show(change.after_mean)}) "
+        f"from run {change.first_run.id} ({change.first_run.key}) on, commits "
+        f"{change.commit_range}; p={change.p_value:.3g}, {change.n_before} runs before, "
+        f"{change.n_after} after"
+    )
+
+
+def _recovered(
+    analysis: SeriesAnalysis, metric: Metric, before: float, after: float, config: RegressionConfig
+) -> tuple[bool, float]:
+    """Whether the latest ``min_runs`` values are back: within ``min_magnitude`` of the mean
+    before the change (or the metric's ``min_change``, when larger) and at least half way back
+    (so that a change about as small as the threshold does not resolve and reopen run after
+    run)."""
+    recent = float(analysis.cleaned[-config.min_runs :].mean())
+    sign = 1.0 if metric.higher_is_worse else -1.0
+    remaining = (recent - before) * sign
+    threshold = max(config.min_magnitude * abs(before), config.floor(metric.name))
+    allowed = min(threshold, abs(after - before) / 2.0)
+    return remaining <= allowed, recent
+
+
+def _seen_in(value: float, metric: Metric, before: float, after: float) -> bool:
+    """Whether a value shows the change: past half way from the old level to the new (an
+    occurrence names a result where the change is seen). The value as measured: the latest run
+    has no runs after it to tell an outlier from the first run of a new level."""
+    sign = 1.0 if metric.higher_is_worse else -1.0
+    return (value - before) * sign > abs(after - before) / 2.0
+
+
+class _Sync:
+    """One pass of detection over a run: the issue rows, events and occurrences it writes, and
+    the codes it opened, reopened and resolved."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        run: Any,
+        scope: Scope,
+        rules: RuleSet,
+        config: RegressionConfig,
+        now: datetime,
+    ) -> None:
+        self.connection = connection
+        self.run = run
+        self.scope = scope
+        self.rules = rules
+        self.config = config
+        self.now = now
+        self.report = RegressionSync()
+        self.taken: set[str] | None = None
+        self.next_seq: dict[tuple[str, str], int] = {}
+
+    def new_code(self, category: str, priority: str) -> str:
+        """The first free code of the rules' default template (as ``new_issue_code``), with
+        the codes read once per pass: a release can open hundreds of regressions at once."""
+        if self.taken is None:
+            self.taken = set(self.connection.execute(sa.select(issues.c.issue_code)).scalars())
+        seq = self.next_seq.get((category, priority), 1)
+        while True:
+            code = self.rules.format_code(
+                self.rules.defaults, seq, category=category, priority=priority
+            )
+            seq += 1
+            if code not in self.taken:
+                self.taken.add(code)
+                self.next_seq[(category, priority)] = seq
+                return code
+
+    def occurrences(self, issue_id: int, row: int, columns: Sequence[int], priority: str) -> None:
+        result_ids = [int(self.scope.result_ids[row, c]) for c in columns]
+        result_ids = [r for r in result_ids if r >= 0]
+        existing = set(
+            self.connection.execute(
+                sa.select(issue_occurrences.c.test_result_id)
+                .where(issue_occurrences.c.issue_id == issue_id)
+                .where(issue_occurrences.c.test_result_id.in_(result_ids))
+            ).scalars()
+        )
+        column_of = {int(self.scope.result_ids[row, c]): c for c in columns}
+        fresh = [
+            {
+                "issue_id": issue_id,
+                "run_id": self.scope.runs[column_of[r]].id,
+                "test_result_id": r,
+                "severity": priority.lower(),
+                "test_id": self.scope.tests[row],
+                "fingerprint": None,
+                "flaky": False,
+                "created_at": self.now,
+            }
+            for r in result_ids
+            if r not in existing
+        ]
+        if fresh:
+            self.connection.execute(sa.insert(issue_occurrences), fresh)
+            self.connection.execute(
+                sa.update(issues)
+                .where(issues.c.id == issue_id)
+                .values(
+                    last_seen_run_id=self.run.id,
+                    last_seen_at=self.run.run_timestamp,
+                    updated_at=self.now,
+                )
+            )
+        self.report.occurrences_added += len(fresh)
+
+    def tool_of(self, row: int) -> list[str]:
+        result_id = int(self.scope.result_ids[row, -1])
+        tool = self.connection.execute(
+            sa.select(test_results.c.tool_name).where(test_results.c.id == result_id)
+        ).scalar()
+        return [tool] if tool else []
+
+    def after_columns(self, analysis: SeriesAnalysis, cp: ChangePoint) -> list[int]:
+        return [int(p) for p in analysis.positions if p >= cp.index]
+
+    def open_issue(self, row: int, analysis: SeriesAnalysis, change: MetricChange) -> None:
+        spec = METRICS[change.metric]
+        priority = _priority(change)
+        code = self.new_code(spec.category, priority)
+        sign = "+" if change.after_mean >= change.before_mean else "-"
+        size = "new" if change.magnitude_pct is None else f"{sign}{abs(change.magnitude_pct):.1f}%"
+        issue_id = self.connection.execute(
+            sa.insert(issues)
+            .values(
+                issue_code=code,
+                title=f"{change.metric} regression in {change.test_id} ({size})",
+                description=_sentence(change) + ".",
+                category=spec.category,
+                priority=priority,
+                status=IssueStatus.OPEN.value,
+                affected_tools=self.tool_of(row),
+                first_detected_run_id=self.run.id,
+                created_at=self.now,
+                updated_at=self.now,
+                origin=ORIGIN,
+                lifecycle="new",
+                details=change_details(change),
+            )
+            .returning(issues.c.id)
+        ).scalar_one()
+        add_event(
+            self.connection,
+            int(issue_id),
+            "created",
+            run_id=self.run.id,
+            status_to=IssueStatus.OPEN.value,
+            note=f"regression: {_sentence(change)}",
+            at=self.now,
+        )
+        cp = analysis.change_points[-1]
+        self.occurrences(int(issue_id), row, self.after_columns(analysis, cp), priority)
+        self.report.opened.append(code)
+
+    def reopen(self, issue: Any, row: int, analysis: SeriesAnalysis, change: MetricChange) -> None:
+        details = dict(issue.details)
+        previous = [*details.pop("previous", []), details]
+        self.connection.execute(
+            sa.update(issues)
+            .where(issues.c.id == issue.id)
+            .values(
+                status=IssueStatus.OPEN.value,
+                lifecycle="regressed",
+                regressed_run_id=self.run.id,
+                resolved_at=None,
+                resolved_run_id=None,
+                updated_at=self.now,
+                details={**change_details(change), "previous": previous},
+            )
+        )
+        add_event(
+            self.connection,
+            int(issue.id),
+            "regressed",
+            run_id=self.run.id,
+            status_from=IssueStatus.RESOLVED.value,
+            status_to=IssueStatus.OPEN.value,
+            note=f"regressed again: {_sentence(change)}",
+            at=self.now,
+        )
+        cp = analysis.change_points[-1]
+        self.occurrences(int(issue.id), row, self.after_columns(analysis, cp), issue.priority)
+        self.report.reopened.append(issue.issue_code)
+
+    def resolve(self, issue: Any, metric: Metric, recent: float) -> None:
+        details = issue.details
+        self.connection.execute(
+            sa.update(issues)
+            .where(issues.c.id == issue.id)
+            .values(
+                status=IssueStatus.RESOLVED.value,
+                resolved_run_id=self.run.id,
+                resolved_at=self.run.run_timestamp,
+                updated_at=self.now,
+            )
+        )
+        add_event(
+            self.connection,
+            int(issue.id),
+            "auto_resolved",
+            run_id=self.run.id,
+            status_from=IssueStatus.OPEN.value,
+            status_to=IssueStatus.RESOLVED.value,
+            note=(
+                f"{metric.name} is back: {metric.show(recent)} over the latest "
+                f"{self.config.min_runs} runs, against {metric.show(details['before_mean'])} "
+                f"before the change (threshold {self.config.min_magnitude:.0%}, at least "
+                f"{metric.show(self.config.floor(metric.name))})"
+            ),
+            at=self.now,
+        )
+        self.report.resolved.append(issue.issue_code)
+
+
+def detect_regressions(
+    connection: Connection,
+    run_id: int,
+    *,
+    rules: RuleSet,
+    config: RegressionConfig | None = None,
+    now: datetime | None = None,
+) -> RegressionSync:
+    """Open, follow and resolve regression issues as of one run (see the module docstring):
+    the series end at the run, so that detecting the runs oldest first replays history."""
+    config = config or RegressionConfig()
+    now = now or utcnow()
+    run = connection.execute(sa.select(test_runs).where(test_runs.c.id == run_id)).first()
+    if run is None:
+        raise NotFound(f"no run with id {run_id}")
+    runs = scope_runs(connection, run.suite, run.branch_name, config.history, run)
+    if len(runs) < 2 * config.min_runs or runs[-1].id != run.id:
+        return RegressionSync()
+    # Only now, with runs enough to hold a change: the series and their analysis need numpy.
+    from testledger.analyze.metric_series import analyze_metric, describe_change, load_scope
+
+    scope = load_scope(
+        connection, run.suite, run.branch_name, runs, config.metrics, tests_of_run=run.id
+    )
+    known = regression_issues(connection)
+    sync = _Sync(connection, run, scope, rules, config, now)
+    last = len(runs) - 1
+    for name in config.metrics:
+        spec = METRICS[name]
+        for row, analysis in analyze_metric(scope, name, config):
+            if not len(analysis.positions) or analysis.positions[-1] != last:
+                continue  # the run has no value of this metric for this test
+            key = (scope.suite, scope.branch, scope.tests[row], name)
+            value = float(scope.values[name][row, last])
+            latest = known.get(key, [None])[-1]
+            cps = analysis.change_points
+            active = cps[-1] if cps and is_regression(spec, cps[-1]) else None
+            status = None if latest is None else latest.status
+            moved_on = latest is not None and latest.last_move_at is not None
+            if moved_on and run.run_timestamp < latest.last_move_at:
+                continue  # detection replayed over an older run: the issue has moved on since
+            if status in (IssueStatus.OPEN.value, IssueStatus.IN_PROGRESS.value):
+                details = latest.details
+                back, recent = _recovered(
+                    analysis, spec, details["before_mean"], details["after_mean"], config
+                )
+                if back and status == IssueStatus.OPEN.value:
+                    sync.resolve(latest, spec, recent)
+                elif not back and _seen_in(
+                    value, spec, details["before_mean"], details["after_mean"]
+                ):
+                    sync.occurrences(latest.id, row, [last], latest.priority)
+                continue
+            if active is None:
+                continue
+            change = describe_change(scope, spec, row, analysis, len(cps) - 1, None)
+            if status == IssueStatus.WONT_FIX.value:
+                if _seen_in(value, spec, change.before_mean, change.after_mean):
+                    sync.occurrences(latest.id, row, [last], latest.priority)
+                continue
+            if _recovered(analysis, spec, change.before_mean, change.after_mean, config)[0]:
+                continue
+            if status == IssueStatus.RESOLVED.value:
+                resolved_at = latest.resolved_at
+                if resolved_at is None or change.first_run.at > resolved_at:
+                    sync.reopen(latest, row, analysis, change)
+                continue
+            sync.open_issue(row, analysis, change)
+    return sync.report

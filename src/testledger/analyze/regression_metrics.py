@@ -1,0 +1,251 @@
+"""What regression detection works on and reports: the metrics, the settings, the runs a series
+spans, and the changes, outliers and issue moves it finds (see
+:mod:`testledger.analyze.regressions`).
+
+Plain data without numpy: every CLI command and the detection at the end of a recorded run
+import this module, and numpy (tens of milliseconds to import) is only loaded by the functions
+that compute change points.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from testledger.store.tables import test_results, test_runs
+from testledger.store.types import format_utc
+
+if TYPE_CHECKING:  # pragma: no cover - types only: importing it would load numpy
+    from testledger.analyze.changepoint import ChangePoint, ChangePointParams
+
+__all__ = [
+    "METRICS",
+    "ORIGIN",
+    "Metric",
+    "MetricChange",
+    "MetricOutlier",
+    "RegressionConfig",
+    "RegressionReport",
+    "RegressionSync",
+    "RunRef",
+    "change_details",
+    "commit_range",
+    "is_regression",
+    "magnitude_pct",
+    "scope_runs",
+    "series_key",
+]
+
+#: ``issues.origin`` of the issues regressions open.
+ORIGIN = "regression"
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    column: sa.Column[Any]
+    higher_is_worse: bool
+    category: str
+    unit: str
+    #: The default smallest absolute change reported, in the metric's unit.
+    min_change: float
+
+    def show(self, value: float) -> str:
+        return self.unit.format(value)
+
+
+# The absolute minimums are about what a reader would act on: 50 ms of a test's time, two
+# megabytes (memory is recorded in whole megabytes: one is its resolution, and its jitter), five
+# points of CPU, a handful of tokens, a hundredth of a cent, half a quality point.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("duration", test_results.c.duration_secs, True, "performance", "{:.3f} s", 0.05),
+        Metric("memory", test_results.c.memory_mb, True, "performance", "{:.0f} MB", 2.0),
+        Metric("cpu", test_results.c.cpu_percent, True, "performance", "{:.1f}%", 5.0),
+        Metric("tokens", test_results.c.tokens_total, True, "cost", "{:.0f}", 5.0),
+        Metric("cost", test_results.c.cost_usd, True, "cost", "${:.4f}", 0.0001),
+        Metric("quality", test_results.c.watcher_quality, False, "quality", "{:.2f}", 0.5),
+    )
+}
+
+
+def _default_min_change() -> dict[str, float]:
+    return {name: metric.min_change for name, metric in METRICS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionConfig:
+    """``[tool.testledger.regressions]``."""
+
+    p_value: float = 0.001
+    window: int = 50
+    min_magnitude: float = 0.10
+    #: Smallest absolute change reported, per metric and in its unit (0: none); a metric not
+    #: named has its default (:data:`METRICS`).
+    min_change: dict[str, float] = field(default_factory=_default_min_change)
+    #: Fewest runs on each side of a change, and the "latest window" a resolution looks at.
+    min_runs: int = 5
+    metrics: tuple[str, ...] = tuple(METRICS)
+    #: How many recent runs of a suite and branch make a series.
+    history: int = 200
+    #: Whether ``testledger detect`` (and detection after every run) looks for regressions.
+    detect: bool = True
+
+    def floor(self, metric: str) -> float:
+        """The smallest absolute change of ``metric`` reported."""
+        return self.min_change.get(metric, METRICS[metric].min_change)
+
+    def params(self, metric: str) -> ChangePointParams:
+        from testledger.analyze.changepoint import ChangePointParams  # numpy: only when used
+
+        return ChangePointParams(
+            p_value=self.p_value,
+            window=self.window,
+            min_magnitude=self.min_magnitude,
+            min_change=self.floor(metric),
+            min_segment=self.min_runs,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunRef:
+    id: int
+    key: str
+    at: datetime
+    commit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricChange:
+    suite: str
+    branch: str
+    test_id: str
+    metric: str
+    kind: str  # "regression" or "improvement"
+    before_mean: float
+    after_mean: float
+    magnitude_pct: float | None  # None: the metric rose from zero
+    first_run: RunRef
+    last_good_run: RunRef
+    commit_range: str
+    p_value: float
+    n_before: int
+    n_after: int
+    outlier_runs: list[int]
+    current: bool  # the latest change of its series: the after level is where it is now
+    issue_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricOutlier:
+    suite: str
+    branch: str
+    test_id: str
+    metric: str
+    kind: str
+    run: RunRef
+    value: float
+    median: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionReport:
+    changes: list[MetricChange]
+    outliers: list[MetricOutlier]
+    series_analyzed: int
+
+
+@dataclass(slots=True)
+class RegressionSync:
+    """What one pass over a run did to regression issues (codes)."""
+
+    opened: list[str] = field(default_factory=list)
+    reopened: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    occurrences_added: int = 0
+
+
+def is_regression(metric: Metric, cp: ChangePoint) -> bool:
+    rose = cp.mean_after > cp.mean_before
+    return rose if metric.higher_is_worse else not rose
+
+
+def magnitude_pct(cp: ChangePoint) -> float | None:
+    change = cp.relative_change
+    return None if math.isinf(change) else round(change * 100.0, 2)
+
+
+def commit_range(before: RunRef, first: RunRef) -> str:
+    return f"{(before.commit or '?')[:12]}..{(first.commit or '?')[:12]}"
+
+
+def change_details(change: MetricChange) -> dict[str, Any]:
+    """The evidence a regression issue keeps in ``issues.details``."""
+    return {
+        "kind": ORIGIN,
+        "suite": change.suite,
+        "branch": change.branch,
+        "test_id": change.test_id,
+        "metric": change.metric,
+        "before_mean": change.before_mean,
+        "after_mean": change.after_mean,
+        "magnitude_pct": change.magnitude_pct,
+        "first_run_id": change.first_run.id,
+        "first_run_key": change.first_run.key,
+        "first_run_at": format_utc(change.first_run.at),
+        "last_good_run_id": change.last_good_run.id,
+        "commit_range": change.commit_range,
+        "p_value": change.p_value,
+        "n_before": change.n_before,
+        "n_after": change.n_after,
+        "outlier_runs": change.outlier_runs,
+    }
+
+
+def series_key(details: Any) -> tuple[str, str, str, str] | None:
+    """(suite, branch, test, metric) of a regression issue's details; None for other issues."""
+    if not isinstance(details, dict) or details.get("kind") != ORIGIN:
+        return None
+    return (details["suite"], details["branch"], details["test_id"], details["metric"])
+
+
+def scope_runs(
+    connection: Connection, suite: str, branch: str, history: int, until: Any | None
+) -> list[RunRef]:
+    """The latest ``history`` finished runs of a suite and branch, oldest first; with ``until``
+    (a ``test_runs`` row), those up to it, and itself even while it is still running."""
+    query = (
+        sa.select(
+            test_runs.c.id, test_runs.c.run_key, test_runs.c.run_timestamp, test_runs.c.commit_hash
+        )
+        .where(test_runs.c.suite == suite)
+        .where(test_runs.c.branch_name == branch)
+        .order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc())
+        .limit(history)
+    )
+    if until is None:
+        query = query.where(test_runs.c.status != "running")
+    else:
+        query = query.where(
+            sa.or_(
+                test_runs.c.id == until.id,
+                sa.and_(
+                    test_runs.c.status != "running",
+                    sa.or_(
+                        test_runs.c.run_timestamp < until.run_timestamp,
+                        sa.and_(
+                            test_runs.c.run_timestamp == until.run_timestamp,
+                            test_runs.c.id < until.id,
+                        ),
+                    ),
+                ),
+            )
+        )
+    rows = connection.execute(query).all()
+    return [RunRef(int(r.id), r.run_key, r.run_timestamp, r.commit_hash) for r in reversed(rows)]
