@@ -48,7 +48,7 @@ RUN_COLUMNS = (
     "tests_passed", "tests_failed", "tests_skipped", "pass_rate", "avg_watcher_quality",
     "total_duration_secs", "total_cost_usd", "created_at", "run_key", "suite", "status",
     "started_at", "finished_at", "tests_errored", "total_tokens", "ci_provider", "host", "source",
-    "detected_at",
+    "detected_at", "duration_secs",
 )  # fmt: skip
 RESULT_COLUMNS = (
     "id", "run_id", "test_id", "attempt", "tool_name", "variation", "provider", "model", "status",
@@ -323,6 +323,7 @@ class Ledger:
                     round(duration_sum), round(cost_sum, 4), stamp, f"bench-{run_id}", suite,
                     "aborted" if run_id % 397 == 0 else "finished", stamp, finished,
                     totals["ERROR"], tokens_sum, "github", "ci-1", "runner", finished,
+                    round(duration_sum, 3),
                 )
             )  # fmt: skip
         self.result_count = result_id

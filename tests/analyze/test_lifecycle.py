@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from testledger.analyze.lifecycle import IssueStatus, set_status
 from testledger.analyze.rules import load_rules
 from testledger.cli import main
 from testledger.report.issues import issue_detail, list_issues
+from tests.histories import record_test, scripted_run
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 TIMEOUT = (
@@ -37,28 +38,25 @@ class History:
     def run(
         self, outcomes: dict[str, str], *, branch: str = "main", commit: str | None = None
     ) -> int:
-        started = START + timedelta(hours=self.count)
+        index = self.count
         self.count += 1
-        with self.ledger.start_run(
+        with scripted_run(
+            self.ledger,
+            index,
+            start=START,
             branch=branch,
             commit=commit or f"c{self.count}",
             suite="validation",
-            started_at=started,
-            detect_environment=False,
         ) as run:
             for test_id, outcome in outcomes.items():
-                tool, variation = test_id.split("/")
                 for attempt_outcome in outcome.split(","):  # "FAIL,PASS": a retry
-                    failing = attempt_outcome == "FAIL"
-                    run.record(
-                        tool_name=tool,
-                        variation=variation,
-                        status=attempt_outcome,
-                        error_type="TimeoutError" if failing else None,
-                        error_message=f"kimi timed out after {30 + self.count}.2s"
-                        if failing
-                        else None,
-                        traceback=TIMEOUT if failing else None,
+                    record_test(
+                        run,
+                        test_id,
+                        attempt_outcome,
+                        error_type="TimeoutError",
+                        error_message=f"kimi timed out after {30 + self.count}.2s",
+                        traceback=TIMEOUT if attempt_outcome == "FAIL" else None,
                     )
         assert run.run_id is not None
         return run.run_id

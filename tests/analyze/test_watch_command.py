@@ -4,7 +4,7 @@ run's quality updated, ``--only-missing`` idempotent, summary and errors."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from testledger import Ledger
 from testledger.cli import main
 from testledger.store.tables import test_results, test_runs, watcher_insights
+from tests.histories import scripted_run
 
 pytest_plugins = ["pytester"]
 
@@ -29,13 +30,8 @@ def recorded(ledger: Ledger) -> int:
     """Four steady runs, then one where ``slow`` takes 3x as long and ``broken`` fails."""
     for index in range(5):
         last = index == 4
-        with ledger.start_run(
-            branch="main",
-            suite="s",
-            run_key=f"r{index}",
-            started_at=START + timedelta(hours=index),
-            detect_environment=False,
-            detect_issues=False,
+        with scripted_run(
+            ledger, index, start=START, run_key=f"r{index}", detect_issues=False
         ) as run:
             run.record(
                 tool_name="slow", variation="v", status="PASS", duration_secs=6.0 if last else 2.0

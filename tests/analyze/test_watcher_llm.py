@@ -19,6 +19,7 @@ from testledger.analyze.watcher import watch_run
 from testledger.analyze.watcher.heuristic import HeuristicWatcher
 from testledger.analyze.watcher.llm import LlmWatcher, create
 from testledger.store.tables import test_results, watcher_insights
+from tests.histories import scripted_run
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 GOOD_ANSWER = {
@@ -127,12 +128,12 @@ def watcher(server: ChatServer, **options: Any) -> LlmWatcher:
 def record(ledger: Ledger, runs: list[list[dict[str, Any]]]) -> list[int]:
     ids = []
     for index, results in enumerate(runs):
-        with ledger.start_run(
-            branch="main",
-            suite="s",
+        with scripted_run(
+            ledger,
+            index,
+            start=START,
+            step=timedelta(days=1),
             run_key=f"r{index}",
-            started_at=START + timedelta(days=index),
-            detect_environment=False,
             detect_issues=False,
         ) as run:
             for fields in results:

@@ -15,6 +15,8 @@ from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, compare_runs
+from testledger.store.tables import test_runs
+from tests.histories import record_test, scripted_run
 
 START = datetime(2025, 11, 3, 9, 0, tzinfo=timezone.utc)
 
@@ -56,35 +58,38 @@ HISTORY: dict[str, tuple[str | None, str | None, list[tuple[Attempt, ...] | None
 }
 
 
+RUN_SECS = {"r1": 0.91, "r2": 1.5, "r3": 12.3, "r4": 0.84}
+
+
 def record_history(ledger: Ledger) -> None:
     for index in range(4):
-        with ledger.start_run(
-            branch="main",
-            commit=f"c{index + 1}",
-            suite="llm",
-            run_key=f"r{index + 1}",
-            started_at=START + timedelta(hours=index),
-            detect_environment=False,
+        with scripted_run(
+            ledger, index, start=START, suite="llm", commit=f"c{index + 1}", run_key=f"r{index + 1}"
         ) as run:
             for test_id, (provider, model, runs) in HISTORY.items():
                 for attempt in runs[index] or ():
-                    tool, variation = test_id.split("/")
-                    run.record(
-                        test_id=test_id,
-                        tool_name=tool,
-                        variation=variation,
-                        status=attempt.status,
+                    record_test(
+                        run,
+                        test_id,
+                        attempt.status,
                         duration_secs=attempt.secs,
                         cost_usd=attempt.cost,
                         tokens_total=attempt.tokens,
                         provider=provider,
                         model=model,
-                        error_type="AssertionError" if attempt.status == "FAIL" else None,
-                        error_message=f"{test_id} went wrong" if attempt.status == "FAIL" else None,
                         watcher=None
                         if attempt.quality is None
                         else WatcherObservation(quality_score=attempt.quality),
                     )
+    # A run's duration is its wall clock, which a scripted run does not control: pinned, short
+    # runs among them (their rounded total_duration_secs would read 1 and 0).
+    with ledger.engine().begin() as conn:
+        for key, secs in RUN_SECS.items():
+            conn.execute(
+                sa.update(test_runs)
+                .where(test_runs.c.run_key == key)
+                .values(duration_secs=secs, total_duration_secs=round(secs))
+            )
 
 
 @pytest.fixture
@@ -120,7 +125,7 @@ def test_latest_run_against_the_previous_one(history: str) -> None:
         ("tests_skipped", 0, 0, 0),
         ("pass_rate", 77.78, 66.67, -11.11),
         ("total_cost_usd", 0.12, 0.13, 0.01),
-        ("total_duration_secs", 0, 0, 0),
+        ("duration_secs", 12.3, 0.84, -11.46),
         ("total_tokens", 800, 1000, 200),
         ("avg_watcher_quality", 8.0, 7.75, -0.25),
     ]
@@ -283,9 +288,8 @@ def test_compare_command(history: str, capsys: pytest.CaptureFixture[str]) -> No
     assert (code, err) == (1, "error: give either a BASELINE run or --baseline BRANCH, not both\n")
 
 
-def test_compare_stays_fast_for_5000_tests(ledger: Ledger, db_url: str) -> None:
-    import time
-
+def test_compare_of_5000_tests_finds_every_change(ledger: Ledger, db_url: str) -> None:
+    # Scale, not speed: compare's speed is measured by bench/reports.py.
     for index in range(2):
         with ledger.start_run(
             branch="main",
@@ -306,9 +310,6 @@ def test_compare_stays_fast_for_5000_tests(ledger: Ledger, db_url: str) -> None:
                     provider="openai",
                     model="gpt-4o",
                 )
-    began = time.perf_counter()
     result = _compare(db_url)
-    elapsed = time.perf_counter() - began
     assert len(result.new_failures) == 50
     assert len(result.slower) == 715
-    assert elapsed < 5.0, elapsed

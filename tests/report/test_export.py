@@ -12,7 +12,11 @@ import pytest
 
 from testledger import Ledger, WatcherObservation
 from testledger.cli import main
-from testledger.report.export import iter_rows
+from testledger.report import export
+from testledger.report.export import _iso, _iso_from_text, iter_rows
+from testledger.store import types
+from testledger.store.types import parse_utc
+from tests.histories import scripted_run
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 
@@ -20,12 +24,7 @@ START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 @pytest.fixture
 def history(ledger: Ledger) -> Ledger:
     for index in range(3):
-        with ledger.start_run(
-            branch="main",
-            commit=f"c{index}",
-            started_at=START + timedelta(hours=index),
-            detect_environment=False,
-        ) as run:
+        with scripted_run(ledger, index, start=START, commit=f"c{index}", suite=None) as run:
             ref = run.record(
                 tool_name="chat", variation="a", status="PASS", cost_usd=0.25, metrics={"x": 1.5}
             )
@@ -108,3 +107,62 @@ def test_bad_requests_are_one_line_and_leave_no_file(
     assert main(["--db", db_url, "export", "runs", "-f", "parquet"]) == 1
     assert "give --output FILE" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob("*.partial"))
+
+
+# Stored text -> exported text: the stored fixed-width form is sliced, anything else parsed.
+STORED_TIMESTAMPS = [
+    ("2025-10-07T13:47:15.894173Z", "2025-10-07T13:47:15.894173Z"),
+    ("2025-10-07T13:47:15.000000Z", "2025-10-07T13:47:15Z"),  # as datetime.isoformat drops it
+    ("2025-10-07T13:47:15.000100Z", "2025-10-07T13:47:15.000100Z"),
+    ("2025-10-07 13:47:15", "2025-10-07T13:47:15Z"),  # naive text is UTC
+    ("2025-10-07T15:47:15.5+02:00", "2025-10-07T13:47:15.500000Z"),
+    ("2025-10-07T13:47:15.894173z", "2025-10-07T13:47:15.894173Z"),
+]
+
+
+@pytest.mark.parametrize(("stored", "exported"), STORED_TIMESTAMPS)
+def test_stored_timestamp_text_is_exported_as_parsing_would(stored: str, exported: str) -> None:
+    assert _iso_from_text(stored) == exported == _iso(parse_utc(stored))
+
+
+def test_timestamps_are_iso_utc(ledger: Ledger, db_url: str, tmp_path: Path) -> None:
+    for index, micros in enumerate((0, 123456)):
+        with ledger.start_run(
+            branch="main",
+            started_at=START + timedelta(hours=index, microseconds=micros),
+            detect_environment=False,
+        ) as run:
+            run.record(tool_name="chat", variation="a", status="PASS")
+    out = tmp_path / "runs.jsonl"
+    assert main(["--db", db_url, "export", "runs", "--format", "jsonl", "-o", str(out)]) == 0
+    runs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["run_timestamp"] for r in runs] == [
+        "2025-10-01T09:00:00Z",
+        "2025-10-01T10:00:00.123456Z",
+    ]
+    assert all(r["created_at"].endswith("Z") and "+" not in r["created_at"] for r in runs)
+
+
+def test_sqlite_export_reads_stored_timestamps_without_parsing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with Ledger(url, results_dir=tmp_path / "results") as ledger:
+        with ledger.start_run(branch="main", started_at=START, detect_environment=False) as run:
+            for index in range(3):
+                run.record(tool_name="chat", variation=f"v{index}", status="PASS")
+        parsed: list[str] = []
+
+        def counting_parse(text: str) -> datetime:
+            parsed.append(text)
+            return parse_utc(text)
+
+        monkeypatch.setattr(types, "parse_utc", counting_parse)
+        monkeypatch.setattr(export, "parse_utc", counting_parse)
+        with ledger.engine().connect() as conn:
+            rows = list(iter_rows(conn, "results"))
+    assert [row["started_at"] is None or row["started_at"].endswith("Z") for row in rows] == [
+        True
+    ] * 3
+    assert all(row["created_at"].endswith("Z") for row in rows)
+    assert parsed == []

@@ -18,7 +18,8 @@ from tests.report.test_compare import record_history
 
 # r4 against r3 (see test_compare.HISTORY): 1 new failure (chat/broken) + 1 flaky one,
 # pass rate 66.67, cost 0.12 -> 0.13 (+8.33%), quality 7.75, one new non-flaky issue.
-# Durations are wall-clock (0 s in tests), so they are set here: 100 s -> 130 s (+30%).
+# Durations are wall-clock (~0 s in tests), so they are set here: 0.5 s -> 0.65 s (+30%), short
+# runs whose rounded total_duration_secs (0 -> 1) the rule must not read.
 
 
 @pytest.fixture
@@ -26,10 +27,13 @@ def history(ledger: Ledger, db_url: str) -> str:
     record_history(ledger)
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
-        for key, secs in (("r3", 100), ("r4", 130)):
+        for key, secs in (("r3", 0.5), ("r4", 0.65)):
             conn.execute(
-                sa.text("UPDATE test_runs SET total_duration_secs = :s WHERE run_key = :k"),
-                {"s": secs, "k": key},
+                sa.text(
+                    "UPDATE test_runs SET duration_secs = :s, total_duration_secs = :rounded"
+                    " WHERE run_key = :k"
+                ),
+                {"s": secs, "rounded": round(secs), "k": key},
             )
     engine.dispose()
     return db_url
@@ -57,7 +61,7 @@ ALL_PASS_LINES = [
     "PASS max-new-failures: 1 new failure(s) (limit 1): chat/broken; 1 flaky not counted",
     "PASS min-pass-rate: pass rate 66.67% (minimum 60%)",
     "PASS max-cost-increase: cost $ 0.12 -> 0.13 (+8.33%, limit +10%)",
-    "PASS max-duration-increase: duration s 100 -> 130 (+30%, limit +30%)",
+    "PASS max-duration-increase: duration s 0.5 -> 0.65 (+30%, limit +30%)",
     "PASS min-quality: average watcher quality 7.75 (minimum 7.5)",
 ]
 
@@ -89,7 +93,7 @@ def test_all_rules_pass(history: str, capsys: pytest.CaptureFixture[str]) -> Non
         (
             "--max-duration-increase",
             "29.5%",
-            "FAIL max-duration-increase: duration s 100 -> 130 (+30%, limit +29.5%)",
+            "FAIL max-duration-increase: duration s 0.5 -> 0.65 (+30%, limit +29.5%)",
         ),
         ("--min-quality", "8", "FAIL min-quality: average watcher quality 7.75 (minimum 8)"),
     ],

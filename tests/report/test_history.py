@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from testledger import Ledger
 from testledger.cli import main
 from testledger.errors import NotFound
 from testledger.report.history import AmbiguousTest, resolve_test, test_history
+from tests.histories import scripted_run
 from tests.report.test_trend import START, record_history
 
 NODE_ID = "tests/test_api.py::test_login[glm]"
@@ -19,13 +19,8 @@ NODE_ID = "tests/test_api.py::test_login[glm]"
 
 def record_more(ledger: Ledger) -> None:
     """A pytest-style test (its id is not tool/variation) and twelve tests named alike."""
-    with ledger.start_run(
-        branch="main",
-        commit="c5",
-        suite="validation",
-        run_key="run-5",
-        started_at=START + timedelta(hours=5),
-        detect_environment=False,
+    with scripted_run(
+        ledger, 5, start=START, commit="c5", suite="validation", run_key="run-5"
     ) as run:
         run.record(test_id=NODE_ID, tool_name="test_api", variation="login", status="PASS")
         for index in range(12):

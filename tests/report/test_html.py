@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,15 @@ import sqlalchemy as sa
 
 from testledger import Ledger
 from testledger.cli import main
-from testledger.report.html import HtmlReport, build_report, render_html, safe_json
+from testledger.report.html import (
+    HtmlReport,
+    Verdict,
+    build_report,
+    render_html,
+    run_verdict,
+    safe_json,
+)
+from tests.histories import record_test, scripted_run
 
 START = datetime(2025, 11, 3, 9, 0, tzinfo=timezone.utc)
 HOSTILE = "</script><img src=x onerror=alert(1)><!--"
@@ -27,32 +35,24 @@ HISTORY: dict[str, list[tuple[str, float, float] | None]] = {
 
 def record_history(ledger: Ledger) -> None:
     for index in range(3):
-        with ledger.start_run(
-            branch="main",
-            commit=f"c{index + 1}",
-            suite="llm",
-            run_key=f"r{index + 1}",
-            started_at=START + timedelta(hours=index),
-            detect_environment=False,
+        with scripted_run(
+            ledger, index, start=START, suite="llm", commit=f"c{index + 1}", run_key=f"r{index + 1}"
         ) as run:
             for test_id, runs in HISTORY.items():
                 step = runs[index]
                 if step is None:
                     continue
                 status, secs, cost = step
-                tool, variation = test_id.split("/", 1)
-                run.record(
-                    test_id=test_id,
-                    tool_name=tool,
-                    variation=variation,
-                    status=status,
+                record_test(
+                    run,
+                    test_id,
+                    status,
+                    error_message=f"{HOSTILE} went wrong",
                     duration_secs=secs,
                     cost_usd=cost,
                     tokens_total=int(cost * 10_000),
                     provider="openai",
                     model="gpt-4o",
-                    error_type="AssertionError" if status == "FAIL" else None,
-                    error_message=f"{HOSTILE} went wrong" if status == "FAIL" else None,
                 )
 
 
@@ -77,6 +77,7 @@ EVIL = f"evil/{HOSTILE}"
 def test_build_report_exact(history: str) -> None:
     report = _build(history)
     assert (report.run.run_key, report.run.tests_passed, report.run.tests_failed) == ("r3", 1, 2)
+    assert report.verdict == Verdict("bad", "new failures", f"1 new failure: {EVIL}")
     assert report.trend.run_ids == [1, 2, 3]
     assert report.trend.labels == [
         "#1 2025-11-03 09:00",
@@ -136,7 +137,7 @@ def test_build_report_window(
     assert len(report.failures) == failure_groups
 
 
-SECTIONS = ("summary", "trends", "failures", "flaky", "comparison", "slowest")
+SECTIONS = ("summary", "trends", "failures", "flaky", "comparison", "slowest", "legend")
 
 
 def test_rendered_html_is_self_contained_and_escaped(history: str) -> None:
@@ -184,3 +185,140 @@ def test_report_command_writes_html_and_json(
     assert (data["run"]["run_key"], data["trend"]["run_ids"]) == ("r3", [2, 3])
     assert main(["--db", history, "report"]) == 1
     assert "give --html" in capsys.readouterr().err
+
+
+# (run status, failing tests, of which new) -> the badge's colour and text.
+VERDICT_CASES: list[tuple[str, list[str], list[str], str, str]] = [
+    ("finished", [], [], "ok", "passed"),
+    ("finished", ["a/x"], [], "warn", "known failures"),
+    ("finished", ["a/x", "a/y"], ["a/y"], "bad", "new failures"),
+    ("running", [], [], "warn", "running"),
+    ("running", ["a/x"], ["a/x"], "bad", "new failures"),
+    ("aborted", [], [], "bad", "aborted"),
+]
+
+
+@pytest.mark.parametrize(("status", "failing", "new", "level", "label"), VERDICT_CASES)
+def test_run_verdict(
+    status: str, failing: list[str], new: list[str], level: str, label: str
+) -> None:
+    verdict = run_verdict(status, failing, new)
+    assert (verdict.level, verdict.label) == (level, label)
+
+
+def test_run_verdict_reasons_name_the_new_failures() -> None:
+    assert run_verdict("finished", ["a/x", "a/y"], ["a/y"]).reason == "1 new failure: a/y"
+    many = [f"t/{n}" for n in "dcba"]
+    assert run_verdict("finished", many, many).reason == "4 new failures: t/a, t/b, t/c, ..."
+    assert run_verdict("finished", ["a/x", "a/y"], []).reason == (
+        "2 failing tests, each known to be flaky or already failing"
+    )
+
+
+# Verdict histories: per run, test_id -> its attempts. "steady" always passes.
+FLIPPING = ["PASS", "FAIL", "PASS", "FAIL", "PASS", "FAIL"]
+VERDICT_HISTORIES: list[tuple[str, list[dict[str, list[str]]], str, str, int]] = [
+    # (name, runs, badge level, badge label, the Failed card's count in the last run)
+    ("all passed", [{"t/a": ["PASS"]}, {"t/a": ["PASS"]}], "ok", "passed", 0),
+    ("passed on retry", [{"t/a": ["PASS"]}, {"t/a": ["FAIL", "PASS"]}], "ok", "passed", 0),
+    ("newly failing", [{"t/a": ["PASS"]}, {"t/a": ["FAIL"]}], "bad", "new failures", 1),
+    ("an error is one failure", [{"t/a": ["PASS"]}, {"t/a": ["ERROR"]}], "bad", "new failures", 1),
+    ("still failing", [{"t/a": ["FAIL"]}, {"t/a": ["FAIL"]}], "warn", "known failures", 1),
+    ("first run fails", [{"t/a": ["FAIL"]}], "bad", "new failures", 1),
+    (
+        "added and failing",
+        [{"t/a": ["PASS"]}, {"t/a": ["PASS"], "t/b": ["FAIL"]}],
+        "bad",
+        "new failures",
+        1,
+    ),
+    # flips six times: flaky by its history, so its failure is a known one
+    ("flaky", [{"t/f": [status]} for status in FLIPPING], "warn", "known failures", 1),
+    (
+        "flaky and new",
+        [{"t/f": [s], "t/a": ["PASS" if i < 5 else "FAIL"]} for i, s in enumerate(FLIPPING)],
+        "bad",
+        "new failures",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("runs", "level", "label", "failed_card"),
+    [case[1:] for case in VERDICT_HISTORIES],
+    ids=[case[0] for case in VERDICT_HISTORIES],
+)
+def test_badge_gives_the_runs_verdict(
+    ledger: Ledger,
+    db_url: str,
+    runs: list[dict[str, list[str]]],
+    level: str,
+    label: str,
+    failed_card: int,
+) -> None:
+    for index, outcomes in enumerate(runs):
+        with scripted_run(ledger, index, commit=f"c{index}") as run:
+            record_test(run, "steady/s", "PASS")
+            for test_id, attempts in outcomes.items():
+                for status in attempts:
+                    record_test(run, test_id, status)
+    report = _build(db_url)
+    assert (report.verdict.level, report.verdict.label) == (level, label)
+    page = render_html(report)
+    assert f'<span id="verdict" class="badge {level}" title="' in page
+    assert f">{label}</span></h1>" in page
+    assert f'<div class="k">Failed</div><div class="v">{failed_card}</div>' in page
+
+
+def test_legend_explains_every_badge(history: str) -> None:
+    legend = render_html(_build(history)).split('<section id="legend">')[1].split("</section>")[0]
+    for level, label in [
+        ("ok", "passed"),
+        ("warn", "known failures"),
+        ("warn", "running"),
+        ("bad", "new failures"),
+        ("bad", "aborted"),
+    ]:
+        assert f'<span class="badge {level}">{label}</span>' in legend
+
+
+def test_flaky_tests_are_judged_once(history: str) -> None:
+    """The flaky section and the comparison's flaky failures share one judgement of the suite's
+    history: one read of the flaky windows (the ``counted_runs`` query) per report."""
+    engine = sa.create_engine(history)
+    reads: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "counted_runs" in statement:
+            reads.append(statement)
+
+    try:
+        with engine.connect() as conn:
+            sa.event.listen(conn, "before_cursor_execute", count)
+            report = build_report(conn)
+    finally:
+        engine.dispose()
+    assert report.comparison is not None and report.comparison.new_failures
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "level", "label"),
+    [("PASS", "warn", "running"), ("FAIL", "bad", "new failures")],
+)
+def test_badge_of_a_run_still_recording(
+    ledger: Ledger, db_url: str, status: str, level: str, label: str
+) -> None:
+    with scripted_run(ledger, 0) as finished:
+        record_test(finished, "t/a", "PASS")
+    running = scripted_run(ledger, 1)
+    record_test(running, "t/a", status)
+    running.flush(wait=True)
+    report = _build(db_url)
+    assert (report.run.status, report.verdict.level, report.verdict.label) == (
+        "running",
+        level,
+        label,
+    )
+    running.finish()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from testledger import Ledger
 from testledger.report.html import build_report, render_html
+from tests.histories import scripted_run
 
 from .test_html import record_history
 
@@ -114,13 +115,7 @@ def big_history(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite:///{folder / 'big.db'}"
     with Ledger(url, results_dir=folder / "results") as ledger:
         for index in range(1000):
-            with ledger.start_run(
-                branch="main",
-                suite="big",
-                run_key=f"k{index}",
-                started_at=START + timedelta(hours=index),
-                detect_environment=False,
-            ) as run:
+            with scripted_run(ledger, index, start=START, suite="big", run_key=f"k{index}") as run:
                 run.record(
                     test_id="t/a",
                     tool_name="t",

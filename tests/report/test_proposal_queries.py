@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from testledger import Ledger, WatcherObservation
 from testledger.report.proposal import PROPOSAL_QUERIES, run_proposal_query
 from testledger.store.tables import issue_occurrences, issues, test_results
+from tests.histories import scripted_run
 
 START = datetime(2025, 10, 5, 9, 0, tzinfo=timezone.utc)
 
@@ -29,12 +30,14 @@ def record_history(ledger: Ledger) -> None:
         },
     ]
     for index, results in enumerate(outcomes):
-        with ledger.start_run(
-            branch="main",
+        with scripted_run(
+            ledger,
+            index,
+            start=START,
+            step=timedelta(days=1),
             commit=f"c{index}",
+            suite=None,
             watcher_model="glm-4.5-air",
-            started_at=START + timedelta(days=index),
-            detect_environment=False,
             detect_issues=False,  # the issues below are the test's own
         ) as run:
             for test_id, (status, quality, cost) in results.items():

@@ -49,7 +49,7 @@ Compared with run `r3` (id 3), branch `main`, commit `c3`.
 | Skipped | 0 | 0 | 0 |
 | Pass rate | 77.78% | 66.67% | -11.11 |
 | Cost | $0.1200 | $0.1300 | +0.0100 |
-| Duration | 0 s | 0 s | 0 |
+| Duration | 12.3 s | 0.84 s | -11.5 |
 | Tokens | 800 | 1000 | +200 |
 | Avg quality | 8.00 | 7.75 | -0.25 |
 
@@ -128,6 +128,8 @@ def test_first_run_without_baseline(ledger: Ledger, db_url: str) -> None:
         branch="dev", suite="s", run_key="k1", commit=None, detect_environment=False
     ) as run:
         run.record(test_id="a", tool_name="a", variation="x", status="PASS", cost_usd=0.5)
+    with ledger.engine().begin() as conn:  # the wall clock, pinned
+        conn.execute(sa.text("UPDATE test_runs SET duration_secs = 0.07, total_duration_secs = 0"))
     data = _summary(db_url)
     text = render_markdown(data)
     assert text == (
@@ -147,7 +149,7 @@ def test_first_run_without_baseline(ledger: Ledger, db_url: str) -> None:
         "| Skipped | 0 |\n"
         "| Pass rate | 100.00% |\n"
         "| Cost | $0.5000 |\n"
-        "| Duration | 0 s |\n"
+        "| Duration | 0.07 s |\n"
         "| Tokens | - |\n"
         "| Avg quality | - |\n"
     )

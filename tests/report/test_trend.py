@@ -5,7 +5,7 @@ The history below is shared with the cost and history tests (``record_history``)
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.report.trend import run_trend, sparkline
 from testledger.store.tables import test_runs
+from tests.histories import record_test, scripted_run
 
 START = datetime(2025, 10, 7, 12, 0, tzinfo=timezone.utc)
 
@@ -56,8 +57,9 @@ HISTORY: dict[str, tuple[str, str, list[tuple[Any, ...]]]] = {
         ],
     ),
 }
-# A run's duration is its wall clock, which a scripted run does not control: pinned here.
-WALL_CLOCK_SECS = {"run-0": 60, "run-1": 75, "run-2": 30, "run-3": 90}
+# A run's duration is its wall clock, which a scripted run does not control: pinned here, with
+# fractions (the trend reads duration_secs, not the rounded total_duration_secs).
+WALL_CLOCK_SECS = {"run-0": 0.84, "run-1": 12.3, "run-2": 30.0, "run-3": 90.25}
 
 
 def watched(quality: int) -> WatcherObservation:
@@ -76,28 +78,25 @@ def record_history(ledger: Ledger, *, with_unfinished: bool = True) -> None:
     """HISTORY, an hour apart, then (``with_unfinished``) a run still recording: trend leaves it
     out, cost counts it."""
     for index, (key, (branch, commit, results)) in enumerate(HISTORY.items()):
-        with ledger.start_run(
+        with scripted_run(
+            ledger,
+            index,
+            start=START,
             branch=branch,
             commit=commit,
             suite="validation",
             run_key=key,
-            started_at=START + timedelta(hours=index),
-            detect_environment=False,
         ) as run:
             for test_id, status, provider, model, cost, tokens, secs, quality in results:
-                tool, variation = test_id.split("/")
-                ref = run.record(
-                    test_id=test_id,
-                    tool_name=tool,
-                    variation=variation,
-                    status=status,
+                ref = record_test(
+                    run,
+                    test_id,
+                    status,
                     provider=provider,
                     model=model,
                     cost_usd=cost,
                     tokens_total=tokens,
                     duration_secs=secs,
-                    error_type="AssertionError" if status == "FAIL" else None,
-                    error_message=f"{test_id} went wrong" if status == "FAIL" else None,
                 )
                 if quality is not None:
                     run.attach_watcher(ref, watched(quality))
@@ -106,16 +105,11 @@ def record_history(ledger: Ledger, *, with_unfinished: bool = True) -> None:
             conn.execute(
                 sa.update(test_runs)
                 .where(test_runs.c.run_key == key)
-                .values(total_duration_secs=secs)
+                .values(duration_secs=secs, total_duration_secs=round(secs))
             )
     if with_unfinished:
-        unfinished = ledger.start_run(
-            branch="main",
-            commit="c4",
-            suite="validation",
-            run_key="run-4",
-            started_at=START + timedelta(hours=4),
-            detect_environment=False,
+        unfinished = scripted_run(
+            ledger, 4, start=START, commit="c4", suite="validation", run_key="run-4"
         )
         unfinished.record(
             tool_name="chat", variation="a", status="PASS", provider="glm", cost_usd=1.0
@@ -148,15 +142,15 @@ def test_sparkline(values: list[float | None], expected: str) -> None:
 # changes of pass rate, quality, cost, duration, tokens.
 Row = tuple[Any, ...]
 ALL_RUNS: list[Row] = [
-    ("run-0", 3, 2, 66.67, 6.0, 0.3, 60.0, 300, None, None, None, None, None),
-    ("run-1", 3, 3, 100.0, 7.5, 0.5, 75.0, 500, 33.33, 1.5, 0.2, 15.0, 200),
-    ("run-2", 1, 0, 0.0, 2.0, 0.05, 30.0, 50, -100.0, -5.5, -0.45, -45.0, -450),
-    ("run-3", 3, 1, 50.0, 5.0, 0.5, 90.0, 500, 50.0, 3.0, 0.45, 60.0, 450),
+    ("run-0", 3, 2, 66.67, 6.0, 0.3, 0.84, 300, None, None, None, None, None),
+    ("run-1", 3, 3, 100.0, 7.5, 0.5, 12.3, 500, 33.33, 1.5, 0.2, 11.46, 200),
+    ("run-2", 1, 0, 0.0, 2.0, 0.05, 30.0, 50, -100.0, -5.5, -0.45, 17.7, -450),
+    ("run-3", 3, 1, 50.0, 5.0, 0.5, 90.25, 500, 50.0, 3.0, 0.45, 60.25, 450),
 ]
 MAIN = [
     ALL_RUNS[0],
     ALL_RUNS[1],
-    ("run-3", 3, 1, 50.0, 5.0, 0.5, 90.0, 500, -50.0, -2.5, 0.0, 15.0, 0),
+    ("run-3", 3, 1, 50.0, 5.0, 0.5, 90.25, 500, -50.0, -2.5, 0.0, 77.95, 0),
 ]
 TREND_CASES: list[tuple[str, dict[str, Any], list[Row]]] = [
     ("all runs", {}, ALL_RUNS),
@@ -239,18 +233,18 @@ def lines(text: str) -> list[str]:
 TREND_TABLE = """\
 Trend of the last 3 run(s) - branch main
  run  when (UTC)        commit  tests  pass %       Δ  quality      Δ  cost $        Δ  secs      Δ  tokens     Δ
-   1  2025-10-07 12:00  c0          3   66.67             6.00         0.3000           60.0            300
-   2  2025-10-07 13:00  c1          3  100.00  ▲33.33     7.50  ▲1.50  0.5000  ▲0.2000  75.0  ▲15.0     500  ▲200
-   4  2025-10-07 15:00  c3          3   50.00  ▼50.00     5.00  ▼2.50  0.5000        =  90.0  ▲15.0     500     =
-      trend                               ▃█▁              ▄█▁            ▁██            ▁▅█            ▁██"""  # noqa: E501
+   1  2025-10-07 12:00  c0          3   66.67             6.00         0.3000           0.84            300
+   2  2025-10-07 13:00  c1          3  100.00  ▲33.33     7.50  ▲1.50  0.5000  ▲0.2000  12.3  ▲11.5     500  ▲200
+   4  2025-10-07 15:00  c3          3   50.00  ▼50.00     5.00  ▼2.50  0.5000        =  90.2  ▲78.0     500     =
+      trend                               ▃█▁              ▄█▁            ▁██            ▁▂█            ▁██"""  # noqa: E501
 
 TREND_BY_PROVIDER = """\
 Trend of the last 2 run(s) - branch main, provider glm
 numbers over the matching results of each run
- run  when (UTC)        commit  tests  pass %       Δ  quality      Δ  cost $        Δ  secs     Δ  tokens     Δ
-   2  2025-10-07 13:00  c1          2  100.00  ▲50.00     7.50  ▲1.50  0.5000  ▲0.2000   5.0  ▲2.0     500  ▲200
-   4  2025-10-07 15:00  c3          1  100.00       =     7.00  ▼0.50  0.2000  ▼0.3000   2.0  ▼3.0     200  ▼300
-      trend                                ▄▄               █▁             █▁             █▁            █▁"""  # noqa: E501
+ run  when (UTC)        commit  tests  pass %       Δ  quality      Δ  cost $        Δ  secs      Δ  tokens     Δ
+   2  2025-10-07 13:00  c1          2  100.00  ▲50.00     7.50  ▲1.50  0.5000  ▲0.2000  5.00  ▲2.00     500  ▲200
+   4  2025-10-07 15:00  c3          1  100.00       =     7.00  ▼0.50  0.2000  ▼0.3000  2.00  ▼3.00     200  ▼300
+      trend                                ▄▄               █▁             █▁             █▁             █▁"""  # noqa: E501
 
 
 def test_trend_command_renders_a_table(

@@ -9,18 +9,13 @@ import sqlalchemy as sa
 
 from testledger import Ledger
 from testledger.report.proposal import run_proposal_query
+from tests.histories import scripted_run
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 
 
 def record(ledger: Ledger, index: int, outcomes: dict[str, tuple[str, float]]) -> None:
-    with ledger.start_run(
-        branch="main",
-        commit=f"c{index}",
-        suite="validation",
-        started_at=START + timedelta(hours=index),
-        detect_environment=False,
-    ) as run:
+    with scripted_run(ledger, index, start=START, commit=f"c{index}", suite="validation") as run:
         for test_id, (status, cost) in outcomes.items():
             tool, variation = test_id.split("/")
             run.record(

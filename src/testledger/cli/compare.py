@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from testledger.report.compare import GroupChange, RunComparison, TestChange, co
 from testledger.report.cost import budget_from_settings
 from testledger.report.gate import GateResult, GateRules, evaluate_gate
 from testledger.report.markdown import build_summary, render_markdown
+from testledger.report.runs import format_seconds
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of tables.")
 BASELINE_OPTION = typer.Option(
@@ -33,27 +35,35 @@ def _flaky_config(ctx: typer.Context) -> FlakyConfig:
     return FlakyConfig.from_settings(state(ctx).settings.tool)
 
 
-def _number(value: float | int | None, fmt: str = "{:.2f}") -> str:
-    return "-" if value is None else fmt.format(value)
+#: A format string, or a function for figures whose precision depends on their size.
+Format = str | Callable[[float], str]
 
 
-def _delta(value: float | int | None, fmt: str) -> str:
+def _formatted(value: float, fmt: Format) -> str:
+    return fmt.format(value) if isinstance(fmt, str) else fmt(value)
+
+
+def _number(value: float | int | None, fmt: Format = "{:.2f}") -> str:
+    return "-" if value is None else _formatted(value, fmt)
+
+
+def _delta(value: float | int | None, fmt: Format) -> str:
     if value is None:
         return "-"
     if value == 0:
         return "0"
-    text = ("+" if value > 0 else "") + fmt.format(value)
+    text = ("+" if value > 0 else "") + _formatted(value, fmt)
     return text
 
 
-_TOTAL_ROWS = (
+_TOTAL_ROWS: tuple[tuple[str, str, Format], ...] = (
     ("total_tests", "tests", "{}"),
     ("tests_passed", "passed", "{}"),
     ("tests_failed", "failed", "{}"),
     ("tests_skipped", "skipped", "{}"),
     ("pass_rate", "pass rate %", "{:.2f}"),
     ("total_cost_usd", "cost $", "{:.4f}"),
-    ("total_duration_secs", "duration s", "{}"),
+    ("duration_secs", "duration s", format_seconds),
     ("total_tokens", "tokens", "{}"),
     ("avg_watcher_quality", "avg quality", "{:.2f}"),
 )

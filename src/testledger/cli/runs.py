@@ -8,7 +8,7 @@ from rich.table import Table
 from testledger.cli.app import app, connection, console, emit_json, state
 from testledger.errors import DatabaseUnavailable
 from testledger.record.sync import pending_runs, sync_runs
-from testledger.report.runs import RunSummary, list_runs, show_run
+from testledger.report.runs import RunSummary, format_seconds, list_runs, show_run
 from testledger.store.engine import mask_url
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -59,7 +59,7 @@ def runs_command(
             _number(run.pass_rate),
             _number(run.avg_watcher_quality),
             _number(run.total_cost_usd, "{:.4f}"),
-            _number(run.total_duration_secs, "{}"),
+            format_seconds(run.duration_secs),
         )
     console.print(table)
 
@@ -90,7 +90,7 @@ def show_command(
         f" pass rate {_number(r.pass_rate)}%"
         f"  quality {_number(r.avg_watcher_quality)}"
         f"  cost ${_number(r.total_cost_usd, '{:.4f}')}"
-        f"  duration {_number(r.total_duration_secs, '{}')} s"
+        f"  duration {format_seconds(r.duration_secs)} s"
     )
     if detail.retried_tests:
         console.print(f"  {detail.retried_tests} test(s) retried")

@@ -17,6 +17,7 @@ from testledger.errors import NotFound
 from testledger.report.cost import CostGroup, CostReport, budget_from_settings, cost_report
 from testledger.report.history import TestHistory, test_history
 from testledger.report.proposal import PROPOSAL_QUERIES, run_proposal_query
+from testledger.report.runs import format_seconds
 from testledger.report.trend import TREND_METRICS, Trend, TrendMetric, run_trend, sparkline
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -28,7 +29,7 @@ _METRIC_FORMATS: dict[str, Callable[[float], str]] = {
     "pass_rate": "{:.2f}".format,
     "quality": "{:.2f}".format,
     "cost": "{:.4f}".format,
-    "duration": "{:.1f}".format,
+    "duration": format_seconds,
     "tokens": lambda value: f"{round(value):,}",
 }
 
@@ -240,11 +241,10 @@ def render_cost(report: CostReport) -> None:
         f"${_money(total.cost_usd)} for {total.passed} passing test(s) "
         f"(${_money(total.cost_per_passing_test)} each), {_tokens(total.tokens_total)} tokens"
     )
-    if report.watcher_spend_recorded:
-        console.print(
-            f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens;"
-            f" total ${_money(total.total_cost_usd)}"
-        )
+    console.print(
+        f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens;"
+        f" total ${_money(total.total_cost_usd)}"
+    )
     if report.budget_usd is not None:
         console.print(
             f"budget ${report.budget_usd:.4f} per run: {report.runs_over_budget} run(s) over"
@@ -252,10 +252,16 @@ def render_cost(report: CostReport) -> None:
     table = Table(box=None, header_style="bold")
     for header in ("run", "when (UTC)", "suite", "branch", "status"):
         table.add_column(header, justify="right" if header == "run" else "left")
-    headers = ["results", "passed", "cost $", "tokens", "$ / pass"]
-    if report.watcher_spend_recorded:
-        headers += ["watcher $", "watcher tokens", "total $"]
-    for header in headers:
+    for header in (
+        "results",
+        "passed",
+        "cost $",
+        "tokens",
+        "$ / pass",
+        "watcher $",
+        "watcher tokens",
+        "total $",
+    ):
         table.add_column(header, justify="right")
     if report.budget_usd is not None:
         table.add_column("budget")
@@ -271,13 +277,10 @@ def render_cost(report: CostReport) -> None:
             _money(run.cost_usd),
             _tokens(run.tokens_total),
             _money(run.cost_per_passing_test),
+            _money(run.watcher_cost_usd),
+            _tokens(run.watcher_tokens),
+            _money(run.total_cost_usd),
         ]
-        if report.watcher_spend_recorded:
-            cells += [
-                _money(run.watcher_cost_usd),
-                _tokens(run.watcher_tokens),
-                _money(run.total_cost_usd),
-            ]
         if report.budget_usd is not None:
             cells.append(Text("OVER", style="bold red") if run.over_budget else Text("ok"))
         table.add_row(*cells)

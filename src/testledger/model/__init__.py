@@ -270,3 +270,5 @@ class RunStats:
     total_duration_secs: int | None
     total_cost_usd: float | None
     total_tokens: int | None
+    #: The wall-clock duration with its fractions; ``total_duration_secs`` is it rounded.
+    duration_secs: float | None = None

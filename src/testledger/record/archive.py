@@ -285,4 +285,5 @@ def stats_from_events(path: Path, wall_clock_secs: float | None) -> RunStats:
         total_duration_secs=round(total_secs),
         total_cost_usd=None if cost is None else round(cost, 4),
         total_tokens=tokens,
+        duration_secs=round(total_secs, 3),
     )

@@ -94,7 +94,10 @@ def _sync_one(engine: Engine, run: ArchivedRun, status: RunStatus) -> SyncOutcom
 
 def _recorded_duration(run: ArchivedRun) -> float | None:
     stats = run.raw.get("stats") or {}
-    value = stats.get("total_duration_secs")
+    # Archives written before runs kept fractions have only the rounded figure.
+    value = stats.get("duration_secs")
+    if value is None:
+        value = stats.get("total_duration_secs")
     return float(value) if value is not None else None
 
 

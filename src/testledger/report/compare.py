@@ -12,7 +12,7 @@ failures, so a gate can ignore them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -241,6 +241,7 @@ def _flaky_failures(
     failing: list[_Test],
     suite: str,
     flaky_config: FlakyConfig | None,
+    known_flaky: Collection[str] | None = None,
 ) -> set[str]:
     if not failing:
         return set()
@@ -254,7 +255,10 @@ def _flaky_failures(
             .where(issue_occurrences.c.flaky.is_(True))
         )
         flaky.update(by_result[int(result_id)] for (result_id,) in rows)
-    flaky |= flaky_test_ids(connection, [t.test_id for t in failing], suite, flaky_config)
+    if known_flaky is not None:
+        flaky.update(test.test_id for test in failing if test.test_id in known_flaky)
+    else:
+        flaky |= flaky_test_ids(connection, [t.test_id for t in failing], suite, flaky_config)
     return flaky
 
 
@@ -308,7 +312,7 @@ def _totals(baseline: RunSummary, current: RunSummary) -> list[TotalChange]:
         "tests_skipped",
         "pass_rate",
         "total_cost_usd",
-        "total_duration_secs",
+        "duration_secs",
         "total_tokens",
         "avg_watcher_quality",
     ):
@@ -330,6 +334,7 @@ def compare_runs(
     token_threshold: float = 0.10,
     quality_threshold: float = 1.0,
     flaky_config: FlakyConfig | None = None,
+    known_flaky: Collection[str] | None = None,
 ) -> RunComparison:
     """Compare run ``current`` (default: the latest) with ``baseline`` (a run id or key), or
     with the latest run of ``baseline_branch``, or by default with the previous run of the
@@ -338,7 +343,9 @@ def compare_runs(
     A test is slower when its duration grew by ``slower_ratio`` AND by at least
     ``slower_min_secs`` (tiny tests jitter by large ratios); faster is the mirror image. Cost and
     tokens change when they moved by the given share (0.10 = 10%); quality when the watcher's
-    score moved by ``quality_threshold`` points or more."""
+    score moved by ``quality_threshold`` points or more. ``known_flaky``: the tests of the run's
+    suite already judged flaky now (``find_flaky(suite=...)``), so a caller that needs that list
+    anyway does not have the history judged twice."""
     run = find_run(connection, current)
     base = (
         find_run(connection, baseline)
@@ -349,7 +356,7 @@ def compare_runs(
 
     failing_now = [test for test in new.values() if test.status in FAILING]
     codes = issue_codes_for_results(connection, [t.result_id for t in failing_now])
-    flaky = _flaky_failures(connection, failing_now, run.suite, flaky_config)
+    flaky = _flaky_failures(connection, failing_now, run.suite, flaky_config, known_flaky)
 
     new_failures: list[TestChange] = []
     flaky_failures: list[TestChange] = []

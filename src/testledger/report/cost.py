@@ -3,9 +3,8 @@ the cost of each passing test.
 
 Every attempt counts towards cost and tokens (a retry is paid for); a test counts as passing
 when its last attempt passed - the rules of ``store.runs.compute_stats`` and of the
-``v_cost_by_model`` view. When the schema records the watcher's own spend
-(``watcher_insights``), it is reported apart from the system under test's, and a run's budget
-check counts both.
+``v_cost_by_model`` view. The watcher's own spend (``watcher_insights``, migration 0005) is
+reported apart from the system under test's, and a run's budget check counts both.
 """
 
 from __future__ import annotations
@@ -33,10 +32,6 @@ __all__ = [
 ]
 
 BUDGET_KEY = "max_run_cost_usd"
-
-# The watcher's own spend per observation (migration 0005). Looked up by name so that the report
-# still works, without the split, on a schema that predates them.
-_WATCHER_SPEND_COLUMNS = ("watcher_cost_usd", "watcher_input_tokens", "watcher_output_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +90,8 @@ class CostTotals:
 
 @dataclass(frozen=True, slots=True)
 class CostReport:
-    """Runs newest first; groups by cost, highest first. ``watcher_spend_recorded``: the schema
-    has the watcher's spend columns (so ``watcher_*`` None means "none spent", not "unknown")."""
+    """Runs newest first; groups by cost, highest first. ``watcher_*`` None: no watcher spend
+    was recorded for those runs."""
 
     runs: list[RunCost]
     by_tool: list[CostGroup]
@@ -105,7 +100,6 @@ class CostReport:
     total: CostTotals
     budget_usd: float | None
     runs_over_budget: int
-    watcher_spend_recorded: bool
     branch: str | None
     suite: str | None
     limit: int
@@ -123,14 +117,6 @@ def budget_from_settings(tool: dict[str, Any]) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise ConfigError(f"[tool.testledger] {BUDGET_KEY} must be a positive number of dollars")
     return float(value)
-
-
-def _watcher_columns() -> list[sa.Column[Any]] | None:
-    """cost, input tokens, output tokens of ``watcher_insights``; None without them."""
-    columns = watcher_insights.c
-    if not all(name in columns for name in _WATCHER_SPEND_COLUMNS):
-        return None
-    return [columns[name] for name in _WATCHER_SPEND_COLUMNS]
 
 
 def _money(value: Any) -> float | None:
@@ -216,16 +202,15 @@ def watcher_spend_by_run(
 ) -> dict[int, tuple[float | None, int | None]]:
     """Each run's watcher cost and tokens (input + output), over every observation of its
     results."""
-    columns = _watcher_columns()
-    if columns is None or not run_ids:
+    if not run_ids:
         return {}
-    cost, tokens_in, tokens_out = columns
+    insights = watcher_insights.c
     rows = connection.execute(
         sa.select(
             test_results.c.run_id,
-            sa.func.sum(cost).label("cost"),
-            sa.func.sum(tokens_in).label("tokens_in"),
-            sa.func.sum(tokens_out).label("tokens_out"),
+            sa.func.sum(insights.watcher_cost_usd).label("cost"),
+            sa.func.sum(insights.watcher_input_tokens).label("tokens_in"),
+            sa.func.sum(insights.watcher_output_tokens).label("tokens_out"),
         )
         .join(test_results, test_results.c.id == watcher_insights.c.test_result_id)
         .where(test_results.c.run_id.in_(run_ids))
@@ -349,7 +334,6 @@ def cost_report(
         total=totals,
         budget_usd=budget_usd,
         runs_over_budget=sum(1 for run in run_costs if run.over_budget),
-        watcher_spend_recorded=_watcher_columns() is not None,
         branch=branch,
         suite=suite,
         limit=runs,

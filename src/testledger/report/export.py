@@ -5,6 +5,10 @@ come, so exporting a million results takes no more memory than exporting a thous
 columns are written as JSON (nested objects in JSON/JSONL/Parquet-as-text, JSON text in CSV),
 timestamps as ISO-8601 UTC.
 
+SQLite already stores timestamps as fixed-width ISO-8601 UTC text, so that text is read as it is
+and written out after a slice, instead of being parsed into a datetime and formatted back for
+every timestamp of every row (which cost more than the rest of the row together).
+
 Parquet needs pyarrow (``pip install "testledger[parquet]"``); it is the one format testledger
 does not write with the standard library, so it stays an optional extra.
 """
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +34,7 @@ from testledger.store.tables import (
     test_runs,
     watcher_insights,
 )
+from testledger.store.types import UtcDateTime, parse_utc
 
 __all__ = ["EXPORT_FORMATS", "EXPORT_TABLES", "ExportSummary", "export_table", "iter_rows"]
 
@@ -52,13 +57,26 @@ class ExportSummary:
     path: str
 
 
-def _query(table_name: str, run_from: int | None, run_to: int | None) -> sa.Select[Any]:
+def _table(table_name: str) -> sa.Table:
     try:
-        table = EXPORT_TABLES[table_name]
+        return EXPORT_TABLES[table_name]
     except KeyError:
         known = ", ".join(EXPORT_TABLES)
         raise ConfigError(f"unknown table {table_name!r}: choose one of {known}") from None
-    query = sa.select(table).order_by(table.c.id)
+
+
+def _query(
+    table_name: str, run_from: int | None, run_to: int | None, *, raw_timestamps: bool
+) -> sa.Select[Any]:
+    """The table's rows in id order; with ``raw_timestamps``, timestamps as their stored text."""
+    table = _table(table_name)
+    selected = [
+        sa.type_coerce(column, sa.Text()).label(column.name)
+        if raw_timestamps and isinstance(column.type, UtcDateTime)
+        else column
+        for column in table.columns
+    ]
+    query = sa.select(*selected).order_by(table.c.id)
     if table is test_runs:
         run_column: Any = test_runs.c.id
     elif table is watcher_insights:
@@ -86,10 +104,44 @@ def _query(table_name: str, run_from: int | None, run_to: int | None) -> sa.Sele
     return query
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    return value
+def _iso(value: datetime) -> str:
+    """ISO-8601 UTC with a ``Z``; whole seconds without a fraction (``datetime.isoformat``)."""
+    return value.isoformat().replace("+00:00", "Z")
+
+
+# testledger's stored form: 2025-10-07T13:47:15.894173Z (types.format_utc).
+_STORED_LENGTH = len("2025-10-07T13:47:15.894173Z")
+
+
+def _iso_from_text(text: str) -> str:
+    """A timestamp SQLite holds as text, written exactly as ``_iso`` writes it once parsed: the
+    stored fixed-width form is that already, but for whole seconds' zero fraction. Text in any
+    other form (written by another tool) is parsed."""
+    if len(text) == _STORED_LENGTH and text[10] == "T" and text[-1] == "Z":
+        return text[:19] + "Z" if text.endswith(".000000Z") else text
+    return _iso(parse_utc(text))
+
+
+def _rows(
+    connection: Connection, table_name: str, run_from: int | None, run_to: int | None
+) -> tuple[list[str], Iterator[list[Any]]]:
+    """The table's column names, and its rows as lists of plain values (timestamps as text)."""
+    table = _table(table_name)
+    raw = connection.dialect.name == "sqlite"
+    convert: Callable[[Any], str] = _iso_from_text if raw else _iso
+    stamps = [i for i, column in enumerate(table.columns) if isinstance(column.type, UtcDateTime)]
+    query = _query(table_name, run_from, run_to, raw_timestamps=raw)
+
+    def rows() -> Iterator[list[Any]]:
+        streamed = connection.execution_options(stream_results=True, yield_per=_CHUNK)
+        for row in streamed.execute(query):
+            values = list(row)
+            for position in stamps:
+                if values[position] is not None:
+                    values[position] = convert(values[position])
+            yield values
+
+    return [column.name for column in table.columns], rows()
 
 
 def iter_rows(
@@ -100,24 +152,23 @@ def iter_rows(
     run_to: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """The table's rows (of runs ``run_from``..``run_to`` when given), oldest first, streamed."""
-    query = _query(table_name, run_from, run_to)
-    result = connection.execution_options(stream_results=True, yield_per=_CHUNK).execute(query)
-    for row in result:
-        yield {key: _plain(value) for key, value in row._mapping.items()}
+    names, rows = _rows(connection, table_name, run_from, run_to)
+    for values in rows:
+        yield dict(zip(names, values, strict=True))
 
 
-def _write_csv(rows: Iterator[dict[str, Any]], out: IO[str]) -> int:
+def _write_csv(names: list[str], rows: Iterator[list[Any]], out: IO[str]) -> int:
     count = 0
-    writer: csv.DictWriter[str] | None = None
-    for row in rows:
-        flat = {
-            key: json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
-            for key, value in row.items()
-        }
-        if writer is None:
-            writer = csv.DictWriter(out, fieldnames=list(flat))
-            writer.writeheader()
-        writer.writerow(flat)
+    writer = csv.writer(out)
+    for values in rows:
+        if count == 0:
+            writer.writerow(names)
+        writer.writerow(
+            [
+                json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+                for value in values
+            ]
+        )
         count += 1
     return count
 
@@ -226,14 +277,20 @@ def export_table(
         finally:
             temporary.unlink(missing_ok=True)
         return ExportSummary(table_name, format_name, count, str(path))
-    writer = {"csv": _write_csv, "json": _write_json, "jsonl": _write_jsonl}[format_name]
+
+    def writer(out: IO[str]) -> int:
+        if format_name == "csv":
+            # Lists straight to csv.writer: no dict per row for DictWriter to take apart again.
+            return _write_csv(*_rows(connection, table_name, run_from, run_to), out)
+        return (_write_json if format_name == "json" else _write_jsonl)(rows, out)
+
     if path is None:
         assert stdout is not None
-        return ExportSummary(table_name, format_name, writer(rows, stdout), "-")
+        return ExportSummary(table_name, format_name, writer(stdout), "-")
     temporary = path.with_name(path.name + ".partial")
     try:
         with temporary.open("w", encoding="utf-8", newline="") as out:
-            count = writer(rows, out)
+            count = writer(out)
         temporary.replace(path)
     finally:
         temporary.unlink(missing_ok=True)

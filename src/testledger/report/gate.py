@@ -149,6 +149,23 @@ def _increase_check(
     )
 
 
+def _minimum_check(
+    rule: str, what: str, actual: float | None, minimum: float, unit: str = "", *, missing: str
+) -> GateCheck:
+    """A floor rule: ``actual`` must reach ``minimum``; not applicable when ``actual`` is
+    unknown (``missing`` says why)."""
+    if actual is None:
+        return _not_applicable(rule, minimum, missing)
+    return GateCheck(
+        rule,
+        actual >= minimum,
+        True,
+        actual,
+        minimum,
+        f"{what} {actual:g}{unit} (minimum {minimum:g}{unit})",
+    )
+
+
 def _new_issue_codes(connection: Connection, run_id: int, include_flaky: bool) -> list[str]:
     """Issues first detected in this run; without ``include_flaky``, not those whose every
     occurrence in the run is flaky (a flaky test's first failure is not a regression)."""
@@ -236,24 +253,19 @@ def evaluate_gate(
             )
             checks.append(GateCheck(rule, passed, True, len(ids), limit, message + flaky_note))
     if rules.min_pass_rate is not None:
-        rule, limit_rate = "min-pass-rate", rules.min_pass_rate
-        rate = current.pass_rate
-        if rate is None:
-            checks.append(_not_applicable(rule, limit_rate, "the run executed no tests"))
-        else:
-            checks.append(
-                GateCheck(
-                    rule,
-                    rate >= limit_rate,
-                    True,
-                    rate,
-                    limit_rate,
-                    f"pass rate {rate:g}% (minimum {limit_rate:g}%)",
-                )
+        checks.append(
+            _minimum_check(
+                "min-pass-rate",
+                "pass rate",
+                current.pass_rate,
+                rules.min_pass_rate,
+                "%",
+                missing="the run executed no tests",
             )
+        )
     for rule, limit_pct, what, field in (
         ("max-cost-increase", rules.max_cost_increase, "cost $", "total_cost_usd"),
-        ("max-duration-increase", rules.max_duration_increase, "duration s", "total_duration_secs"),
+        ("max-duration-increase", rules.max_duration_increase, "duration s", "duration_secs"),
     ):
         if limit_pct is None:
             continue
@@ -263,21 +275,15 @@ def evaluate_gate(
             before = getattr(comparison.baseline, field)
             checks.append(_increase_check(rule, what, before, getattr(current, field), limit_pct))
     if rules.min_quality is not None:
-        rule, limit_quality = "min-quality", rules.min_quality
-        quality = current.avg_watcher_quality
-        if quality is None:
-            checks.append(_not_applicable(rule, limit_quality, "the run has no watcher scores"))
-        else:
-            checks.append(
-                GateCheck(
-                    rule,
-                    quality >= limit_quality,
-                    True,
-                    quality,
-                    limit_quality,
-                    f"average watcher quality {quality:g} (minimum {limit_quality:g})",
-                )
+        checks.append(
+            _minimum_check(
+                "min-quality",
+                "average watcher quality",
+                current.avg_watcher_quality,
+                rules.min_quality,
+                missing="the run has no watcher scores",
             )
+        )
     if rules.max_run_cost_usd is not None:
         budget = rules.max_run_cost_usd
         watcher_cost, _ = watcher_spend_by_run(connection, [current.id]).get(

@@ -3,11 +3,22 @@
 ``build_report`` assembles the numbers from the other reports (runs, issues, flaky, compare,
 trend); ``render_html`` turns them into the page. Trend data is a compact array per metric so a
 history of 1,000 runs stays small, and the charts are drawn once by the page's own JS as SVG.
+
+The run's badge gives its verdict (``run_verdict``, explained in the page's legend):
+
+- green *passed*: the run finished and no test failed;
+- amber *known failures*: tests failed, but each is known to be flaky or already failed in the
+  previous run of the branch and suite, so nothing new broke (amber too while a run without
+  failures is still recording);
+- red *new failures*: a test failed that passed (or did not exist) in the previous run and is
+  not known to be flaky - in a branch's first run, any failure not known to be flaky - or the
+  run aborted.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
@@ -29,6 +40,41 @@ TOP_N = 10
 EXCERPT_CHARS = 300
 # The charts the page draws, by trend metric name, in display order.
 CHART_METRICS = ("pass_rate", "quality", "cost", "duration")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The run's badge: ``level`` is its colour class (ok / warn / bad), ``label`` its text and
+    ``reason`` the sentence that says why."""
+
+    level: str
+    label: str
+    reason: str
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def run_verdict(status: str, failing: Collection[str], new_failures: Collection[str]) -> Verdict:
+    """The verdict on a run in ``status`` whose ``failing`` tests (by their last attempt) include
+    ``new_failures``: failures neither known to be flaky nor failing in the previous run."""
+    if status == "aborted":
+        return Verdict("bad", "aborted", "the run stopped before it finished")
+    if new_failures:
+        names = ", ".join(sorted(new_failures)[:3]) + (", ..." if len(new_failures) > 3 else "")
+        return Verdict(
+            "bad", "new failures", f"{_count(len(new_failures), 'new failure')}: {names}"
+        )
+    if failing:
+        return Verdict(
+            "warn",
+            "known failures",
+            f"{_count(len(failing), 'failing test')}, each known to be flaky or already failing",
+        )
+    if status == "running":
+        return Verdict("warn", "running", "no failures so far; the run is still recording")
+    return Verdict("ok", "passed", "no test failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +110,7 @@ class TrendSeries:
 @dataclass(frozen=True, slots=True)
 class HtmlReport:
     run: RunSummary
+    verdict: Verdict
     generated_at: datetime
     trend: TrendSeries
     failures: list[IssueGroup]
@@ -120,6 +167,54 @@ def _failures(connection: Connection, run_id: int) -> list[IssueGroup]:
     ]
 
 
+def _failing_tests(connection: Connection, run_id: int) -> set[str]:
+    """The run's tests whose last attempt failed."""
+    last_attempt = (
+        sa.select(test_results.c.test_id, sa.func.max(test_results.c.attempt).label("attempt"))
+        .where(test_results.c.run_id == run_id)
+        .group_by(test_results.c.test_id)
+        .subquery()
+    )
+    rows = connection.execute(
+        sa.select(test_results.c.test_id)
+        .join(
+            last_attempt,
+            sa.and_(
+                last_attempt.c.test_id == test_results.c.test_id,
+                last_attempt.c.attempt == test_results.c.attempt,
+            ),
+        )
+        .where(test_results.c.run_id == run_id, test_results.c.status.in_(FAILED_STATUSES))
+    )
+    return {test_id for (test_id,) in rows}
+
+
+def _verdict(
+    connection: Connection,
+    run: RunSummary,
+    comparison: RunComparison | None,
+    flaky: list[FlakyTest],
+) -> Verdict:
+    if run.tests_failed == 0 and run.status != "running":
+        return run_verdict(run.status, [], [])  # a running run's counts are not written yet
+    if comparison is not None:
+        failing = [
+            change.test_id
+            for changes in (
+                comparison.new_failures,
+                comparison.still_failing,
+                comparison.flaky_failures,
+            )
+            for change in changes
+        ]
+        new = [change.test_id for change in comparison.new_failures]
+    else:
+        failing = sorted(_failing_tests(connection, run.id))
+        known = {f.test_id for f in flaky}
+        new = [test_id for test_id in failing if test_id not in known]
+    return run_verdict(run.status, failing, new)
+
+
 def _top(connection: Connection, run_id: int, column: Any) -> list[TestCost]:
     rows = connection.execute(
         sa.select(
@@ -154,18 +249,26 @@ def build_report(
     connection: Connection, run: str | int | None = None, *, history: int = 100
 ) -> HtmlReport:
     """Everything the HTML report shows for ``run`` (default: the latest), with the trend over
-    the last ``history`` runs of its branch and suite."""
+    the last ``history`` runs of its branch and suite.
+
+    The flaky tests are judged once, over the suite's history on every branch, and that one
+    list serves both the page's flaky section and the comparison's flaky failures: the same
+    verdict ``testledger compare`` and issue detection give."""
     summary = find_run(connection, run)
+    flaky = find_flaky(connection, suite=summary.suite)
     try:
-        comparison: RunComparison | None = compare_runs(connection, summary.id)
+        comparison: RunComparison | None = compare_runs(
+            connection, summary.id, known_flaky={f.test_id for f in flaky}
+        )
     except NotFound:
         comparison = None  # the first run of its branch has nothing to compare with
     return HtmlReport(
         run=summary,
+        verdict=_verdict(connection, summary, comparison, flaky),
         generated_at=datetime.now(timezone.utc).replace(microsecond=0),
         trend=_trend(connection, summary, history),
         failures=_failures(connection, summary.id),
-        flaky=find_flaky(connection, suite=summary.suite, branch=summary.branch),
+        flaky=flaky,
         comparison=comparison,
         slowest=_top(connection, summary.id, test_results.c.duration_secs),
         costliest=_top(connection, summary.id, test_results.c.cost_usd),

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.errors import TestledgerError
+from testledger.errors import NotFound, TestledgerError
 from testledger.store.tables import (
     issue_events,
     issue_fingerprints,
@@ -50,50 +50,63 @@ class IssueSummary:
     rule_name: str | None
 
 
-def _summaries(connection: Connection, where: list[Any], order: list[Any]) -> list[IssueSummary]:
-    counts = (
-        sa.select(
-            issue_occurrences.c.issue_id,
-            sa.func.count().label("occurrences"),
-            sa.func.sum(sa.case((issue_occurrences.c.flaky, 1), else_=0)).label("flaky"),
-        )
-        .group_by(issue_occurrences.c.issue_id)
-        .subquery()
-    )
+def _occurrence_count(*, flaky_only: bool) -> sa.ScalarSelect[Any]:
+    """One issue's occurrence count, correlated to the outer ``issues`` row: evaluated only for
+    the issues the query's filters kept, each through the ``issue_id`` index, instead of
+    counting every issue's occurrences before filtering."""
     query = (
+        sa.select(sa.func.count())
+        .select_from(issue_occurrences)
+        .where(issue_occurrences.c.issue_id == issues.c.id)
+    )
+    if flaky_only:
+        query = query.where(issue_occurrences.c.flaky.is_(True))
+    return query.correlate(issues).scalar_subquery()
+
+
+def _affects_tool(connection: Connection, tool: str) -> sa.ColumnElement[bool]:
+    """``affected_tools`` holds ``tool``: a TEXT[] on PostgreSQL, a JSON text array on SQLite."""
+    if connection.dialect.name == "postgresql":
+        return issues.c.affected_tools.any_() == sa.literal(tool)
+    members = sa.func.json_each(issues.c.affected_tools).table_valued("value")
+    return sa.exists(sa.select(1).select_from(members).where(members.c.value == tool))
+
+
+def _summary_query(where: list[Any], order: list[Any], limit: int | None = None) -> sa.Select[Any]:
+    return (
         sa.select(
             issues,
-            sa.func.coalesce(counts.c.occurrences, 0).label("n"),
-            sa.func.coalesce(counts.c.flaky, 0).label("n_flaky"),
+            _occurrence_count(flaky_only=False).label("n"),
+            _occurrence_count(flaky_only=True).label("n_flaky"),
         )
-        .select_from(issues.outerjoin(counts, counts.c.issue_id == issues.c.id))
         .where(*where)
         .order_by(*order, issues.c.issue_code)
+        .limit(limit)
     )
-    return [
-        IssueSummary(
-            code=row.issue_code,
-            title=row.title,
-            status=row.status,
-            priority=row.priority,
-            category=row.category,
-            lifecycle=row.lifecycle,
-            origin=row.origin,
-            affected_tools=list(row.affected_tools or []),
-            occurrences=int(row.n),
-            flaky_occurrences=int(row.n_flaky),
-            first_detected_run_id=row.first_detected_run_id,
-            last_seen_run_id=row.last_seen_run_id,
-            last_seen_at=row.last_seen_at,
-            regressed_run_id=row.regressed_run_id,
-            resolved_run_id=row.resolved_run_id,
-            resolved_at=row.resolved_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            rule_name=row.rule_name,
-        )
-        for row in connection.execute(query)
-    ]
+
+
+def _summary(row: Any) -> IssueSummary:
+    return IssueSummary(
+        code=row.issue_code,
+        title=row.title,
+        status=row.status,
+        priority=row.priority,
+        category=row.category,
+        lifecycle=row.lifecycle,
+        origin=row.origin,
+        affected_tools=list(row.affected_tools or []),
+        occurrences=int(row.n),
+        flaky_occurrences=int(row.n_flaky),
+        first_detected_run_id=row.first_detected_run_id,
+        last_seen_run_id=row.last_seen_run_id,
+        last_seen_at=row.last_seen_at,
+        regressed_run_id=row.regressed_run_id,
+        resolved_run_id=row.resolved_run_id,
+        resolved_at=row.resolved_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        rule_name=row.rule_name,
+    )
 
 
 def list_issues(
@@ -106,6 +119,8 @@ def list_issues(
     sort: str = "priority",
     limit: int | None = None,
 ) -> list[IssueSummary]:
+    """Issues matching every filter given, sorted by ``sort``; every filter and the limit are
+    applied in the query, so occurrences are counted only for the issues returned."""
     where: list[Any] = []
     if statuses:
         where.append(issues.c.status.in_([s.upper() for s in statuses]))
@@ -113,6 +128,8 @@ def list_issues(
         where.append(issues.c.priority.in_([p.upper() for p in priorities]))
     if categories:
         where.append(issues.c.category.in_(categories))
+    if tool is not None:
+        where.append(_affects_tool(connection, tool))
     orders: dict[str, list[Any]] = {
         "priority": [_PRIORITY_RANK, issues.c.last_seen_at.desc()],
         "last-seen": [issues.c.last_seen_at.desc()],
@@ -122,10 +139,8 @@ def list_issues(
     }
     if sort not in orders:
         raise TestledgerError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
-    found = _summaries(connection, where, orders[sort])
-    if tool is not None:
-        found = [issue for issue in found if tool in issue.affected_tools]
-    return found[:limit] if limit else found
+    query = _summary_query(where, orders[sort], limit or None)
+    return [_summary(row) for row in connection.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,13 +184,10 @@ class IssueDetail:
 
 
 def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) -> IssueDetail:
-    matches = _summaries(connection, [issues.c.issue_code == code], [])
-    if not matches:
-        from testledger.errors import NotFound
-
+    row = connection.execute(_summary_query([issues.c.issue_code == code], [])).first()
+    if row is None:
         raise NotFound(f"no issue {code!r}")
-    summary = matches[0]
-    row = connection.execute(sa.select(issues).where(issues.c.issue_code == code)).one()
+    summary = _summary(row)
     prints = [
         f"{fp} (v{version})"
         for fp, version in connection.execute(

@@ -7,6 +7,7 @@ text is tested without a database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
@@ -15,7 +16,7 @@ from testledger.analyze.flaky import FlakyConfig
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, TestChange, compare_runs, find_baseline
 from testledger.report.gate import GateResult, GateRules, evaluate_gate
-from testledger.report.runs import RunSummary, find_run
+from testledger.report.runs import RunSummary, find_run, format_seconds
 
 __all__ = ["SummaryData", "build_summary", "render_markdown"]
 
@@ -65,19 +66,31 @@ def build_summary(
     return SummaryData(run=current, comparison=comparison, no_comparison_reason=reason, gate=gate)
 
 
-def _number(value: float | int | None, fmt: str) -> str:
-    return "-" if value is None else fmt.format(value)
+#: A format string, or a function for figures whose precision depends on their size.
+Format = str | Callable[[float], str]
 
 
-def _delta(value: float | int | None, fmt: str) -> str:
+def _formatted(value: float, fmt: Format) -> str:
+    return fmt.format(value) if isinstance(fmt, str) else fmt(value)
+
+
+def _number(value: float | int | None, fmt: Format) -> str:
+    return "-" if value is None else _formatted(value, fmt)
+
+
+def _seconds(value: float) -> str:
+    return f"{format_seconds(value)} s"
+
+
+def _delta(value: float | int | None, fmt: Format) -> str:
     if value is None:
         return "-"
     if value == 0:
         return "0"
-    return ("+" if value > 0 else "") + fmt.format(value)
+    return ("+" if value > 0 else "") + _formatted(value, fmt)
 
 
-_TOTALS = (
+_TOTALS: tuple[tuple[str, str, Format, Format], ...] = (
     # (metric, label, value format, delta format)
     ("total_tests", "Tests", "{}", "{}"),
     ("tests_passed", "Passed", "{}", "{}"),
@@ -85,7 +98,7 @@ _TOTALS = (
     ("tests_skipped", "Skipped", "{}", "{}"),
     ("pass_rate", "Pass rate", "{:.2f}%", "{:.2f}"),
     ("total_cost_usd", "Cost", "${:.4f}", "{:.4f}"),
-    ("total_duration_secs", "Duration", "{} s", "{}"),
+    ("duration_secs", "Duration", _seconds, format_seconds),
     ("total_tokens", "Tokens", "{}", "{}"),
     ("avg_watcher_quality", "Avg quality", "{:.2f}", "{:.2f}"),
 )

@@ -18,7 +18,16 @@ from sqlalchemy.engine import Connection
 from testledger.errors import NotFound
 from testledger.store.tables import test_results, test_runs
 
-__all__ = ["FailingTest", "RunDetail", "RunSummary", "find_run", "list_runs", "show_run"]
+__all__ = [
+    "FailingTest",
+    "RunDetail",
+    "RunSummary",
+    "find_run",
+    "format_seconds",
+    "list_runs",
+    "run_duration_secs",
+    "show_run",
+]
 
 
 def as_json(value: Any) -> Any:
@@ -55,10 +64,30 @@ class RunSummary:
     pass_rate: float | None
     avg_watcher_quality: float | None
     total_duration_secs: int | None
+    #: The wall-clock duration with fractions (``total_duration_secs`` of runs without one).
+    duration_secs: float | None
     total_cost_usd: float | None
     total_tokens: int | None
     source: str
     notes: str | None
+
+
+def run_duration_secs() -> sa.ColumnElement[Any]:
+    """A run's duration with its fractions, or the proposal's rounded integer for runs recorded
+    before ``duration_secs`` existed (migration 0007) or imported without it."""
+    return sa.func.coalesce(test_runs.c.duration_secs, test_runs.c.total_duration_secs)
+
+
+def format_seconds(value: float | None) -> str:
+    """A duration at a precision that suits its size: 0.84, 12.3, 1,234 ("-" when unknown).
+    Short runs are the common case, and the integer column showed them all as 0."""
+    if value is None:
+        return "-"
+    if abs(value) < 10:
+        return f"{value:.2f}"
+    if abs(value) < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
 
 
 _SUMMARY_COLUMNS = (
@@ -79,6 +108,7 @@ _SUMMARY_COLUMNS = (
     test_runs.c.pass_rate,
     test_runs.c.avg_watcher_quality,
     test_runs.c.total_duration_secs,
+    run_duration_secs().label("duration_secs"),
     test_runs.c.total_cost_usd,
     test_runs.c.total_tokens,
     test_runs.c.source,

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.report.runs import run_duration_secs
 from testledger.store.tables import test_results, test_runs
 
 __all__ = [
@@ -272,7 +273,7 @@ def run_trend(
         test_runs.c.pass_rate,
         test_runs.c.avg_watcher_quality,
         test_runs.c.total_cost_usd,
-        test_runs.c.total_duration_secs,
+        run_duration_secs().label("duration_secs"),
         test_runs.c.total_tokens,
     ).where(test_runs.c.status != "running")
     if branch is not None:
@@ -304,7 +305,7 @@ def run_trend(
                 pass_rate=_optional_float(row.pass_rate, 2),
                 quality=_optional_float(row.avg_watcher_quality, 2),
                 cost=_optional_float(row.total_cost_usd, 4),
-                duration=_optional_float(row.total_duration_secs, 3),
+                duration=_optional_float(row.duration_secs, 3),
                 tokens=None if row.total_tokens is None else int(row.total_tokens),
             )
             for row in rows

@@ -125,6 +125,7 @@ def compute_stats(
         total_duration_secs=None if duration is None else round(float(duration)),
         total_cost_usd=None if sums.cost is None else round(float(sums.cost), 4),
         total_tokens=None if sums.tokens is None else int(sums.tokens),
+        duration_secs=None if duration is None else round(float(duration), 3),
     )
 
 
@@ -150,6 +151,7 @@ def finish_run(
         "pass_rate": stats.pass_rate,
         "avg_watcher_quality": stats.avg_watcher_quality,
         "total_duration_secs": stats.total_duration_secs,
+        "duration_secs": stats.duration_secs,
         "total_cost_usd": stats.total_cost_usd,
         "total_tokens": stats.total_tokens,
     }

@@ -68,6 +68,8 @@ test_runs = sa.Table(
     sa.Column("run_metadata", JsonDoc),
     # + when issue detection last ran over the run
     sa.Column("detected_at", UtcDateTime()),
+    # + the run's wall-clock duration with its fractions (0007; total_duration_secs rounds it)
+    sa.Column("duration_secs", sa.Numeric(12, 3, asdecimal=False)),
 )
 
 test_results = sa.Table(

@@ -1,0 +1,72 @@
+"""Scripted histories: runs recorded at chosen times with chosen outcomes.
+
+The report and analyze tests each script a small history; these builders hold what they all
+repeated: a run started ``index`` steps after a fixed start, with the environment left unread
+(so branch and commit are exactly the ones given), and a result named ``tool/variation`` whose
+failure carries an error.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from testledger import Ledger
+from testledger.record.runner import ResultRef, Run
+
+__all__ = ["FAILING", "HOUR", "START", "record_test", "scripted_run"]
+
+START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+FAILING = ("FAIL", "ERROR")
+
+
+def scripted_run(
+    ledger: Ledger,
+    index: int,
+    *,
+    start: datetime = START,
+    step: timedelta = HOUR,
+    branch: str = "main",
+    suite: str | None = "s",
+    commit: str | None = None,
+    run_key: str | None = None,
+    **options: Any,
+) -> Run:
+    """Start run number ``index`` of a history, ``index`` steps after ``start`` (``suite`` None:
+    the ledger's configured suite). ``options`` go to ``Ledger.start_run``
+    (``detect_issues=False``, ``watcher_model=...``)."""
+    return ledger.start_run(
+        branch=branch,
+        commit=commit,
+        suite=suite,
+        run_key=run_key,
+        started_at=start + index * step,
+        detect_environment=False,
+        **options,
+    )
+
+
+def record_test(
+    run: Run,
+    test_id: str,
+    status: str,
+    *,
+    error_type: str | None = "AssertionError",
+    error_message: str | None = None,
+    **fields: Any,
+) -> ResultRef:
+    """Record ``test_id`` (``tool/variation``) with ``status``; a failing one gets ``error_type``
+    and ``error_message`` (default: ``"<test_id> went wrong"``), a passing one no error.
+    ``fields`` go to ``Run.record`` as they are."""
+    tool, variation = test_id.split("/", 1)
+    failing = status in FAILING
+    return run.record(
+        test_id=test_id,
+        tool_name=tool,
+        variation=variation,
+        status=status,
+        error_type=error_type if failing else None,
+        error_message=(error_message or f"{test_id} went wrong") if failing else None,
+        **fields,
+    )
