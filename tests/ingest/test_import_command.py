@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 
 from testledger.cli import main
+from testledger.ingest import importer
+from testledger.ingest import junit as junit_format
+from testledger.ingest.base import ImportFormatError
+from testledger.ingest.registry import detect_format
+from testledger.store.database import connect_engine
 from tests.helpers import query
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -256,3 +261,50 @@ def test_files_in_folders_that_are_no_reports_are_skipped_not_errors(
     # Named on the command line, the same file is an error.
     code, _, err = cli(capsys, "--db", db_url, "import", str(folder / "settings.json"))
     assert code == 1 and "not a report format testledger knows" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "points_to_backfill"),
+    [
+        ("ISSUES_CHECKLIST.md", True),
+        ("ISSUES_CHECKLIST_2.md", True),
+        ("PHASE_2_HIGH_PRIORITY_FIXES_COMPLETE.md", True),
+        ("NOTES.md", False),
+    ],
+)
+def test_an_issue_checklist_given_to_import_points_to_backfill(
+    tmp_path: Path, name: str, points_to_backfill: bool
+) -> None:
+    path = tmp_path / name
+    path.write_text("# Production System Issues\n\n### [HIGH] Kimi times out\n")
+    with pytest.raises(ImportFormatError) as info:
+        detect_format(path)
+    assert "not a report format testledger knows" in info.value.reason
+    assert ("use testledger backfill" in info.value.reason) is points_to_backfill
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "batched"])
+def test_a_test_repeated_further_apart_than_remembered_is_its_next_attempt(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+) -> None:
+    # The importer remembers only recent tests to number repeats; a repeat further away makes
+    # the new run's stream (or a batch) hit the unique index, and is numbered after that.
+    monkeypatch.setattr(importer, "_RECENT_TESTS", 3)
+    others = [("c", f"other{i}", "pass") for i in range(10)]
+    path = tmp_path / "far.xml"
+    path.write_text(junit([("c", "t0", "pass"), *others, ("c", "t0", "fail")]))
+    engine = connect_engine(db_url)
+    try:
+        outcome = importer.import_parsed(
+            engine,
+            junit_format.parse(path),
+            importer.ImportOptions(detect_environment=False),
+            content_run_key="far-apart",
+            reparse=(lambda: junit_format.parse(path)) if streamed else None,
+        )
+    finally:
+        engine.dispose()
+    assert outcome.results == 12
+    rows = query(db_url, "SELECT attempt, status FROM test_results WHERE test_id = 'c::t0'")
+    assert sorted(rows) == [(1, "PASS"), (2, "FAIL")]
+    assert query(db_url, "SELECT COUNT(*) FROM test_results") == [(12,)]

@@ -348,7 +348,9 @@ def test_parse_timestamp(text: str | None, expected: datetime | None) -> None:
 
 
 def test_truncation_is_never_silent(tmp_path: Path) -> None:
-    big = "x" * (junit.TRACEBACK_LIMIT + 1000)
+    # Bounded like every importer's text (ingest._common.bounded): the head and the tail (where
+    # a traceback says what was raised) around a marker saying how much was cut.
+    big = "first line\n" + "x" * junit.TRACEBACK_LIMIT + "\nValueError: the end"
     out = "é" * junit.OUTPUT_LIMIT  # 2 bytes each: twice the limit
     path = tmp_path / "big.xml"
     root = ET.Element("testsuite", name="s")
@@ -358,7 +360,10 @@ def test_truncation_is_never_silent(tmp_path: Path) -> None:
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
     (result,) = results_of(path)
     assert result.traceback is not None
-    assert result.traceback.endswith("\n[... truncated 1000 bytes]")
+    assert result.traceback.startswith("first line\n")
+    assert result.traceback.endswith("\nValueError: the end")
+    dropped = len(big.encode()) - junit.TRACEBACK_LIMIT
+    assert f"\n[... truncated {dropped} bytes]\n" in result.traceback
     assert len(result.traceback.encode()) <= junit.TRACEBACK_LIMIT + 40
     assert result.output_excerpt is not None
     assert "[... truncated" in result.output_excerpt
@@ -398,6 +403,10 @@ BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <testsuite name="&lol2;"/>
 """
 
+# A DTD behind a prolog longer than the parser's first chunk, and one in UTF-16: still refused.
+XXE_AFTER_LONG_COMMENT = XXE.replace(b"?>\n", b"?>\n<!--" + b"x" * 100_000 + b"-->\n", 1)
+XXE_UTF16 = XXE.decode().replace('"1.0"?>', '"1.0" encoding="utf-16"?>').encode("utf-16")
+
 BAD_INPUTS = [
     ("empty", b"", "empty file", None),
     ("blank", b"  \n\n", "empty file", None),
@@ -409,6 +418,8 @@ BAD_INPUTS = [
     ("bad-utf8", b"<testsuite name='s'>\n<testcase name='\xff\xfe'/>\n</testsuite>", "UTF-8", 2),
     ("xxe", XXE, "DTD/entities", None),
     ("billion-laughs", BILLION_LAUGHS, "DTD/entities", None),
+    ("xxe-after-long-comment", XXE_AFTER_LONG_COMMENT, "DTD/entities", None),
+    ("xxe-utf16", XXE_UTF16, "DTD/entities", None),
     ("nunit", b'<?xml version="1.0"?>\n<test-run id="2" testcasecount="1"/>', "NUnit", 1),
     (
         "trx",

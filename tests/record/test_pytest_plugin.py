@@ -474,17 +474,21 @@ def test_passing_row_is_the_encoded_result(
     extra: int,
     fast: bool,
 ) -> None:
-    """The plugin's shortcut for passing tests writes exactly what the general path writes."""
-    from testledger.record.pytest_support import build_result, passing_row
+    """The plugin's shortcut for passing tests (a compact tuple, expanded by the writer
+    process) writes exactly what the general path writes."""
+    from testledger.record.pytest_plugin import passing_compact
+    from testledger.record.pytest_support import build_result
+    from testledger.record.writer_process import expand_passing
     from testledger.store.writer import encode_result
 
     outcome = call_attrs.pop("outcome", "passed")
     earlier = [_report("setup")] * (1 + extra) + [_report("call", outcome, **call_attrs)]
     teardown = _report("teardown", **teardown_attrs)
-    row = passing_row(teardown, earlier)
+    compact = passing_compact(teardown, earlier, 3)
     if not fast:
-        assert row is None
+        assert compact is None
         return
-    assert row is not None and row[1] is None
-    general = encode_result(build_result(teardown, earlier)[0])
-    assert (row[0], *row[2:]) == (general[0], *general[2:])
+    assert compact is not None
+    result = build_result(teardown, earlier)[0]
+    result.attempt = 3
+    assert expand_passing(compact) == encode_result(result)

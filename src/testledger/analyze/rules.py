@@ -27,15 +27,26 @@ from __future__ import annotations
 import re
 import string
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from operator import attrgetter
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, NamedTuple, TypeAlias
+from typing import Any
 
-from testledger.errors import TestledgerError
-from testledger.model import TestResult
+from testledger.analyze.rule_model import (
+    DEFAULT_CATEGORY,
+    DEFAULT_CODE_TEMPLATE,
+    DEFAULT_PRIORITY,
+    DEFAULT_RULES_PATH,
+    MATCH_FIELDS,
+    PRIORITIES,
+    Rule,
+    RuleDefaults,
+    RuleError,
+    RuleProblem,
+    RuleSet,
+    Variables,
+    category_prefix,
+    render_code,
+)
+from testledger.analyze.toml_lines import KeyPath, line_of, locate_keys
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,307 +70,11 @@ __all__ = [
     "render_code",
 ]
 
-DEFAULT_RULES_PATH = Path(".testledger") / "rules.toml"
-DEFAULT_CATEGORY = "uncategorized"
-DEFAULT_PRIORITY = "MEDIUM"
-DEFAULT_CODE_TEMPLATE = "{category_prefix}-{priority}-{seq:03d}"
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-
-#: Match field -> TestResult attribute, in the order the documentation lists them.
-MATCH_FIELDS: Mapping[str, str] = MappingProxyType(
-    {
-        "message": "error_message",
-        "traceback": "traceback",
-        "tool": "tool_name",
-        "variation": "variation",
-        "provider": "provider",
-        "model": "model",
-        "status": "status",
-        "execution_status": "execution_status",
-        "error_type": "error_type",
-        "test_id": "test_id",
-    }
-)
-
-# The order a rule's patterns are tried in: short fields first, so that most results are
-# rejected by a regex over a few characters before any message or traceback is searched.
-_COST_ORDER = (
-    "status",
-    "execution_status",
-    "provider",
-    "model",
-    "tool",
-    "error_type",
-    "variation",
-    "test_id",
-    "message",
-    "traceback",
-)
-
 _RULE_KEYS = ("name", "title", "category", "priority", "code", "match")
 _DEFAULTS_KEYS = ("category", "priority", "code")
 _TOP_KEYS = ("defaults", "rule")
 # Placeholders every template may use; variables may not shadow them.
 _BUILTINS = ("seq", "priority", "category", "category_prefix")
-_PREFIXES = {"production": "PROD", "test_infrastructure": "TEST"}
-
-Variables: TypeAlias = Mapping[str, "str | int"]
-
-
-class RuleProblem(NamedTuple):
-    """One problem of a rules file. ``line`` is 1-based; 0 means the file as a whole."""
-
-    path: Path
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.message}"
-
-
-class RuleError(TestledgerError):
-    """A rules file that cannot be used, with every problem found in it (not just the first)."""
-
-    def __init__(self, problems: Sequence[RuleProblem]) -> None:
-        self.problems = list(problems)
-        count = len(self.problems)
-        head = f"{count} problem{'' if count == 1 else 's'} in rules file"
-        super().__init__(head + ":\n" + "\n".join(f"  {problem}" for problem in self.problems))
-
-
-def category_prefix(category: str) -> str:
-    """``{category_prefix}``: PROD, TEST, else the category's first 4 letters upper-cased."""
-    known = _PREFIXES.get(category)
-    if known is not None:
-        return known
-    letters = "".join(char for char in category if char.isalnum())
-    return letters[:4].upper() or "MISC"
-
-
-def render_code(
-    template: str, seq: int, *, category: str, priority: str, variables: Variables, **extra: object
-) -> str:
-    """An issue code from a template. ``extra`` overrides everything but ``seq``; a
-    ``category`` given there also changes ``{category_prefix}`` unless that is given too."""
-    values: dict[str, object] = dict(variables)
-    values.update(priority=priority, category=category)
-    values.update(extra)
-    values.setdefault("category_prefix", category_prefix(str(values["category"])))
-    values["seq"] = seq
-    return template.format_map(values)
-
-
-@dataclass(frozen=True)
-class RuleDefaults:
-    """``[defaults]``: what failures no rule matches get, and what rules leave out inherit."""
-
-    category: str = DEFAULT_CATEGORY
-    priority: str = DEFAULT_PRIORITY
-    code_template: str = DEFAULT_CODE_TEMPLATE
-    variables: Variables = field(default_factory=dict, hash=False)
-    source_file: Path | None = None
-    source_line: int = 0
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One known pattern. ``patterns`` maps match fields (see MATCH_FIELDS) to compiled
-    regexes, all of which must ``search`` successfully; it may not be empty."""
-
-    name: str
-    title: str | None = None
-    category: str = DEFAULT_CATEGORY
-    priority: str = DEFAULT_PRIORITY
-    code_template: str = DEFAULT_CODE_TEMPLATE
-    variables: Variables = field(default_factory=dict, hash=False)
-    patterns: Mapping[str, re.Pattern[str]] = field(default_factory=dict, hash=False)
-    source_file: Path | None = None
-    source_line: int = 0
-    # (TestResult attribute, bound search) in _COST_ORDER, built once so match() does no lookups.
-    _checks: tuple[tuple[str, Callable[[str], object]], ...] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
-
-    def __post_init__(self) -> None:
-        # A rule without patterns would match every failure and hide all the rules after it.
-        if not self.patterns:
-            raise ValueError(f"rule {self.name!r} has no match patterns")
-        unknown = sorted(set(self.patterns) - set(MATCH_FIELDS))
-        if unknown:
-            raise ValueError(f"rule {self.name!r}: unknown match field(s) {', '.join(unknown)}")
-        if self.priority not in PRIORITIES:
-            raise ValueError(f"rule {self.name!r}: priority must be one of {', '.join(PRIORITIES)}")
-        object.__setattr__(self, "patterns", MappingProxyType(dict(self.patterns)))
-        object.__setattr__(self, "variables", MappingProxyType(dict(self.variables)))
-        checks = tuple(
-            (MATCH_FIELDS[name], self.patterns[name].search)
-            for name in _COST_ORDER
-            if name in self.patterns
-        )
-        object.__setattr__(self, "_checks", checks)
-
-    def matches(self, result: TestResult) -> bool:
-        """Whether every pattern finds its field (a None field never matches). ``status`` is a
-        str enum, so patterns see its value ("FAIL") without a conversion."""
-        for attribute, search in self._checks:
-            value = getattr(result, attribute)
-            if value is None or search(value) is None:
-                return False
-        return True
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """The rules of one file, in file order. ``path`` is None when no file was read."""
-
-    rules: tuple[Rule, ...] = ()
-    defaults: RuleDefaults = field(default_factory=RuleDefaults)
-    path: Path | None = None
-    # Each rule's checks as (index into the fetched values, search): the fields any rule uses
-    # are fetched once per result with one attrgetter call instead of once per rule.
-    _plan: tuple[tuple[Rule, tuple[tuple[int, Callable[[str], object]], ...]], ...] = field(
-        init=False, repr=False, compare=False
-    )
-    _fetch: Callable[[TestResult], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        attributes = sorted({attribute for rule in self.rules for attribute, _ in rule._checks})
-        index = {attribute: position for position, attribute in enumerate(attributes)}
-        plan = tuple(
-            (rule, tuple((index[attribute], search) for attribute, search in rule._checks))
-            for rule in self.rules
-        )
-        object.__setattr__(self, "_plan", plan)
-        # attrgetter of one name returns the bare value: a spare name keeps it a tuple.
-        object.__setattr__(self, "_fetch", attrgetter(*attributes, "test_id"))
-
-    def match(self, result: TestResult) -> Rule | None:
-        """The first rule that matches the result, or None."""
-        if not self._plan:
-            return None
-        values = self._fetch(result)
-        for rule, checks in self._plan:
-            for position, search in checks:
-                value = values[position]
-                if value is None or search(value) is None:
-                    break
-            else:
-                return rule
-        return None
-
-    def format_code(self, owner: Rule | RuleDefaults, seq: int, **extra: object) -> str:
-        """The issue code ``owner``'s template gives for ``seq`` (see ``render_code``)."""
-        try:
-            # detect passes category and priority again (its own defaults for unmatched
-            # failures): what the caller gives wins.
-            given: dict[str, Any] = {"category": owner.category, "priority": owner.priority}
-            given.update(extra)
-            return render_code(owner.code_template, seq, variables=owner.variables, **given)
-        except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-            # Load-time validation makes this unreachable unless ``extra`` breaks the template.
-            where = owner.source_file or self.path or DEFAULT_RULES_PATH
-            problem = f"code template {owner.code_template!r} does not render: {exc!r}"
-            raise RuleError([RuleProblem(where, owner.source_line, problem)]) from None
-
-    def describe(self) -> list[dict[str, Any]]:
-        """One dict per rule, in match order, for the CLI to show."""
-        described = []
-        for rule in self.rules:
-            where = rule.source_file or self.path
-            described.append(
-                {
-                    "name": rule.name,
-                    "title": rule.title,
-                    "category": rule.category,
-                    "priority": rule.priority,
-                    "code": rule.code_template,
-                    "example_code": self.format_code(rule, 1),
-                    "match": {name: pattern.pattern for name, pattern in rule.patterns.items()},
-                    "variables": dict(rule.variables),
-                    "source": f"{where}:{rule.source_line}" if where else None,
-                }
-            )
-        return described
-
-
-# --- where things are in the raw text -------------------------------------------------------
-# tomllib gives no positions for values, so a light scan of the text finds the line of every
-# table header and key. It only has to agree with tomllib on what it finds, not parse TOML.
-
-_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')"""
-_DOTTED = rf"{_KEY_PART}(?:\s*\.\s*{_KEY_PART})*"
-_ARRAY_HEADER = re.compile(rf"\s*\[\[\s*({_DOTTED})\s*\]\]")
-_TABLE_HEADER = re.compile(rf"\s*\[\s*({_DOTTED})\s*\]")
-_KEY_LINE = re.compile(rf"\s*({_DOTTED})\s*=")
-_PART = re.compile(_KEY_PART)
-
-KeyPath: TypeAlias = tuple["str | int", ...]
-
-
-def _split_key(dotted: str) -> tuple[str, ...]:
-    # Escapes inside quoted key names are left as written: no rules key needs them.
-    return tuple(p[1:-1] if p[0] in "\"'" else p for p in _PART.findall(dotted))
-
-
-def locate_keys(text: str) -> dict[KeyPath, int]:
-    """The 1-based line of every table and key of a TOML text, by key path.
-
-    The n-th ``[[rule]]`` header (from 0) is ``("rule", n)``, a key in it ``("rule", n, "name")``,
-    ``[rule.match]`` after it ``("rule", n, "match")`` and its keys
-    ``("rule", n, "match", "message")``. Dotted keys also record their prefixes. Keys inside
-    inline tables are not located: look them up with ``line_of``, which falls back to the
-    nearest enclosing key that was found.
-    """
-    found: dict[KeyPath, int] = {}
-    array_counts: dict[KeyPath, int] = {}
-    current: KeyPath = ()
-    open_string: str | None = None  # the delimiter of a multi-line string being skipped
-
-    def resolve(parts: tuple[str, ...]) -> KeyPath:
-        # An array-of-tables name inside a header means its latest element: [rule.match].
-        path: list[str | int] = []
-        for position, part in enumerate(parts):
-            path.append(part)
-            if position < len(parts) - 1 and tuple(path) in array_counts:
-                path.append(array_counts[tuple(path)])
-        return tuple(path)
-
-    # TOML ends lines at \n only: str.splitlines() would also split at \x85, \u2028 and others,
-    # which strings may hold, and count lines differently from tomllib.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if open_string is not None:
-            if line.count(open_string) % 2 == 1:
-                open_string = None
-            continue
-        if match := _ARRAY_HEADER.match(line):
-            table = resolve(_split_key(match[1]))
-            array_counts[table] = array_counts.get(table, -1) + 1
-            current = (*table, array_counts[table])
-            found.setdefault(current, number)
-        elif match := _TABLE_HEADER.match(line):
-            current = resolve(_split_key(match[1]))
-            found.setdefault(current, number)
-        elif match := _KEY_LINE.match(line):
-            key = (*current, *_split_key(match[1]))
-            for length in range(len(current) + 1, len(key) + 1):
-                found.setdefault(key[:length], number)
-            rest = line[match.end() :]
-            for delimiter in ('"""', "'''"):
-                if rest.count(delimiter) % 2 == 1:
-                    open_string = delimiter
-                    break
-    return found
-
-
-def line_of(found: Mapping[KeyPath, int], path: KeyPath) -> int:
-    """The line of ``path``, or of its nearest located ancestor; 0 when none is known."""
-    for length in range(len(path), 0, -1):
-        line = found.get(path[:length])
-        if line is not None:
-            return line
-    return 0
-
 
 # --- loading ----------------------------------------------------------------------------------
 

@@ -59,6 +59,8 @@ def bounded(text: str | None, limit: int) -> str | None:
     """
     if not text:
         return None
+    if len(text) * 4 <= limit:  # cannot be over the limit: skip encoding the common short text
+        return text
     data = text.encode("utf-8", errors="replace")
     if len(data) <= limit:
         return text

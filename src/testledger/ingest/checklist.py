@@ -37,16 +37,23 @@ disagrees with its section heading, a fix that matches no issue.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import re
-import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from testledger.ingest.base import ImportFormatError
+from testledger.ingest.checklist_merge import merge_backfill
+from testledger.ingest.checklist_model import (
+    MATCH_THRESHOLD,
+    PRIORITIES,
+    STATUSES,
+    UNCATEGORIZED,
+    BackfilledIssue,
+    issue_code_for,
+    normalise_title,
+)
 
 __all__ = [
     "MATCH_THRESHOLD",
@@ -61,31 +68,7 @@ __all__ = [
     "parse_checklist",
 ]
 
-PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
-STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED", "WONT_FIX")
 _CATEGORY_PREFIX = {"production": "PROD", "test_infrastructure": "TEST"}
-UNCATEGORIZED = "uncategorized"
-#: A fix is applied to the issue its title (or description) resembles most, if at least this much.
-MATCH_THRESHOLD = 0.3
-
-
-@dataclass(slots=True)
-class BackfilledIssue:
-    """One issue as the ``issues`` table wants it, with where in the markdown it came from."""
-
-    issue_code: str
-    title: str
-    description: str
-    category: str
-    priority: str
-    status: str
-    root_cause: str | None
-    resolution: str | None
-    affected_tools: list[str]
-    source_file: str
-    source_line: int
-    resolved_in: str | None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- markdown blocks
@@ -159,19 +142,6 @@ def _field(fields: dict[str, str], *names: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- codes
-
-
-def normalise_title(title: str) -> str:
-    """The title as hashed for codes: NFKC, no markdown or punctuation, lower case, one space."""
-    text = unicodedata.normalize("NFKC", title).replace("`", "").replace("~~", "")
-    text = re.sub(r"[^\w]+", " ", text.lower().replace("_", " "))
-    return " ".join(text.split())
-
-
-def issue_code_for(prefix: str, priority: str, title: str) -> str:
-    """``PROD-HIGH-3f9a1c``: stable for as long as the prefix, priority and title are."""
-    digest = hashlib.sha1(normalise_title(title).encode("utf-8")).hexdigest()[:6]
-    return f"{prefix}-{priority}-{digest}"
 
 
 def _dedupe_codes(issues: list[BackfilledIssue], path: Path, warnings: list[str]) -> None:
@@ -518,113 +488,3 @@ def _parse_phase(
         )
     _dedupe_codes(fixes, path, warnings)
     return fixes
-
-
-# --------------------------------------------------------------------------- merging
-
-
-_STOPWORD_TEXT = (
-    "a an the to be in of for with and not being is are fix fixes fixed enable improve update add"
-    " tool tools py"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
-
-
-def _tokens(text: str) -> set[str]:
-    text = re.sub(r"\([^)]*\)", " ", text)
-    out = set()
-    for word in normalise_title(text).split():
-        if word in _STOPWORDS:
-            continue
-        for suffix in ("ions", "ion", "ing", "ed", "es", "s", "ly"):
-            if word.endswith(suffix) and len(word) - len(suffix) >= 4:
-                word = word[: -len(suffix)]
-                break
-        out.add(word)
-    return out
-
-
-def _similarity(a: str, b: str) -> float:
-    left, right = _tokens(a), _tokens(b)
-    return len(left & right) / len(left | right) if left and right else 0.0
-
-
-def _score(fix: BackfilledIssue, issue: BackfilledIssue) -> float:
-    # Titles are reworded between files ("Fix X" vs "X Failures"); the problem text is often
-    # copied, so the better of the two counts, and the same priority breaks near-ties.
-    score = max(
-        _similarity(fix.title, issue.title), _similarity(fix.description, issue.description)
-    )
-    return score + (0.1 if fix.priority == issue.priority else 0.0) if score else 0.0
-
-
-def merge_backfill(
-    issues: list[BackfilledIssue],
-    fixes: list[BackfilledIssue],
-    warnings: list[str] | None = None,
-) -> list[BackfilledIssue]:
-    """The issues with the fixes applied (copies; the inputs are untouched), then the fixes that
-    matched no issue as RESOLVED issues of their own.
-
-    A fix goes to the issue whose code it names, else to the most similar issue (title or
-    description, one fix per issue, best pairs first). It sets RESOLVED, fills a missing root
-    cause and appends its resolution; an explicit WONT_FIX or IN_PROGRESS ``**Status:**`` line of
-    the checklist is a later human verdict and is kept (noted in ``extra``).
-    """
-    notes: list[str] = [] if warnings is None else warnings
-    merged = [copy.deepcopy(issue) for issue in issues]
-    by_code = {issue.issue_code: issue for issue in merged}
-    pairs: list[tuple[float, int, int]] = []
-    assigned: dict[int, tuple[BackfilledIssue, str, float]] = {}
-    for f_index, fix in enumerate(fixes):
-        ref = fix.extra.get("fixes_code")
-        if isinstance(ref, str) and ref in by_code:
-            assigned[f_index] = (by_code[ref], "code", 1.0)
-            continue
-        for i_index, issue in enumerate(merged):
-            if (score := _score(fix, issue)) >= MATCH_THRESHOLD:
-                pairs.append((score, f_index, i_index))
-    taken = {id(target) for target, _, _ in assigned.values()}
-    for score, f_index, i_index in sorted(pairs, key=lambda p: (-p[0], p[1], p[2])):
-        if f_index not in assigned and id(merged[i_index]) not in taken:
-            assigned[f_index] = (merged[i_index], "similarity", round(score, 3))
-            taken.add(id(merged[i_index]))
-    unmatched: list[BackfilledIssue] = []
-    for f_index, fix in enumerate(fixes):
-        if f_index not in assigned:
-            notes.append(f"{fix.source_file}:{fix.source_line}: fix {fix.title!r} matches no issue")
-            unmatched.append(copy.deepcopy(fix))
-            continue
-        target, how, score = assigned[f_index]
-        _apply(target, fix, how, score)
-    return merged + unmatched
-
-
-def _apply(issue: BackfilledIssue, fix: BackfilledIssue, how: str, score: float) -> None:
-    kept = issue.extra.get("status_source") == "status_line" and issue.status in (
-        "WONT_FIX",
-        "IN_PROGRESS",
-    )
-    if kept:
-        issue.extra["fix_status_not_applied"] = f"checklist says {issue.status}"
-    else:
-        issue.status = "RESOLVED"
-        issue.resolved_in = issue.resolved_in or fix.resolved_in
-    issue.root_cause = issue.root_cause or fix.root_cause
-    if fix.resolution:
-        label = fix.resolved_in or "fix"
-        issue.resolution = (
-            f"{issue.resolution}\n\n{label}: {fix.resolution}"
-            if issue.resolution
-            else fix.resolution
-        )
-    issue.extra.setdefault("fixed_by", []).append(
-        {
-            "code": fix.issue_code,
-            "title": fix.title,
-            "source_file": fix.source_file,
-            "source_line": fix.source_line,
-            "match": how,
-            "score": score,
-        }
-    )

@@ -36,53 +36,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from testledger.ingest._common import (
     MESSAGE_LIMIT,
-    OUTPUT_LIMIT,
     bounded,
     epoch_to_utc,
     head_text,
-    join_output,
     load_json_document,
     open_maybe_gzip,
     opt_number,
     opt_str,
 )
 from testledger.ingest.base import ImportFormatError, ParsedFile
-from testledger.model import NO_WATCHER, RunInfo, Status, TestResult, WatcherObservation
+from testledger.ingest.exai_prompts import SESSION_SLACK, attach_counter, attribute_prompts
+from testledger.ingest.exai_scripts import parse_simple_runner
+from testledger.ingest.exai_shared import FORMAT, SUITE, ExaiContext, parse_time
+from testledger.ingest.exai_shared import json_list as _list
+from testledger.ingest.exai_shared import json_object as _obj
+from testledger.ingest.exai_shared import json_strings as _strings
+from testledger.ingest.exai_watcher import watcher_from_observation
+from testledger.model import NO_WATCHER, RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "parse", "parse_folder", "sniff", "watcher_from_observation"]
-
-FORMAT = "exai"
-SUITE = "exai-tool-validation"
+__all__ = ["FORMAT", "SUITE", "parse", "parse_folder", "sniff", "watcher_from_observation"]
 
 _STATUSES = {"passed": Status.PASS, "failed": Status.FAIL, "skipped": Status.SKIP}
 _STATUSES.update({"error": Status.ERROR, "errored": Status.ERROR, "timeout": Status.ERROR})
 _PROVIDERS = ("glm", "kimi")
-_UNPARSED_WATCHER = "Unable to parse watcher response"
 _HISTORY_NAME = re.compile(r"^results_(\d{8}_\d{6})(?:\.json(?:\.gz)?)?$")
-#: A prompt stamped this long before the run started belongs to an earlier session.
-_SESSION_SLACK = timedelta(seconds=60)
-_MAX_FAILURE_LINES = 20
-_FAILURE_LINE_LIMIT = 300
 
 _SNIFF = (
     re.compile(r'^\{\s*"tests"\s*:\s*\[\s*\{\s*"tool"\s*:'),
     re.compile(r'^\{\s*"session_start"\s*:\s*"[^"]*"\s*,\s*"(?:tests|total_tests)"\s*:'),
     re.compile(r'^\{\s*"summary"\s*:\s*\{\s*"session_start"\s*:'),
     re.compile(r'^\{\s*"timestamp"\s*:\s*"[^"]*"\s*,\s*"total_scripts"\s*:'),
-)
-
-# What a script's captured output says when tests failed although the script exited 0. Case
-# matters: "Failed: 0" and "MCP tool call failed" (a retried attempt) are not failure reports.
-_FAILURE_PATTERNS = re.compile(
-    r"\bFAILED\b|❌|âŒ|\bError:|^\s*Traceback \(most recent call last\)"
-    r"|\b[1-9]\d* (?:tests? )?failed\b|\bFailed: [1-9]\d*|\bStatus: failed\b"
 )
 
 
@@ -110,19 +99,6 @@ def _sniff_folder(path: Path) -> bool:
 # --------------------------------------------------------------------------- context
 
 
-@dataclass
-class _Context:
-    """What a run's results are read against: the suite config and the run's side files."""
-
-    tool_provider: dict[str, str] = field(default_factory=dict)
-    models: dict[str, list[str]] = field(default_factory=dict)
-    watcher_model: str | None = None
-    request_models: dict[tuple[str, str], str] = field(default_factory=dict)
-    observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    prompts: list[dict[str, Any]] = field(default_factory=list)
-    attributed: set[int] = field(default_factory=set)
-
-
 def _load_object(path: Path, what: str) -> dict[str, Any]:
     doc = load_json_document(path, what)
     if not isinstance(doc, dict):
@@ -148,8 +124,8 @@ def _find_config(start: Path) -> Path | None:
     return None
 
 
-def _context(start: Path, warnings: list[str]) -> _Context:
-    ctx = _Context()
+def _context(start: Path, warnings: list[str]) -> ExaiContext:
+    ctx = ExaiContext()
     config = _find_config(start)
     if config is None:
         return ctx
@@ -162,7 +138,7 @@ def _context(start: Path, warnings: list[str]) -> _Context:
     return ctx
 
 
-def _load_side_files(run_dir: Path, ctx: _Context, warnings: list[str]) -> dict[str, Any]:
+def _load_side_files(run_dir: Path, ctx: ExaiContext, warnings: list[str]) -> dict[str, Any]:
     """Watcher observation files, saved MCP requests and the prompt counter of one run folder."""
     obs_dir = run_dir / "watcher_observations"
     for obs_path in sorted(obs_dir.glob("*.json*")) if obs_dir.is_dir() else []:
@@ -192,72 +168,10 @@ def _load_side_files(run_dir: Path, ctx: _Context, warnings: list[str]) -> dict[
     return counter
 
 
-# --------------------------------------------------------------------------- watcher
-
-
-def _parse_time(value: object) -> datetime | None:
-    text = opt_str(value)
-    if text is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    # The suite writes UTC with a trailing Z; a naive stamp is taken as UTC too.
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _strings(value: object) -> list[str]:
-    return [v for v in _list(value) if isinstance(v, str) and v]
-
-
-def _obj(value: object) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: object) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def watcher_from_observation(obs: dict[str, Any], watcher: str | None = None) -> WatcherObservation:
-    """One watcher observation file (or embedded ``watcher_observation``) as the model's type."""
-    analysis = obs.get("watcher_analysis")
-    analysis = analysis if isinstance(analysis, dict) else obs
-    score = analysis.get("quality_score")
-    confidence = opt_number(analysis.get("confidence"))
-    suggestions = _strings(analysis.get("suggestions"))
-    common: dict[str, Any] = {
-        "raw": obs,
-        "watcher": opt_str(obs.get("watcher_model")) or watcher,
-        "created_at": _parse_time(obs.get("timestamp")),
-        "strengths": _strings(analysis.get("strengths")),
-        "weaknesses": _strings(analysis.get("weaknesses")),
-    }
-    error: str | None = None
-    if score == 0:
-        error = "watcher failed (quality_score 0)"
-    elif suggestions == [_UNPARSED_WATCHER] and not analysis.get("observations"):
-        error = f"watcher response unparseable (placeholder quality_score {score!r})"
-    elif isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 10:
-        error = f"watcher quality_score not an integer 1-10: {score!r}"
-    if error is not None:
-        # A failed watcher's anomalies are its own error text, and its confidence a placeholder.
-        return WatcherObservation(quality_score=None, error=error, **common)
-    if confidence is not None and not 0.0 <= confidence <= 1.0:
-        confidence = None  # kept in raw; a percentage or garbage is not ours to rescale
-    return WatcherObservation(
-        quality_score=score,
-        anomalies=_strings(analysis.get("anomalies")),
-        recommendations=suggestions,
-        confidence=confidence,
-        **common,
-    )
-
-
 # --------------------------------------------------------------------------- test entries
 
 
-def _provider(tool: str, variation: str, ctx: _Context) -> str | None:
+def _provider(tool: str, variation: str, ctx: ExaiContext) -> str | None:
     in_variation = [p for p in _PROVIDERS if p in variation.lower().split("_")]
     in_tool = [p for p in _PROVIDERS if p in tool.lower().split("_")]
     for found in (in_variation, [ctx.tool_provider.get(tool)], in_tool):
@@ -267,7 +181,7 @@ def _provider(tool: str, variation: str, ctx: _Context) -> str | None:
 
 
 def _model(
-    entry: dict[str, Any], key: tuple[str, str], provider: str | None, ctx: _Context
+    entry: dict[str, Any], key: tuple[str, str], provider: str | None, ctx: ExaiContext
 ) -> str | None:
     model = opt_str(entry.get("model")) or ctx.request_models.get(key)
     if model:
@@ -283,7 +197,7 @@ def _model(
 
 
 def _result(
-    path: Path, where: str, entry: dict[str, Any], ctx: _Context, run_start: datetime | None
+    path: Path, where: str, entry: dict[str, Any], ctx: ExaiContext, run_start: datetime | None
 ) -> TestResult:
     tool, variation = opt_str(entry.get("tool")), opt_str(entry.get("variation"))
     if tool is None or variation is None:
@@ -329,13 +243,13 @@ def _result(
         error_message=bounded("\n".join(errors), MESSAGE_LIMIT),
         metrics=metrics,
         details=details,
-        started_at=epoch_to_utc(perf.get("start_time")) or _parse_time(recorded),
+        started_at=epoch_to_utc(perf.get("start_time")) or parse_time(recorded),
     )
     obs = entry.get("watcher_observation")
     if not isinstance(obs, dict):
         obs = ctx.observations.get(key)
-        stamp = _parse_time(obs.get("timestamp")) if obs else None
-        if obs is not None and run_start and stamp and stamp < run_start - _SESSION_SLACK:
+        stamp = parse_time(obs.get("timestamp")) if obs else None
+        if obs is not None and run_start and stamp and stamp < run_start - SESSION_SLACK:
             details["stale_watcher_observation"] = obs.get("timestamp")
             obs = None  # the file is left over from an earlier run of this test
         elif obs is not None:
@@ -353,44 +267,6 @@ def _execution_status(entry: dict[str, Any]) -> str | None:
         if status is None and isinstance(inner, dict):
             status = opt_str(inner.get("status"))
     return status
-
-
-def _attribute_prompts(
-    results: list[TestResult], ctx: _Context, run_start: datetime | None
-) -> None:
-    """Each prompt to the result of its tool/variation; a test run twice (a retry) gets the
-    prompts stamped before the next attempt started, so none is counted twice."""
-    for index, result in enumerate(results):
-        key = (result.tool_name, result.variation)
-        later = [r.started_at for r in results[index + 1 :] if (r.tool_name, r.variation) == key]
-        until = later[0] if later else None
-        picked = [
-            i
-            for i, p in enumerate(ctx.prompts)
-            if i not in ctx.attributed
-            and (p.get("tool"), p.get("variation")) == key
-            and p.get("provider") != "watcher"
-            and _in_session(p, run_start, until)
-        ]
-        if picked:
-            ctx.attributed.update(picked)
-            _sum_prompts(result, [ctx.prompts[i] for i in picked])
-
-
-def _sum_prompts(result: TestResult, mine: list[dict[str, Any]]) -> None:
-    tokens = [_obj(p.get("tokens")) for p in mine]
-    result.tokens_input = int(sum(opt_number(t.get("input")) or 0 for t in tokens))
-    result.tokens_output = int(sum(opt_number(t.get("output")) or 0 for t in tokens))
-    result.tokens_total = int(sum(opt_number(t.get("total")) or 0 for t in tokens))
-    result.cost_usd = sum(opt_number(p.get("cost_usd")) or 0.0 for p in mine)
-    result.details["prompt_numbers"] = [p.get("prompt_number") for p in mine]
-
-
-def _in_session(prompt: dict[str, Any], start: datetime | None, until: datetime | None) -> bool:
-    stamp = _parse_time(prompt.get("timestamp"))
-    if stamp is None:
-        return True
-    return (start is None or stamp >= start - _SESSION_SLACK) and (until is None or stamp < until)
 
 
 # --------------------------------------------------------------------------- documents
@@ -453,41 +329,15 @@ def _check_summary(
             warnings.append(f"{source} says {theirs}={value} but the run has {counts[ours]} {ours}")
 
 
-def _run_info(doc: dict[str, Any], kind: str, ctx: _Context) -> RunInfo:
+def _run_info(doc: dict[str, Any], kind: str, ctx: ExaiContext) -> RunInfo:
     summary = _obj(doc.get("summary"))
-    start = _parse_time(doc.get("session_start") or summary.get("session_start"))
+    start = parse_time(doc.get("session_start") or summary.get("session_start"))
     keys = ("summary", "coverage", "failure_analysis", "performance")
     metadata = {"format": FORMAT, "layout": kind} | {k: doc[k] for k in keys if _obj(doc.get(k))}
     if kind == "summary":
         metadata["summary"] = doc
     watcher = ctx.watcher_model or NO_WATCHER
     return RunInfo(suite=SUITE, started_at=start, metadata=metadata, watcher_model=watcher)
-
-
-def _attach_counter(
-    counter: dict[str, Any], ctx: _Context, run: RunInfo, warnings: list[str]
-) -> None:
-    """Run-level totals always; a warning for whatever the history could not pin on a result."""
-    keys = ("session_start", "total_prompts", "token_usage", "cost_tracking", "prompts_by_provider")
-    totals = {k: counter[k] for k in keys if k in counter}
-    run.metadata["prompt_counter"] = totals
-    counter_start = _parse_time(counter.get("session_start"))
-    if counter_start and run.started_at and abs(counter_start - run.started_at) > _SESSION_SLACK:
-        warnings.append(f"prompt counter is of another session (started {counter_start})")
-    history = ctx.prompts
-    left = [p for i, p in enumerate(history) if i not in ctx.attributed]
-    if not history:
-        run.metadata["prompt_counter_attribution"] = "run_level_only"
-        warnings.append("prompt counter has no prompt history: tokens and cost kept as run totals")
-    elif left:
-        partial = len(left) < len(history)
-        run.metadata["prompt_counter_attribution"] = "partial" if partial else "run_level_only"
-        warnings.append(
-            f"{len(left)} of {len(history)} prompt-history entries match no result of this run "
-            "(other tool/variation, another session or the watcher): kept in run totals only"
-        )
-    else:
-        run.metadata["prompt_counter_attribution"] = "per_result"
 
 
 def _build(
@@ -501,7 +351,7 @@ def _build(
             "simple_runner_results JSON",
         )
     if kind == "simple_runner":
-        return _simple_runner(path, doc, warnings)
+        return parse_simple_runner(path, doc, warnings)
     ctx = _context(path.parent, warnings)
     counter = _load_side_files(run_dir, ctx, warnings) if run_dir is not None else {}
     if not counter and isinstance(doc.get("prompt_counter"), dict):
@@ -512,14 +362,14 @@ def _build(
     # Built eagerly: the warnings must be complete when ParsedFile is returned, and a suite run
     # is at most a few hundred tests.
     results = [_result(path, where, e, ctx, run.started_at) for where, e in entries]
-    _attribute_prompts(results, ctx, run.started_at)
+    attribute_prompts(results, ctx, run.started_at)
     if kind != "summary" and isinstance(doc.get("summary"), dict):
         _check_summary(doc["summary"], _counts(results), "the file's summary", warnings)
     unmatched = set(ctx.observations) - {(r.tool_name, r.variation) for r in results}
     if unmatched:
         warnings.append(f"{len(unmatched)} watcher observation files match no test of this run")
     if counter:
-        _attach_counter(counter, ctx, run, warnings)
+        attach_counter(counter, ctx, run, warnings)
     return ParsedFile(path=path, format=FORMAT, run=run, results=iter(results), warnings=warnings)
 
 
@@ -529,67 +379,6 @@ def parse(path: Path) -> ParsedFile:
     if path.is_dir():
         raise ImportFormatError(path, "a results folder: use parse_folder() for its runs")
     return _build(path, _load_object(path, "a tool-validation-suite result file"), None, [])
-
-
-# --------------------------------------------------------------------------- simple runner
-
-
-def _simple_runner(path: Path, doc: dict[str, Any], warnings: list[str]) -> ParsedFile:
-    entries = doc["results"]
-    metadata: dict[str, Any] = {"format": FORMAT, "layout": "simple_runner"}
-    keys = ("timestamp", "total_scripts", "passed", "failed", "errors", "timeouts", "pass_rate")
-    metadata.update({key: doc[key] for key in keys if key in doc})
-    # The runner writes a naive local timestamp: with no timezone it cannot be the run's start.
-    run = RunInfo(suite=SUITE, metadata=metadata)
-    results = [_script_result(path, i, e) for i, e in enumerate(entries)]
-    passed = sum(r.status is Status.PASS for r in results)
-    if isinstance(doc.get("passed"), int) and doc["passed"] != passed:
-        warnings.append(f"the file says passed={doc['passed']} but {passed} scripts exited 0")
-    flagged = [r.test_id for r in results if r.details.get("output_reports_failures")]
-    if flagged:
-        metadata["scripts_output_reports_failures"] = flagged
-        warnings.append(f"{len(flagged)} scripts exited 0 but their output reports failures")
-    return ParsedFile(path=path, format=FORMAT, run=run, results=iter(results), warnings=warnings)
-
-
-def _script_result(path: Path, index: int, entry: object) -> TestResult:
-    if not isinstance(entry, dict) or opt_str(entry.get("script")) is None:
-        raise ImportFormatError(path, f"results[{index}]: expected an object with 'script'")
-    script = str(entry["script"]).replace("\\", "/")
-    name = script.rsplit("/", 1)[-1]
-    tool = name.removesuffix(".py").removeprefix("test_")
-    code = entry.get("return_code")
-    code = code if isinstance(code, int) and not isinstance(code, bool) else None
-    written = opt_str(entry.get("status"))
-    details: dict[str, Any] = {"return_code": code, "runner_status": written}
-    if "/" in script:
-        details["category"] = script.rsplit("/", 2)[-2]
-    output, errors = opt_str(entry.get("output")) or "", opt_str(entry.get("errors")) or ""
-    lines = (output + "\n" + errors).splitlines()
-    matches = [ln.strip()[:_FAILURE_LINE_LIMIT] for ln in lines if _FAILURE_PATTERNS.search(ln)]
-    # Exit codes are the runner's only verdict and are recorded as written; the output is a
-    # second opinion, flagged beside it rather than overriding it.
-    status = Status.PASS if code == 0 else Status.FAIL
-    if code is None:  # the runner killed it or could not start it: its own word says which
-        execution = written if written in ("timeout", "error") else "no_exit_code"
-    elif code == 0 and matches:
-        execution = "exit_0_output_reports_failure"
-        details["output_reports_failures"] = True
-        details["failure_lines"] = matches[:_MAX_FAILURE_LINES]
-        details["failure_lines_total"] = len(matches)
-    else:
-        execution = f"exit_{code}"
-    return TestResult(
-        test_id=script,
-        tool_name=tool,
-        variation="script",
-        status=status,
-        execution_status=execution,
-        duration_secs=opt_number(entry.get("duration")),
-        error_message=bounded(errors, MESSAGE_LIMIT) if status.is_failure else None,
-        output_excerpt=join_output([("stdout", output), ("stderr", errors)], OUTPUT_LIMIT),
-        details=details,
-    )
 
 
 # --------------------------------------------------------------------------- folders
@@ -620,7 +409,7 @@ def _folder_run(results_file: Path, run_dir: Path | None, summary: Path | None) 
         parsed.run.metadata["summary"] = summary_doc
         results = list(parsed.results)
         _check_summary(summary_doc, _counts(results), summary.name, warnings)
-        start = _parse_time(summary_doc.get("session_start"))
+        start = parse_time(summary_doc.get("session_start"))
         if parsed.run.started_at and start and start != parsed.run.started_at:
             warnings.append(f"{summary.name} session_start differs from the results file's")
         parsed.results = iter(results)
@@ -682,7 +471,7 @@ def _merge_report(parsed: ParsedFile, report: Path) -> bool:
     """The report's extras into the latest run when both are of one session (else False)."""
     doc = _load_object(report, "the suite's report")
     summary = _obj(doc.get("summary"))
-    if _parse_time(summary.get("session_start")) != parsed.run.started_at:
+    if parse_time(summary.get("session_start")) != parsed.run.started_at:
         return False
     for key in ("failure_analysis", "performance"):
         if isinstance(doc.get(key), dict):

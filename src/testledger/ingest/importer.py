@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -202,7 +203,45 @@ def _set_imported_files(connection: Connection, run_id: int, keys: list[str]) ->
     )
 
 
-def _stream_copy(
+#: Rows handed to SQLite's executemany at a time when a new run is streamed: small, so that the
+#: results die young instead of piling up for the garbage collector to scan again and again.
+_SQLITE_CHUNK = 500
+
+
+@contextmanager
+def _new_rows_writer(connection: Connection) -> Iterator[Callable[[tuple[Any, ...]], None]]:
+    """A function that writes one full ``test_results`` row (``RESULT_COLUMNS``) of a new run:
+    into one COPY on PostgreSQL, in small executemany chunks on SQLite (flushed on exit)."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(RESULT_COLUMNS)
+    if connection.dialect.name != "sqlite":
+        with (
+            driver.cursor() as cursor,
+            cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy,
+        ):
+            yield copy.write_row
+        return
+    marks = ", ".join(["?"] * len(RESULT_COLUMNS))
+    statement = f"INSERT INTO test_results ({columns}) VALUES ({marks})"
+    cursor = driver.cursor()
+    chunk: list[tuple[Any, ...]] = []
+
+    def write(row: tuple[Any, ...]) -> None:
+        chunk.append(row)
+        if len(chunk) >= _SQLITE_CHUNK:
+            cursor.executemany(statement, chunk)
+            chunk.clear()
+
+    try:
+        yield write
+        if chunk:
+            cursor.executemany(statement, chunk)
+    finally:
+        cursor.close()
+
+
+def _stream_new_run(
     connection: Connection,
     run_id: int,
     parsed: ParsedFile,
@@ -210,23 +249,22 @@ def _stream_copy(
     outcome: ImportOutcome,
     progress: Callable[[int], None] | None,
 ) -> float:
-    """Write a new run's results through one COPY as they are parsed; returns their total
-    duration. Watcher observations are written after it, as they need the rows' ids."""
-    driver = connection.connection.driver_connection
-    assert driver is not None
+    """Write a new run's results as they are parsed, holding none of them; returns their total
+    duration. Watcher observations are written after, as they need the rows' ids. A test
+    repeated further apart than attempts can number raises the unique violation (the caller
+    then writes the file again in batches)."""
     now = format_utc(utcnow())
-    columns = ", ".join(RESULT_COLUMNS)
     watched: list[PendingObservation] = []
     total = 0.0
     count = 0
-    with (
-        driver.cursor() as cursor,
-        cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy,
-    ):
+    assign = attempts.assign
+    with _new_rows_writer(connection) as write:
         for result in parsed.results:
-            attempts.assign(result)
-            total += result.duration_secs or 0.0
-            copy.write_row((run_id, *encode_result(result), now))
+            assign(result)
+            duration = result.duration_secs
+            if duration:
+                total += duration
+            write((run_id, *encode_result(result), now))
             if result.watcher is not None:
                 watched.append(
                     PendingObservation(result.test_id, result.attempt or 1, result.watcher, False)
@@ -290,10 +328,11 @@ def import_parsed(
 ) -> ImportOutcome:
     """Write one parsed file as a run (or into the run named by ``options.run_key``).
 
-    On PostgreSQL a new run is written through ONE streaming COPY, so the server stores rows
-    while the file is still being parsed; ``reparse`` (parsing the same file again) is needed
-    for that, as the rare far-apart repeat of a test makes the COPY fail and the file is then
-    written again in batches.
+    A new run is streamed: through ONE COPY on PostgreSQL, so the server stores rows while the
+    file is still being parsed, and in small executemany chunks on SQLite, so no batch of
+    results is held (measured by ``bench/import.py``). ``reparse`` (parsing the same file again)
+    is needed for that, as the rare far-apart repeat of a test makes the stream fail and the
+    file is then written again in batches that renumber it.
 
     Raises ImportFormatError (nothing of the file written) when the file turns out malformed
     while its results are read."""
@@ -315,10 +354,10 @@ def import_parsed(
             _set_imported_files(connection, row.id, [*imported, content_run_key])
         attempts = _AttemptNumbers(_existing_attempts(connection, row.id) if row.existed else {})
         total_duration = None
-        if reparse is not None and not row.existed and connection.dialect.name == "postgresql":
+        if reparse is not None and not row.existed:
             try:
                 with connection.begin_nested():
-                    total_duration = _stream_copy(
+                    total_duration = _stream_new_run(
                         connection, row.id, parsed, attempts, outcome, progress
                     )
             except _UNIQUE_VIOLATIONS:

@@ -1,11 +1,11 @@
 """Importer for JUnit XML, in the dialects the tools that write it actually produce.
 
-**Streaming.** The file is read with :func:`defusedxml.ElementTree.iterparse` (``start`` and
-``end`` events, 16 KiB at a time) and every ``<testcase>`` and ``<testsuite>`` is cleared and
-detached from its parent once handled, so memory stays flat however many testcases the file
-holds. :func:`parse` reads only the header (the root, the first suite and its ``<properties>``)
-eagerly; the results come from the same iterator, lazily. DTDs and entities are refused
-(``forbid_dtd=True``): JUnit XML never needs them and they are the door to XXE.
+**Streaming.** The file is read through :class:`~testledger.ingest._xml_stream.XmlEventStream`
+(the standard library's C parser, ``start`` and ``end`` events, 64 KiB at a time; a DTD is refused
+before parsing, which rules out XXE and entity bombs), and every ``<testcase>`` and
+``<testsuite>`` is cleared and detached from its parent once handled, so memory stays flat however
+many testcases the file holds. :func:`parse` reads only the header (the root, the first suite and
+its ``<properties>``) eagerly; the results come from the same iterator, lazily.
 
 Dialects and how they map:
 
@@ -26,41 +26,47 @@ Dialects and how they map:
 
 A testcase is ``test_id = "classname::name"`` (just ``name`` without classname), ``tool_name`` the
 classname (else the suite, else the file), ``variation`` the name. ``<failure>`` is FAIL,
-``<error>`` ERROR, ``<skipped>`` SKIP, none PASS.
+``<error>`` ERROR, ``<skipped>`` SKIP, none PASS. Long messages, tracebacks and output are bounded
+as every importer bounds them (:func:`testledger.ingest._common.bounded`: head and tail around
+an explicit ``[... truncated N bytes]``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
-import math
 import re
 import weakref
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from itertools import chain
 from pathlib import Path
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError
-from xml.parsers.expat import errors as expat_errors
+from xml.etree.ElementTree import Element
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
-
-from testledger.ingest._common import head_text, open_maybe_gzip
+from testledger.ingest._common import (
+    MESSAGE_LIMIT,
+    OUTPUT_LIMIT,
+    TRACEBACK_LIMIT,
+    bounded,
+    join_output,
+)
+from testledger.ingest._xml_stream import XmlEventStream, xml_head_text
 from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.junit_values import int_or_none, parse_duration, parse_timestamp
 from testledger.model import RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "parse", "parse_duration", "parse_timestamp", "sniff"]
+__all__ = [
+    "FORMAT",
+    "MESSAGE_LIMIT",
+    "OUTPUT_LIMIT",
+    "TRACEBACK_LIMIT",
+    "parse",
+    "parse_duration",
+    "parse_timestamp",
+    "sniff",
+]
 
 FORMAT = "junit"
-
-#: Bounds in UTF-8 bytes; longer text keeps its head and says how much was cut.
-TRACEBACK_LIMIT = 64 * 1024
-OUTPUT_LIMIT = 8 * 1024
-MESSAGE_LIMIT = 8 * 1024
-
-_DTD_REASON = "refusing XML with a DTD/entities (possible XXE)"
 
 #: Roots of other formats' XML, named so the user learns what the file is instead of a vague
 #: "wrong root" (and which importer to use).
@@ -79,9 +85,6 @@ _GENERIC_SUITE_NAMES |= {"all tests", "alltests", "default", "test results"}
 _RETRY_TAGS = {"flakyFailure": Status.FAIL, "flakyError": Status.ERROR}
 _RETRY_TAGS.update(rerunFailure=Status.FAIL, rerunError=Status.ERROR)
 
-#: JUnit writers put dates 0001-01-01 (Go's zero time) or the epoch where they had none.
-_SENTINEL_BEFORE = datetime(1971, 1, 1, tzinfo=timezone.utc)
-
 _PROLOG = re.compile(r"\s*(?:<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>)", re.DOTALL)
 _JUNIT_ROOT = re.compile(r"<(?:[\w.-]+:)?testsuites?[\s/>]")
 _FOREIGN_ROOT = re.compile(r"<(?:test-run|test-results|TestRun|robot|assemblies)[\s/>]")
@@ -90,7 +93,7 @@ _FOREIGN_ROOT = re.compile(r"<(?:test-run|test-results|TestRun|robot|assemblies)
 def sniff(path: Path, head: bytes) -> bool:
     """Whether ``head`` looks like JUnit XML: its root (past BOM, declaration, comments) is
     ``<testsuites>`` or ``<testsuite>``. NUnit, TRX and Robot output.xml are not."""
-    text = _head_text(head)
+    text = xml_head_text(head)
     pos = 0
     while True:
         match = _PROLOG.match(text, pos)
@@ -109,14 +112,12 @@ def sniff(path: Path, head: bytes) -> bool:
 def parse(path: Path) -> ParsedFile:
     """Read the header of ``path`` now; return it with the results as a lazy iterator."""
     path = Path(path)
-    stream = open_maybe_gzip(path)
+    xml = XmlEventStream(path, "JUnit XML")
     try:
-        head = _read_head(path, stream)
-        events = iterparse(stream, events=("start", "end"), forbid_dtd=True)
-        reader = _Reader(path, stream, events, head)
+        reader = _Reader(path, xml)
         run = reader.read_header()
     except BaseException:
-        stream.close()
+        xml.close()
         raise
     return ParsedFile(
         path=path, format=FORMAT, run=run, results=reader.results(), warnings=reader.warnings
@@ -150,13 +151,10 @@ class _Results(Iterator[TestResult]):
 
 
 class _Reader:
-    def __init__(
-        self, path: Path, stream: io.BufferedIOBase, events: Iterator[Any], head: bytes
-    ) -> None:
+    def __init__(self, path: Path, xml: XmlEventStream) -> None:
         self.path = path
-        self.stream = stream
-        self.events = events
-        self.head = head
+        self.xml = xml
+        self.events = xml.events()
         self.warnings: list[str] = []
         # Events pulled while reading the header, replayed first by results().
         self.buffered: list[tuple[str, Element]] = []
@@ -168,47 +166,18 @@ class _Reader:
         # The elements whose <properties> describe the run (Robot writes them after the tests).
         self.header_elems: tuple[Element, ...] = ()
 
-    # -- low level --------------------------------------------------------------------------
+    # -- header -------------------------------------------------------------------------------
 
     def _pull(self) -> tuple[str, Element] | None:
-        try:
-            event, elem = next(self.events)
-        except StopIteration:
-            return None
-        except ParseError as exc:
-            raise self._parse_error(exc) from None
-        except DefusedXmlException:
-            raise ImportFormatError(self.path, _DTD_REASON) from None
-        except (OSError, EOFError, ValueError) as exc:  # gzip errors, I/O errors
-            raise ImportFormatError(self.path, f"cannot read: {exc}") from None
-        return event, elem
-
-    def _parse_error(self, exc: ParseError) -> ImportFormatError:
-        line, _col = exc.position
-        code = getattr(exc, "code", None)
-        truncated = {
-            expat_errors.codes[expat_errors.XML_ERROR_NO_ELEMENTS],
-            expat_errors.codes[expat_errors.XML_ERROR_UNCLOSED_TOKEN],
-            expat_errors.codes[expat_errors.XML_ERROR_UNCLOSED_CDATA_SECTION],
-        }
-        detail = str(exc)
-        if code in truncated:
-            reason = f"truncated XML: the file ends before its elements are closed ({detail})"
-        elif code == expat_errors.codes[
-            expat_errors.XML_ERROR_INVALID_TOKEN
-        ] and _invalid_utf8_on_line(self.path, line, self.head):
-            reason = f"invalid UTF-8 ({detail})"
-        else:
-            reason = f"malformed XML ({detail})"
-        return ImportFormatError(self.path, reason, line)
-
-    # -- header -------------------------------------------------------------------------------
+        item = next(self.events, None)
+        if item is not None:
+            self.buffered.append(item)
+        return item
 
     def read_header(self) -> RunInfo:
         first = self._pull()
         if first is None:  # pragma: no cover - expat raises "no element found" first
             raise ImportFormatError(self.path, "empty file: expected JUnit XML")
-        self.buffered.append(first)
         root = first[1]
         tag = _local(root.tag)
         if tag not in ("testsuites", "testsuite"):
@@ -221,11 +190,7 @@ class _Reader:
         depth = 1
         # Read on to the first suite and past its <properties>, stopping at the first testcase
         # or nested suite: the buffered events are few, whatever the file's size.
-        while True:
-            item = self._pull()
-            if item is None:
-                break
-            self.buffered.append(item)
+        while (item := self._pull()) is not None:
             event, elem = item
             local = _local(elem.tag)
             if event == "start":
@@ -259,47 +224,48 @@ class _Reader:
     # -- results ------------------------------------------------------------------------------
 
     def results(self) -> Iterator[TestResult]:
-        return _Results(self._generate(), self.stream)
-
-    def _events(self) -> Iterator[tuple[str, Element]]:
-        yield from self.buffered
-        self.buffered = []
-        while (item := self._pull()) is not None:
-            yield item
+        return _Results(self._generate(), self.xml.stream)
 
     def _generate(self) -> Generator[TestResult, None, None]:
         stack: list[Element] = []
         suites: list[_Suite] = []
+        events = chain(self.buffered, self.events)
+        self.buffered = []
+        names = _LOCAL_NAMES
         try:
-            for event, elem in self._events():
+            for event, elem in events:
+                tag = names.get(elem.tag) or _local(elem.tag)
                 if event == "start":
                     stack.append(elem)
-                    if _local(elem.tag) == "testsuite":
+                    if tag == "testsuite":
                         suites.append(self._open_suite(elem, suites))
                     continue
                 stack.pop()
-                local = _local(elem.tag)
-                if local == "testcase":
+                if tag == "testcase":
                     yield from self._testcase(elem, suites[-1] if suites else None)
-                elif local == "testsuite":
+                elif tag == "testsuite":
                     suites.pop()
                 else:
-                    if local == "properties" and stack and stack[-1] in self.header_elems:
+                    if tag == "properties" and stack and stack[-1] in self.header_elems:
                         self._late_properties(elem)
                     continue
                 # Drop what was handled, and its slot in the parent, so the tree never grows.
-                # Events come in batches, so later siblings may already follow it in the parent;
-                # removing in document order keeps it near the front, which makes remove() cheap.
+                # The parser runs ahead by a chunk, so later siblings may already follow it in
+                # the parent; removing in document order keeps it near the front, which makes
+                # remove() cheap.
                 elem.clear()
                 if stack:
-                    with contextlib.suppress(ValueError):
+                    # Not contextlib.suppress: that would cost a context manager per testcase.
+                    try:  # noqa: SIM105
                         stack[-1].remove(elem)
+                    except ValueError:  # pragma: no cover - the builder put it there
+                        pass
         except ImportFormatError:
             raise
         except (ValueError, TypeError) as exc:
             raise ImportFormatError(self.path, f"unusable testcase: {exc}") from None
         finally:
-            self.stream.close()
+            self.xml.close()
 
     def _late_properties(self, elem: Element) -> None:
         """Run properties written after the testcases (Robot's xunit): they reach
@@ -319,14 +285,15 @@ class _Reader:
         return _Suite(name=name, file=file or (outer[-1].file if outer else None))
 
     def _testcase(self, elem: Element, suite: _Suite | None) -> list[TestResult]:
-        name = elem.get("name") or ""
-        classname = elem.get("classname") or elem.get("class") or ""
+        get = elem.get
+        name = get("name") or ""
+        classname = get("classname") or get("class") or ""
         if not name:
             name = "<unnamed>"
             self.warnings.append(f"a testcase of {classname or 'no class'} has no name")
         test_id = f"{classname}::{name}" if classname else name
         suite_name = suite.name if suite else None
-        file = elem.get("file") or (suite.file if suite else None) or self.root_file
+        file = get("file") or (suite.file if suite else None) or self.root_file
         tool_name = classname or suite_name or file or name
 
         details: dict[str, Any] = {}
@@ -334,9 +301,29 @@ class _Reader:
             details["suite"] = suite_name
         if file:
             details["file"] = file
-        line = _int_or_none(elem.get("line"))
-        if line is not None:
+        line_text = get("line")
+        if line_text is not None and (line := int_or_none(line_text)) is not None:
             details["line"] = line
+        stamp = get("timestamp")
+        started_at = parse_timestamp(stamp) if stamp else None
+        previous = self.failing.get(test_id, 0) if self.failing else 0
+
+        if not len(elem):
+            # The common case by far: a passing testcase without children.
+            if previous:
+                del self.failing[test_id]
+            return [
+                TestResult(
+                    test_id,
+                    tool_name,
+                    name,
+                    Status.PASS,
+                    duration_secs=parse_duration(get("time")),
+                    details=details,
+                    attempt=previous + 1,
+                    started_at=started_at,
+                )
+            ]
 
         outcomes: list[Element] = []
         skipped: Element | None = None
@@ -355,27 +342,23 @@ class _Reader:
             elif tag == "properties":
                 details.setdefault("properties", {}).update(_properties(child))
 
-        base: dict[str, Any] = dict(
-            test_id=test_id,
-            tool_name=tool_name,
-            variation=name,
-            started_at=parse_timestamp(elem.get("timestamp")),
-        )
-        previous = self.failing.get(test_id, 0)
         results: list[TestResult] = []
         for attempt, retry in enumerate(retries, start=previous + 1):
             message, error_type, trace = _problem(retry, nested_trace=True)
             results.append(
                 TestResult(
-                    **base,
-                    status=_RETRY_TAGS[_local(retry.tag)],
+                    test_id,
+                    tool_name,
+                    name,
+                    _RETRY_TAGS[_local(retry.tag)],
                     duration_secs=parse_duration(retry.get("time")),
                     error_type=error_type,
                     error_message=message,
                     traceback=trace,
-                    output_excerpt=_join_output(_nested_output(retry)),
+                    output_excerpt=join_output(_nested_output(retry)),
                     details={**details, "retry_kind": _local(retry.tag)},
                     attempt=attempt,
+                    started_at=started_at,
                 )
             )
 
@@ -385,7 +368,7 @@ class _Reader:
             message, error_type, trace = _problem(outcomes[0], nested_trace=False)
             if len(outcomes) > 1:
                 texts = [t for o in outcomes if _has_text(t := o.text or "")]
-                trace = _bounded("\n\n".join(texts), TRACEBACK_LIMIT) if texts else trace
+                trace = bounded("\n\n".join(texts), TRACEBACK_LIMIT) if texts else trace
         elif skipped is not None:
             status = Status.SKIP
             message, error_type, trace = _problem(skipped, nested_trace=False)
@@ -398,15 +381,18 @@ class _Reader:
             self.failing.pop(test_id, None)
         results.append(
             TestResult(
-                **base,
-                status=status,
-                duration_secs=parse_duration(elem.get("time")),
+                test_id,
+                tool_name,
+                name,
+                status,
+                duration_secs=parse_duration(get("time")),
                 error_type=error_type,
                 error_message=message,
                 traceback=trace,
-                output_excerpt=_join_output(output),
+                output_excerpt=join_output(output),
                 details=details,
                 attempt=attempt,
+                started_at=started_at,
             )
         )
         return results
@@ -450,9 +436,9 @@ def _problem(elem: Element, *, nested_trace: bool) -> tuple[str | None, str | No
         message = next(line.strip() for line in text.splitlines() if line.strip())
     error_type = (elem.get("type") or "").strip() or None
     return (
-        _bounded(message, MESSAGE_LIMIT),
+        bounded(message, MESSAGE_LIMIT),
         error_type,
-        _bounded(text, TRACEBACK_LIMIT),
+        bounded(text, TRACEBACK_LIMIT),
     )
 
 
@@ -462,26 +448,6 @@ def _nested_output(elem: Element) -> list[tuple[str, str]]:
         for child in elem
         if _local(child.tag) in ("system-out", "system-err") and _has_text(child.text)
     ]
-
-
-def _join_output(parts: list[tuple[str, str]]) -> str | None:
-    if not parts:
-        return None
-    return _bounded("\n".join(f"----- {tag} -----\n{text}" for tag, text in parts), OUTPUT_LIMIT)
-
-
-def _bounded(text: str | None, limit: int) -> str | None:
-    """``text`` cut to ``limit`` UTF-8 bytes; a cut is always said, never silent."""
-    if not text:
-        return None
-    if len(text) * 4 <= limit:  # cannot be over the limit: skip encoding the common short case
-        return text
-    data = text.encode("utf-8", errors="replace")
-    if len(data) <= limit:
-        return text
-    kept = data[:limit].decode("utf-8", errors="ignore")
-    dropped = len(data) - len(kept.encode("utf-8"))
-    return f"{kept}\n[... truncated {dropped} bytes]"
 
 
 def _properties(elem: Element) -> dict[str, Any]:
@@ -502,132 +468,3 @@ def _properties(elem: Element) -> dict[str, Any]:
         else:
             props[name] = value
     return props
-
-
-def _int_or_none(text: str | None) -> int | None:
-    try:
-        return int(text.strip()) if text else None
-    except ValueError:
-        return None
-
-
-_DURATION = re.compile(r"^([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([a-zµ]*)$")
-_THOUSANDS = re.compile(r"^\d{1,3}(?:,\d{3})+(?:\.\d*)?$")
-_UNITS = {"": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9, "m": 60.0, "h": 3600.0}
-_UNITS.update(dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1.0))
-_UNITS.update(min=60.0)
-
-
-def parse_duration(text: str | None) -> float | None:
-    """A JUnit ``time`` in seconds: ``"1.5"``, ``"1,234.5"``, ``"1.5s"``, ``"250ms"``...
-
-    None for missing, empty, unparseable, non-finite or negative values. A comma is a thousands
-    separator when it groups digits by three (Surefire's ``"1,234.5"``), else a decimal comma
-    (``"0,25"`` from a writer in a European locale).
-    """
-    if text is None:
-        return None
-    try:
-        # The common case by far, a plain number of seconds, without the regexes.
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return seconds if math.isfinite(seconds) and seconds >= 0 else None
-    value = text.strip().lower()
-    if not value:
-        return None
-    number_part = value.rstrip("abcdefghijklmnopqrstuvwxyzµ ")
-    if "," in number_part:
-        if _THOUSANDS.match(number_part):
-            value = value.replace(",", "")
-        elif number_part.count(",") == 1 and "." not in number_part:
-            value = value.replace(",", ".")
-        else:
-            return None
-    match = _DURATION.match(value)
-    if match is None or match.group(2) not in _UNITS:
-        return None
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if not math.isfinite(seconds) or seconds < 0:
-        return None
-    return seconds
-
-
-_TIMESTAMP = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?)?"
-    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
-)
-
-
-def parse_timestamp(text: str | None) -> datetime | None:
-    """An ISO 8601 ``timestamp`` as an aware UTC datetime (naive ones are taken as UTC).
-
-    None for missing or unparseable values and for the placeholder dates writers put when they had
-    no time (Go's 0001-01-01, the 1970 epoch).
-    """
-    if not text:
-        return None
-    match = _TIMESTAMP.match(text.strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    if int(year) < 1971:
-        return None
-    try:
-        micro = int((fraction or "0")[:6].ljust(6, "0"))
-        stamp = datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-            micro, tzinfo=timezone.utc,
-        )  # fmt: skip
-    except ValueError:
-        return None
-    if zone and zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
-        stamp -= sign * offset
-    return None if stamp < _SENTINEL_BEFORE else stamp
-
-
-def _head_text(head: bytes) -> str:
-    """The first bytes as text, for sniffing and for error messages."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return head.decode("utf-16", errors="ignore").lstrip("\ufeff")
-    if head.startswith(b"\x1f\x8b"):
-        return head_text(head)
-    return head.decode("utf-8", errors="ignore").lstrip("\ufeff")
-
-
-def _read_head(path: Path, stream: io.BufferedIOBase) -> bytes:
-    """Check the first bytes before parsing, for plain messages on the commonest bad inputs."""
-    try:
-        head = stream.read(4096)
-        stream.seek(0)
-    except (OSError, EOFError, ValueError) as exc:
-        raise ImportFormatError(path, f"cannot read: {exc}") from None
-    text = _head_text(head).strip()
-    if not text:
-        raise ImportFormatError(path, "empty file: expected JUnit XML")
-    if not text.startswith("<"):
-        raise ImportFormatError(path, f"not XML: the file starts with {text[:20]!r}", 1)
-    return head
-
-
-def _invalid_utf8_on_line(path: Path, line: int, head: bytes) -> bool:
-    """Whether ``line`` of a file meant to be UTF-8 is not valid UTF-8 (expat only says
-    "invalid token" for both that and a stray ``<``)."""
-    declared = re.search(rb"encoding=[\"']([\w.-]+)", head[:200])
-    if declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8"):
-        return False
-    try:
-        with open_maybe_gzip(path) as stream:
-            for number, raw in enumerate(stream, start=1):
-                if number == line:
-                    raw.decode("utf-8")
-                    return False
-    except UnicodeDecodeError:
-        return True
-    except (ImportFormatError, OSError, EOFError):
-        return False
-    return False

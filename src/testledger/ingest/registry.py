@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import gzip
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,10 @@ def _head(path: Path) -> bytes:
     return head
 
 
+#: The tool-validation suite's hand-kept issue files, which ``testledger backfill`` reads.
+_ISSUE_MARKDOWN = re.compile(r"^(?:ISSUES_CHECKLIST.*|PHASE_.*_COMPLETE)\.md$", re.IGNORECASE)
+
+
 def detect_format(path: Path) -> ModuleType:
     """The importer for ``path`` (a file, or an Allure / tool-validation results folder)."""
     if path.is_dir():
@@ -64,7 +69,10 @@ def detect_format(path: Path) -> ModuleType:
         # (a DTD it refuses, an NUnit / TRX / Robot Framework file, a truncated document).
         return junit
     known = ", ".join(FORMATS)
-    raise ImportFormatError(path, f"not a report format testledger knows ({known})")
+    reason = f"not a report format testledger knows ({known})"
+    if _ISSUE_MARKDOWN.match(path.name):
+        reason += "; an issue checklist: use testledger backfill"
+    raise ImportFormatError(path, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,7 @@
 
 Off unless asked for (``--ledger``, ``--ledger=URL``, or ``ledger = true`` / ``ledger_url = ...``
 in pytest's ini options). pytest loads this module in every session through its ``pytest11``
-entry point, so at import it pulls in nothing but pytest and the standard library: SQLAlchemy,
-the runner and :mod:`testledger.record.pytest_support` are imported once a session turns
-recording on.
+entry point, so at import it pulls in nothing but pytest and the standard library.
 
 Two roles, so that pytest-xdist gives one run with every worker's results:
 
@@ -13,33 +11,39 @@ Two roles, so that pytest-xdist gives one run with every worker's results:
   test's teardown report as the ``testledger`` attribute, which xdist ships to the controller
   with the rest of the report;
 * recording (the process that is not an xdist worker): folds each test's setup / call /
-  teardown reports into one result and hands it to :class:`~testledger.record.runner.Run`,
-  which writes the JSON spool at once and the database in batches on a background thread.
+  teardown reports into one item (a passing test: a small tuple; anything else: a
+  :class:`~testledger.model.TestResult`) and hands batches of them to a writer process
+  (:mod:`testledger.record.writer_client`). That process, on another core, imports SQLAlchemy,
+  writes the JSON spool and the database, and finishes the run; the session itself never
+  imports SQLAlchemy or the driver (bench/pytest_overhead.py: their import, their garbage and
+  the database work were most of the plugin's cost per test). Should the writer die, this
+  process records the rest of the run into the spool itself, with one warning line.
 
 Memory is the RSS in MB right after the test (/proc/self/statm on Linux, psutil elsewhere), or
-without either the process's peak
-RSS so far (``getrusage`` ``ru_maxrss``). CPU is the process's CPU time during the test over its
-wall time, in percent.
+without either the process's peak RSS so far (``getrusage`` ``ru_maxrss``). CPU is the process's
+CPU time during the test over its wall time, in percent.
 """
 
 from __future__ import annotations
 
-import logging
+import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from testledger.record.measure import cpu_percent, rss_reader
+
 if TYPE_CHECKING:
-    from testledger.model import TestResult, WatcherObservation
+    from testledger.config import Settings
+    from testledger.model import WatcherObservation
     from testledger.record.runner import Run
+    from testledger.record.writer_client import WriterClient
+    from testledger.record.writer_process import LogCollector
 
-    _Build = Callable[
-        [pytest.TestReport, list[pytest.TestReport]], tuple[TestResult, list[WatcherObservation]]
-    ]
-
-__all__ = ["LEDGER_FIELDS", "LedgerHandle"]
+__all__ = ["LEDGER_FIELDS", "PAYLOAD_ATTR", "LedgerHandle", "passing_compact"]
 
 #: What ``ledger.set(...)`` and ``@pytest.mark.ledger(...)`` may set on a test's result.
 LEDGER_FIELDS = frozenset(
@@ -56,7 +60,19 @@ LEDGER_FIELDS = frozenset(
     }
 )
 
-_LOGGER = "testledger"
+#: The attribute of a teardown report that carries what the measuring side knows about the test
+#: (RSS, CPU, the ``ledger`` fixture's and marker's data). An attribute rather than a
+#: ``user_properties`` entry: pytest serialises every report attribute for pytest-xdist
+#: (``_report_to_json`` copies ``report.__dict__``), while ``user_properties`` would also be
+#: written into every ``--junitxml`` testcase as a ``<property>`` holding a JSON blob.
+PAYLOAD_ATTR = "testledger"
+
+#: A batch goes to the writer when it holds this many results, or once this long has passed
+#: since the last one went: a slow suite's results still reach the spool and the database
+#: within a second or so, and the session's end waits for no more than one small batch.
+BATCH_ITEMS = 250
+BATCH_SECS = 0.5
+
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
@@ -191,8 +207,9 @@ def pytest_configure(config: pytest.Config) -> None:
     enabled, url = _wanted_url(config)
     if not enabled:
         return
-    config.pluginmanager.register(_Measure(), "testledger-measure")
-    if not hasattr(config, "workerinput"):  # not a pytest-xdist worker
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: it measures, the controller records
+        config.pluginmanager.register(_Measure(), "testledger-measure")
+    else:
         config.pluginmanager.register(_Recorder(config, url), "testledger-recorder")
 
 
@@ -208,10 +225,6 @@ class _Measure:
     test's memory is what is left, and it happens even when teardown raised)."""
 
     def __init__(self) -> None:
-        from testledger.record.pytest_support import PAYLOAD_ATTR, cpu_percent, rss_reader
-
-        self._attr = PAYLOAD_ATTR
-        self._cpu_percent = cpu_percent
         self._rss, self.memory_kind = rss_reader()
         # nodeid -> (the item, wall and CPU clocks at setup, the marker's fields)
         self._started: dict[str, tuple[pytest.Item, float, float, dict[str, Any] | None]] = {}
@@ -220,10 +233,13 @@ class _Measure:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         # Called for every attempt (pytest-rerunfailures runs the protocol again).
         marked: dict[str, Any] | None = None
-        for mark in item.iter_markers("ledger"):
-            check_fields(mark.kwargs, "@pytest.mark.ledger")
-            # iter_markers goes from the closest node out: the closest one wins.
-            marked = {**mark.kwargs, **(marked or {})}
+        # The keywords (a few dict lookups up the node chain) hold every marker's name: most
+        # tests are spared iter_markers' generator walk.
+        if "ledger" in item.keywords:
+            for mark in item.iter_markers("ledger"):
+                check_fields(mark.kwargs, "@pytest.mark.ledger")
+                # iter_markers goes from the closest node out: the closest one wins.
+                marked = {**mark.kwargs, **(marked or {})}
         self._started[item.nodeid] = (item, time.perf_counter(), time.process_time(), marked)
 
     def _payload(
@@ -233,10 +249,11 @@ class _Measure:
         item, start_wall, start_cpu, fields = start
         payload: dict[str, Any] = {
             "rss": self._rss(),
-            "cpu": self._cpu_percent(cpu - start_cpu, wall - start_wall),
+            "cpu": cpu_percent(cpu - start_cpu, wall - start_wall),
         }
-        handle = item.stash.get(_HANDLE, None)
-        if handle is not None:
+        # `in` first: Stash.get raises and catches KeyError for the (usual) absent key.
+        if _HANDLE in item.stash:
+            handle = item.stash[_HANDLE]
             del item.stash[_HANDLE]  # a rerun gets a fresh fixture
             fields = {**(fields or {}), **handle.fields}
             if handle.metrics:
@@ -247,96 +264,139 @@ class _Measure:
             payload["fields"] = fields
         return payload
 
+    def measure(self, report: pytest.TestReport) -> None:
+        """Put the measurements on a teardown report, if its test ran in this process."""
+        start = self._started.pop(report.nodeid, None)
+        if start is not None:
+            setattr(report, PAYLOAD_ATTR, self._payload(start))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # tryfirst: before xdist's worker serialises the report, and before the recorder.
-        # Only a test that ran in this process: an xdist controller also sees the reports
-        # of its workers' tests, which already carry their measurements.
+        # tryfirst: before xdist's worker serialises the report.
         if report.when == "teardown":
-            start = self._started.pop(report.nodeid, None)
-            if start is not None:
-                setattr(report, self._attr, self._payload(start))
+            self.measure(report)
 
 
 # -- recording: the controller -----------------------------------------------------------------
 
 
-class _LogCollector(logging.Handler):
-    """Holds the runner's log records, so that they become one summary line instead of text
-    printed wherever pytest's log capture happens to be at the time."""
+def passing_compact(
+    teardown: pytest.TestReport, earlier: Sequence[pytest.TestReport], attempt: int
+) -> tuple[Any, ...] | None:
+    """The common case as a compact tuple (``writer_pipe.COMPACT_FIELDS``): a test whose setup,
+    call and teardown passed, with no captured output or log and nothing from the ``ledger``
+    fixture or marker. None for anything else (which becomes a full TestResult).
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.records: list[logging.LogRecord] = []
+    The writer expands the tuple into the row ``encode_result(build_result(...)[0])`` gives (a
+    test compares them): most tests of a suite take this path, and it costs the session a
+    tuple instead of a result."""
+    if len(earlier) != 2:
+        return None
+    setup, call = earlier
+    # Plain attribute and __dict__ reads: hasattr() on a missing attribute raises and catches
+    # AttributeError, which cost more than the rest of this function (bench/pytest_overhead.py).
+    if (
+        setup.when != "setup"
+        or call.when != "call"
+        or setup.outcome != "passed"
+        or call.outcome != "passed"
+        or teardown.outcome != "passed"
+        or "wasxfail" in call.__dict__
+        or teardown.sections
+    ):
+        return None
+    payload: dict[str, Any] = teardown.__dict__.get(PAYLOAD_ATTR) or {}
+    if "fields" in payload or "metrics" in payload or "watch" in payload:
+        return None
+    # Summed in build_result's order: the same float.
+    duration = teardown.duration + setup.duration + call.duration
+    return (teardown.nodeid, attempt, duration, setup.start, payload.get("rss"), payload.get("cpu"))
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+
+def _new_run_key(started: datetime) -> str:
+    # The runner's format (runner._new_run_key), without importing the runner: the key is
+    # chosen here so that the spool can take over the writer's run should the writer die.
+    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(6).hex()}"
 
 
 class _Recorder:
+    """Records the session's results; measures the tests that run in this process too (all of
+    them without xdist, none in xdist's controller) itself, through a _Measure it does not
+    register: one hook call per report instead of two (bench/pytest_overhead.py)."""
+
     def __init__(self, config: pytest.Config, url: str | None) -> None:
+        self._measure = _Measure()
         self.config = config
         self.url = url
-        self.run: Run | None = None
         self.recorded = 0
         self.problems: list[str] = []
         self.interrupted: str | None = None
         self.finished = False
+        self.settings: Settings | None = None
+        self.options: dict[str, Any] = {}
+        #: The writer's report once the run is finished (see writer_process).
+        self.summary: dict[str, Any] | None = None
+        #: Set when the writer died: why, and the run this process spools into instead.
+        self.writer_death: str | None = None
+        self.fallback: Run | None = None
+        self._fallback_logs: LogCollector | None = None
+        self._client: WriterClient | None = None
         self._open: dict[str, list[pytest.TestReport]] = {}
-        self._build: _Build | None = None
-        self._passing_row: (
-            Callable[[pytest.TestReport, list[pytest.TestReport]], tuple[Any, ...] | None] | None
-        ) = None
-        self._crashed: Callable[[pytest.TestReport], TestResult] | None = None
-        self._logger = logging.getLogger(_LOGGER)
-        self._collector = _LogCollector()
-        self._propagate = self._logger.propagate
+        self._attempts: dict[str, int] = {}
+        self._batch: list[Any] = []
+        self._last_sent = time.monotonic()
+
+    @property
+    def writer_pid(self) -> int | None:
+        return None if self._client is None else self._client.pid
 
     # -- session ---------------------------------------------------------------------------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self._logger.addHandler(self._collector)
-        self._logger.propagate = False
+        from testledger.config import load_settings
+        from testledger.errors import ConfigError
+
         option = self.config.option
         try:
-            import pytest as _pytest
+            self.settings = load_settings(self.url, option.testledger_results_dir)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"testledger: {exc}") from None
+        started = datetime.now(timezone.utc)
+        self.options = {
+            "branch": option.testledger_branch,
+            "commit": option.testledger_commit,
+            "suite": option.testledger_suite,
+            "run_key": option.testledger_run_key or _new_run_key(started),
+            "started_at": started,
+            "source": "pytest",
+            "watcher": getattr(option, "testledger_watcher", None),
+            "metadata": {
+                "pytest": {
+                    "version": pytest.__version__,
+                    # Masked by the writer (start_run), which has the URL masking at hand.
+                    "args": [str(arg) for arg in self.config.invocation_params.args],
+                    "rootdir": str(self.config.rootpath),
+                    "xdist_workers": getattr(option, "numprocesses", None),
+                }
+            },
+        }
+        from testledger.record.writer_client import WriterClient, WriterDied
 
-            from testledger.errors import ConfigError
-            from testledger.record.pytest_support import build_result, crashed_result, passing_row
-            from testledger.record.runner import Ledger
-            from testledger.store.engine import mask_urls_in
+        try:
+            self._client = WriterClient(self.settings, self.options)
+        except WriterDied as exc:
+            self._take_over(str(exc))
+        except Exception as exc:
+            # No writer process here (it could not be started, or this platform's pipes do
+            # not do what WriterClient needs): record in this process instead, as a runner
+            # would, into the database and the spool.
+            self._take_over(f"the writer process did not start: {exc}", offline=False)
 
-            try:
-                ledger = Ledger(self.url, results_dir=option.testledger_results_dir)
-            except ConfigError as exc:
-                raise pytest.UsageError(f"testledger: {exc}") from None
-            args = [mask_urls_in(str(arg)) for arg in self.config.invocation_params.args]
-            self.run = ledger.start_run(
-                branch=option.testledger_branch,
-                commit=option.testledger_commit,
-                suite=option.testledger_suite,
-                run_key=option.testledger_run_key,
-                source="pytest",
-                watcher=getattr(option, "testledger_watcher", None),
-                metadata={
-                    "pytest": {
-                        "version": _pytest.__version__,
-                        "args": args,
-                        "rootdir": str(self.config.rootpath),
-                        "xdist_workers": getattr(option, "numprocesses", None),
-                    }
-                },
-            )
-        except pytest.UsageError:
-            raise
-        except Exception as exc:  # never fail the session over recording
-            self.problems.append(f"could not start the run: {type(exc).__name__}: {exc}")
-            self.problems[-1] = _mask(self.problems[-1])
-            return
-        self._build = build_result
-        self._crashed = crashed_result
-        self._passing_row = passing_row
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self._measure.pytest_runtest_setup(item)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """The hot path: runs in the controller for every phase of every test."""
         when = report.when
@@ -347,27 +407,67 @@ class _Recorder:
             else:
                 opened.append(report)
             return
-        run, build, crashed = self.run, self._build, self._crashed
-        if run is None or build is None or crashed is None:
+        if when == "teardown":
+            self._measure.measure(report)
+        if self.settings is None:
             return
-        earlier = self._open.pop(report.nodeid, None) or []
+        nodeid = report.nodeid
+        earlier = self._open.pop(nodeid, None) or []
+        attempt = self._attempts.get(nodeid, 0) + 1
+        self._attempts[nodeid] = attempt
         try:
-            if when == "teardown":
-                row = self._passing_row(report, earlier) if self._passing_row else None
-                if row is not None:  # most tests: no TestResult built
-                    run.record_row(row)
-                    self.recorded += 1
-                    return
-                result, extra = build(report, earlier)
-            else:  # xdist's report for a test whose worker crashed
-                result, extra = crashed(report), []
-            ref = run.record(result)
-            for observation in extra:
-                run.attach_watcher(ref, observation)
-            self.recorded += 1
+            item: Any = passing_compact(report, earlier, attempt) if when == "teardown" else None
+            if item is None:
+                item = _full_item(report, earlier, attempt)
         except Exception as exc:  # a result we cannot store must not stop the tests
             if len(self.problems) < 5:
-                self.problems.append(f"{report.nodeid}: {type(exc).__name__}: {exc}")
+                self.problems.append(f"{nodeid}: {type(exc).__name__}: {exc}")
+            return
+        self.recorded += 1
+        batch = self._batch
+        batch.append(item)
+        if len(batch) >= BATCH_ITEMS or time.monotonic() - self._last_sent >= BATCH_SECS:
+            self._send()
+
+    def _send(self) -> None:
+        batch, self._batch = self._batch, []
+        self._last_sent = time.monotonic()
+        if not batch:
+            return
+        if self._client is not None:
+            from testledger.record.writer_client import WriterDied
+
+            try:
+                self._client.submit(batch)
+            except WriterDied as exc:
+                self._take_over(str(exc))
+            return
+        if self.fallback is not None:
+            from testledger.record.writer_process import record_items
+
+            record_items(self.fallback, batch, self.problems)
+
+    def _take_over(self, reason: str, *, offline: bool = True) -> None:
+        """The writer died: record what it did not acknowledge, and the rest of the run, into
+        the run's spool from here (``testledger sync`` loads it later). Not ``offline``: into
+        the database too, from this process (the writer never started)."""
+        from testledger.record.writer_process import collect_logs, record_items, start_run
+
+        items = self._client.unacknowledged() if self._client is not None else []
+        self._client = None
+        if offline:
+            self.writer_death = reason
+        self._fallback_logs = collect_logs()
+        assert self.settings is not None
+        try:
+            self.fallback = start_run(
+                self.settings, self.options, offline=reason if offline else None
+            )
+        except Exception as exc:
+            self.problems.append(f"could not spool the run: {type(exc).__name__}: {exc}")
+            self.settings = None  # nothing more can be recorded
+            return
+        record_items(self.fallback, items, self.problems)
 
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted = f"interrupted: {excinfo.typename}: {excinfo.value}".strip(": ")
@@ -376,59 +476,101 @@ class _Recorder:
         self._finish(exitstatus)
 
     def _finish(self, exitstatus: int | None) -> None:
-        run = self.run
-        if run is None or self.finished:
+        if self.settings is None or self.finished:
             return
         self.finished = True
-        interrupted = self.interrupted
-        if interrupted is None and exitstatus in (
+        notes = self.interrupted
+        if notes is None and exitstatus in (
             pytest.ExitCode.INTERRUPTED,
             pytest.ExitCode.INTERNAL_ERROR,
         ):
-            interrupted = f"aborted: pytest exit status {int(exitstatus)}"
-        try:
-            if interrupted is not None:
-                run.abort(interrupted)
-            else:
-                run.finish()
-        except Exception as exc:
-            self.problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
+            notes = f"aborted: pytest exit status {int(exitstatus)}"
+        status = "finished" if notes is None else "aborted"
+        self._send()
+        if self._client is not None:
+            from testledger.record.writer_client import WriterDied
+
+            try:
+                self.summary = self._client.finish(status, notes)
+            except WriterDied as exc:
+                self._take_over(str(exc))
+        if self.fallback is not None:
+            from testledger.model import RunStatus
+
+            try:
+                self.fallback.finish(RunStatus(status), notes)
+            except Exception as exc:
+                self.problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for line in self.summary_lines():
-            terminalreporter.write_line(line, yellow=line.startswith("testledger: database"))
+        for line, warning in self.summary_lines():
+            terminalreporter.write_line(line, yellow=warning)
 
-    def summary_lines(self) -> list[str]:
-        lines: list[str] = []
-        run = self.run
-        if run is not None:
-            noun = "result" if self.recorded == 1 else "results"
-            if run.spooled:
-                lines.append(
-                    f"testledger: database {run.ledger.url} unreachable ({run.spool_reason}); "
-                    f"recorded {self.recorded} {noun} (run {run.run_key}) to "
-                    f"{run.archive.folder}; load it with `testledger sync`"
+    def summary_lines(self) -> list[tuple[str, bool]]:
+        """The lines to print, each with whether it is a warning."""
+        lines: list[tuple[str, bool]] = []
+        noun = "result" if self.recorded == 1 else "results"
+        summary = self.summary or {}
+        fallback = self.fallback
+        if fallback is not None:  # recorded in this process
+            summary = {
+                "url": fallback.ledger.url,
+                "run_id": fallback.run_id,
+                "run_key": fallback.run_key,
+                "spool_reason": fallback.spool_reason,
+                "folder": str(fallback.archive.folder),
+                "errors": self._fallback_logs.messages if self._fallback_logs else [],
+            }
+        if self.writer_death is not None and fallback is not None:
+            lines.append(
+                (
+                    f"testledger: {self.writer_death}; recorded {self.recorded} {noun} "
+                    f"(run {fallback.run_key}) to {fallback.archive.folder}; load it with "
+                    "`testledger sync`",
+                    True,
                 )
-            else:
-                lines.append(
+            )
+        elif summary.get("run_key") is not None and summary["spool_reason"] is not None:
+            lines.append(
+                (
+                    f"testledger: database {summary['url']} unreachable "
+                    f"({summary['spool_reason']}); recorded {self.recorded} {noun} "
+                    f"(run {summary['run_key']}) to {summary['folder']}; load it with "
+                    "`testledger sync`",
+                    True,
+                )
+            )
+        elif summary.get("run_key") is not None:
+            lines.append(
+                (
                     f"testledger: recorded {self.recorded} {noun} "
-                    f"(run {run.run_id}) into {run.ledger.url}"
+                    f"(run {summary['run_id']}) into {summary['url']}",
+                    False,
                 )
+            )
         # Anything else the runner logged (not the outage it already said it went around).
-        for record in self._collector.records:
-            if record.levelno >= logging.ERROR:
-                lines.append(f"testledger: {record.getMessage()}")
-        lines.extend(f"testledger: {problem}" for problem in self.problems)
+        messages = [*summary.get("errors", ()), *self.problems, *summary.get("problems", ())]
+        lines.extend((f"testledger: {message}", False) for message in messages)
         return lines
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # A session that never reached sessionfinish (an internal error) still closes its run.
         self._finish(pytest.ExitCode.INTERNAL_ERROR)
-        self._logger.removeHandler(self._collector)
-        self._logger.propagate = self._propagate
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
-def _mask(text: str) -> str:
-    from testledger.store.engine import mask_urls_in
+def _full_item(
+    report: pytest.TestReport, earlier: list[pytest.TestReport], attempt: int
+) -> tuple[Any, list[WatcherObservation]]:
+    """Any test but a plain pass, as a TestResult and the watcher observations beyond its
+    first; the support module (and testledger.model) are imported at the first such test."""
+    from testledger.record.pytest_support import build_result, crashed_result
 
-    return mask_urls_in(text)
+    if report.when == "teardown":
+        result, extra = build_result(report, earlier)
+    else:  # xdist's report for a test whose worker crashed
+        result, extra = crashed_result(report), []
+    result.attempt = attempt
+    return result, extra

@@ -1,8 +1,9 @@
 """The pytest plugin's helpers that are only needed once recording is on.
 
 Kept out of :mod:`testledger.record.pytest_plugin` so that loading the plugin (which every pytest
-session on a machine with testledger installed does) costs nothing when recording is off: this
-module, and the runner behind it, are imported when a session asks for ``--ledger``.
+session on a machine with testledger installed does) costs nothing when recording is off: a
+recording session imports this module at its first test that is not a plain pass. It must not
+import SQLAlchemy (the writer process does that).
 
 The central piece is :func:`build_result`: the reports of one attempt of one test (setup, call,
 teardown, as pytest logs them) folded into one :class:`~testledger.model.TestResult`.
@@ -10,10 +11,7 @@ teardown, as pytest logs them) folded into one :class:`~testledger.model.TestRes
 
 from __future__ import annotations
 
-import os
-import resource
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,75 +26,10 @@ from testledger.ingest._common import (
     split_exception,
 )
 from testledger.model import Status, TestResult, WatcherObservation
-from testledger.store.types import format_utc
+from testledger.record.measure import stored_cpu_percent
+from testledger.record.pytest_plugin import PAYLOAD_ATTR
 
-__all__ = [
-    "PAYLOAD_ATTR",
-    "build_result",
-    "cpu_percent",
-    "crashed_result",
-    "passing_row",
-    "rss_reader",
-    "split_test_id",
-]
-
-#: The attribute of a teardown report that carries what the measuring side knows about the test
-#: (RSS, CPU, the ``ledger`` fixture's and marker's data). An attribute rather than a
-#: ``user_properties`` entry: pytest serialises every report attribute for pytest-xdist
-#: (``_report_to_json`` copies ``report.__dict__``), while ``user_properties`` would also be
-#: written into every ``--junitxml`` testcase as a ``<property>`` holding a JSON blob.
-PAYLOAD_ATTR = "testledger"
-
-#: ``test_results.cpu_percent`` is NUMERIC(5, 2); a test running several threads can exceed 100%.
-_CPU_MAX = 999.99
-
-
-def rss_reader() -> tuple[Callable[[], float], str]:
-    """A function giving the process's memory in MB, and what it measures.
-
-    The RSS right after the test: from /proc/self/statm on Linux, else psutil when installed;
-    otherwise
-    ``getrusage`` peak RSS (ru_maxrss: the high-water mark so far, which never goes down, so it
-    shows growth but not release)."""
-    if sys.platform.startswith("linux"):
-        try:
-            # What psutil reads, without its per-call wrappers: psutil's memory_info() was the
-            # largest single cost per test (cProfile, bench/pytest_overhead.py). The file is
-            # kept open and re-read from offset 0.
-            fd = os.open("/proc/self/statm", os.O_RDONLY)
-        except OSError:
-            pass
-        else:
-            page_mb = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-
-            def statm() -> float:
-                return int(os.pread(fd, 128, 0).split()[1]) * page_mb
-
-            return statm, "rss"
-    try:
-        # No stubs are required: psutil is optional, and the only call used is typed here.
-        import psutil  # type: ignore[import-untyped,import-not-found,unused-ignore]
-    except ImportError:
-        # ru_maxrss is KiB on Linux, bytes on macOS.
-        scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
-
-        def peak() -> float:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-        return peak, "peak-rss"
-    memory_info = psutil.Process().memory_info
-
-    def rss() -> float:
-        return float(memory_info().rss) / (1024 * 1024)
-
-    return rss, "rss"
-
-
-def cpu_percent(cpu_secs: float, wall_secs: float) -> float | None:
-    """Process CPU time over wall time, in percent (every thread of the process counts)."""
-    if wall_secs <= 0:
-        return None
-    return round(min(cpu_secs / wall_secs * 100.0, _CPU_MAX), 2)
+__all__ = ["build_result", "crashed_result", "split_test_id"]
 
 
 def split_test_id(nodeid: str) -> tuple[str, str]:
@@ -239,7 +172,7 @@ def build_result(
         status=status,
         duration_secs=duration,
         memory_mb=None if rss is None else round(rss),
-        cpu_percent=payload.get("cpu"),
+        cpu_percent=stored_cpu_percent(payload.get("cpu")),
         started_at=datetime.fromtimestamp(start, timezone.utc),
         details=details,
     )
@@ -264,69 +197,6 @@ def build_result(
         result.watcher = observations[0]
         extra = observations[1:]
     return result, extra
-
-
-def passing_row(
-    teardown: pytest.TestReport, earlier: Sequence[pytest.TestReport]
-) -> tuple[Any, ...] | None:
-    """The common case without a TestResult: a test whose setup, call and teardown passed,
-    with no captured output and nothing from the ``ledger`` fixture or marker, as the row of
-    ``ROW_COLUMNS`` that ``encode_result(build_result(...)[0])`` gives (attempt None, for
-    :meth:`~testledger.record.runner.Run.record_row` to number). None for anything else.
-
-    Most tests of a suite take this path: it skips building and encoding a TestResult
-    (bench/pytest_overhead.py; a test compares it with the general path)."""
-    if len(earlier) != 2:
-        return None
-    setup, call = earlier
-    if (
-        setup.when != "setup"
-        or call.when != "call"
-        or not (setup.passed and call.passed and teardown.passed)
-        or hasattr(call, "wasxfail")
-        or teardown.capstdout
-        or teardown.capstderr
-    ):
-        return None
-    payload: dict[str, Any] = getattr(teardown, PAYLOAD_ATTR, None) or {}
-    if payload.get("fields") or payload.get("metrics") or payload.get("watch"):
-        return None
-    duration = teardown.duration
-    for report in earlier:  # summed in build_result's order: the same float
-        duration += report.duration
-    nodeid = teardown.nodeid
-    tool_name, variation = split_test_id(nodeid)
-    rss = payload.get("rss")
-    started = format_utc(datetime.fromtimestamp(setup.start, timezone.utc))
-    return (
-        nodeid,
-        None,  # attempt
-        tool_name,
-        variation,
-        None,  # provider
-        None,  # model
-        _PASS,
-        None,  # execution_status
-        duration,
-        None if rss is None else round(rss),
-        payload.get("cpu"),
-        None,  # tokens_total
-        None,  # tokens_input
-        None,  # tokens_output
-        None,  # cost_usd
-        None,  # watcher_quality
-        None,  # watcher_observations
-        None,  # error_type
-        None,  # error_message
-        None,  # traceback
-        None,  # output_excerpt
-        None,  # metrics (none: stored as NULL, as encode_result stores {})
-        None,  # details (likewise)
-        started,
-    )
-
-
-_PASS = Status.PASS.value
 
 
 def crashed_result(report: pytest.TestReport) -> TestResult:

@@ -43,7 +43,7 @@ from testledger.model import (
 from testledger.record.archive import RunArchive, stats_from_events
 from testledger.record.background import BackgroundWriter
 from testledger.record.environment import detect_ci, detect_git, host_metadata
-from testledger.store.database import DATABASE_ERRORS, connect_engine
+from testledger.store.database import connect_engine, database_errors
 from testledger.store.engine import mask_url, mask_urls_in
 from testledger.store.runs import RunRow, create_or_join_run, finish_run
 from testledger.store.writer import (
@@ -119,11 +119,14 @@ class Ledger:
         detect_issues: bool = True,
         batch_size: int | None = None,
         watcher: str | None = None,
+        offline: str | None = None,
     ) -> Run:
         """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
         same key is the same run (results it already holds are not written twice). Branch and
         commit default to what git and the CI environment say. Issue detection runs when the
-        run finishes, unless ``detect_issues`` is False (``testledger detect`` can run it)."""
+        run finishes, unless ``detect_issues`` is False (``testledger detect`` can run it).
+        ``offline`` records into the JSON files alone, for that reason, without connecting (the
+        pytest plugin's spool when its writer process died)."""
         info = RunInfo(
             branch=branch or "unknown",
             commit=commit,
@@ -137,7 +140,13 @@ class Ledger:
         )
         if detect_environment:
             _fill_from_environment(info, explicit_branch=branch is not None)
-        run = Run(self, info, batch_size or self.settings.batch_size, detect_issues=detect_issues)
+        run = Run(
+            self,
+            info,
+            batch_size or self.settings.batch_size,
+            detect_issues=detect_issues,
+            offline=offline,
+        )
         # ``watcher`` names a watcher (``testledger.watchers``) that watches the run at finish.
         run.watcher = watcher
         return run
@@ -188,7 +197,13 @@ class Run:
     """One run being recorded. Use it as a context manager, or call :meth:`finish`."""
 
     def __init__(
-        self, ledger: Ledger, info: RunInfo, batch_size: int, *, detect_issues: bool = True
+        self,
+        ledger: Ledger,
+        info: RunInfo,
+        batch_size: int,
+        *,
+        detect_issues: bool = True,
+        offline: str | None = None,
     ) -> None:
         self.ledger = ledger
         self.info = info
@@ -210,10 +225,13 @@ class Run:
         self._writer: BackgroundWriter[_Batch] | _InlineWriter | None = None
         self.archive = RunArchive(ledger.results_dir, self.run_key)
         self.archive.write_run(info, status=RunStatus.RUNNING.value)
+        if offline is not None:
+            self.spool_reason = offline
+            return
         try:
             with ledger.engine().begin() as connection:
                 self._row = create_or_join_run(connection, info, self.run_key)
-        except DATABASE_ERRORS as exc:
+        except database_errors() as exc:
             self._go_to_spool(exc)
         else:
             self._writer = _make_writer(ledger.engine(), self._write_batch, self._go_to_spool)
@@ -234,7 +252,7 @@ class Run:
         the recording thread, or on the writer thread when a batch fails."""
         if self.spooled:
             return
-        if not isinstance(exc, DATABASE_ERRORS):
+        if not isinstance(exc, database_errors()):
             # Not an outage but a fault of ours: still never raised into the test runner,
             # but named plainly so that it gets reported.
             log.error("testledger: unexpected %s while writing", type(exc).__name__, exc_info=exc)
@@ -276,14 +294,16 @@ class Run:
 
     def record_row(self, row: tuple[Any, ...]) -> ResultRef:
         """Record one result already encoded as a row of ``ROW_COLUMNS`` (see
-        :func:`~testledger.store.writer.encode_result`), its attempt (``row[1]``) None: numbered
-        here as :meth:`record` would. For recorders on a hot path (the pytest plugin's passing
-        tests), which build the row without a TestResult; a watcher observation needs
-        :meth:`record`."""
+        :func:`~testledger.store.writer.encode_result`); an attempt (``row[1]``) of None is
+        numbered here as :meth:`record` would. For recorders on a hot path (the pytest
+        plugin's passing tests), which build the row without a TestResult; a watcher
+        observation needs :meth:`record`."""
         if self.status is not RunStatus.RUNNING:
             raise TestledgerError(f"run {self.run_key} is already {self.status.value}")
-        test_id = row[0]
-        attempt = self._attempts.get(test_id, 0) + 1
+        test_id, attempt = row[0], row[1]
+        previous = self._attempts.get(test_id, 0)
+        if attempt is None or attempt <= previous:
+            attempt = previous + 1
         self._attempts[test_id] = attempt
         self._append((test_id, attempt, *row[2:]), None)
         return ResultRef(test_id, attempt)
@@ -382,7 +402,7 @@ class Run:
                         wall_clock_secs=None if self._row.existed else wall_clock,
                         notes=notes,
                     )
-            except DATABASE_ERRORS as exc:
+            except database_errors() as exc:
                 self._go_to_spool(exc)
         if stats is not None and self._row is not None and self.watcher:
             # Lazily imported: most sessions watch nothing.

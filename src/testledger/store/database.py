@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+import sys
+
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -9,32 +12,31 @@ from testledger.errors import DatabaseUnavailable, TestledgerError
 from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in
 from testledger.store.migrate import ensure_schema
 
-__all__ = ["DATABASE_ERRORS", "connect_engine", "open_engine"]
+__all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "open_engine"]
 
 
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    # The bulk writers talk to the drivers directly, so their own exception classes surface
-    # too; psycopg is optional (the ``postgres`` extra).
-    import sqlite3
-
-    errors: list[type[BaseException]] = [sqlite3.Error]
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - without the postgres extra
-        pass
-    else:
-        errors.append(psycopg.Error)
-    return tuple(errors)
-
-
-#: Everything that means "the database did not take this write": catch these to fall back to
-#: the spool.
-DATABASE_ERRORS: tuple[type[BaseException], ...] = (
+_ERRORS: tuple[type[BaseException], ...] = (
     TestledgerError,
     SQLAlchemyError,
     OSError,
-    *_driver_errors(),
+    sqlite3.Error,
 )
+
+
+def database_errors() -> tuple[type[BaseException], ...]:
+    """Everything that means "the database did not take this write": catch these to fall back
+    to the spool. The bulk writers talk to the drivers directly, so the drivers' own exception
+    classes count too. psycopg's are included once psycopg is imported (a PostgreSQL engine
+    imports it before any of its errors can be raised), so that recording into SQLite never
+    pays for importing psycopg (about 45 ms)."""
+    psycopg = sys.modules.get("psycopg")
+    return _ERRORS if psycopg is None else (*_ERRORS, psycopg.Error)
+
+
+#: :func:`database_errors` as it stood when this module was imported: psycopg's errors are in
+#: it only if psycopg had been imported by then. Code that catches errors raised by psycopg
+#: directly (not through SQLAlchemy) calls :func:`database_errors` instead.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = database_errors()
 
 
 def open_engine(url: str) -> Engine:

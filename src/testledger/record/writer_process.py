@@ -1,0 +1,245 @@
+"""The pytest plugin's writer process: :func:`main`, started by the plugin for each session.
+
+The plugin starts it when a session records (see :mod:`testledger.record.writer_client`) and
+feeds it batches of results through its stdin (:mod:`testledger.record.writer_pipe`). Here,
+on the machine's other core, it does everything that costs: importing SQLAlchemy and the
+database driver, detecting git and CI, connecting, writing the JSON spool and the database,
+finishing the run and detecting its issues. The test session itself only builds small tuples.
+
+Its stdout carries frames only; anything else that would be printed goes to its stderr, which
+the plugin keeps in a file and quotes should this process die.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from testledger.record.writer_pipe import encode_frame, read_frame
+
+if TYPE_CHECKING:
+    from testledger.config import Settings
+    from testledger.record.runner import Run
+
+__all__ = ["LogCollector", "collect_logs", "expand_passing", "main", "record_items", "start_run"]
+
+_PROBLEM_LIMIT = 5
+
+
+def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A passing test's compact tuple (``COMPACT_FIELDS``) as the row of ``ROW_COLUMNS`` that
+    ``encode_result`` gives for the same result."""
+    from testledger.record.measure import stored_cpu_percent
+    from testledger.store.types import format_utc
+
+    test_id, attempt, duration, started, rss, cpu = compact
+    # pytest_support.split_test_id, without importing pytest into this process.
+    tool_name, sep, variation = test_id.rpartition("::")
+    if not sep:
+        tool_name = variation = test_id
+    return (
+        test_id,
+        attempt,
+        tool_name,
+        variation,
+        None,  # provider
+        None,  # model
+        "PASS",
+        None,  # execution_status
+        duration,
+        None if rss is None else round(rss),
+        stored_cpu_percent(cpu),
+        None,  # tokens_total
+        None,  # tokens_input
+        None,  # tokens_output
+        None,  # cost_usd
+        None,  # watcher_quality
+        None,  # watcher_observations
+        None,  # error_type
+        None,  # error_message
+        None,  # traceback
+        None,  # output_excerpt
+        None,  # metrics (none: stored as NULL, as encode_result stores {})
+        None,  # details (likewise)
+        format_utc(datetime.fromtimestamp(started, timezone.utc)),
+    )
+
+
+class LogCollector(logging.Handler):
+    """Keeps the runner's error log records for the plugin's summary, instead of printing them
+    (its warnings are the spool's, which the summary says in its own words)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            self.messages.append(record.getMessage())
+
+
+def collect_logs() -> LogCollector:
+    """Route the ``testledger`` logger into a new collector, for good."""
+    collector = LogCollector()
+    logger = logging.getLogger("testledger")
+    logger.addHandler(collector)
+    logger.propagate = False
+    return collector
+
+
+def start_run(settings: Settings, options: dict[str, Any], *, offline: str | None = None) -> Run:
+    """The plugin's run, as the plugin described it (``Ledger.start_run`` keywords); with
+    ``offline``, into the spool alone, continuing the spool a dead writer left (a line it
+    was killed in the middle of writing is cut off first)."""
+    if settings.database_url.lstrip().lower().startswith("postgres"):
+        # Before store.database, so that its DATABASE_ERRORS names psycopg's errors too, as it
+        # always has where PostgreSQL is used (see database_errors()).
+        with contextlib.suppress(ImportError):
+            import psycopg  # noqa: F401
+
+    from testledger.record.archive import folder_name
+    from testledger.record.runner import Ledger
+    from testledger.store.engine import mask_urls_in
+
+    options = dict(options)
+    metadata = options["metadata"] = dict(options.get("metadata") or {})
+    pytest_info = metadata.get("pytest")
+    if isinstance(pytest_info, dict) and "args" in pytest_info:
+        metadata["pytest"] = {**pytest_info, "args": [mask_urls_in(a) for a in pytest_info["args"]]}
+    if offline is not None:
+        events = settings.results_dir / "runs" / folder_name(options["run_key"]) / "results.jsonl"
+        _cut_torn_line(events)
+    return Ledger(settings=settings).start_run(**options, offline=offline)
+
+
+def _cut_torn_line(path: Path) -> None:
+    try:
+        with path.open("rb+") as handle:
+            data = handle.read()
+            if data and not data.endswith(b"\n"):
+                handle.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
+
+
+def _prepare_finish(run: Run) -> None:
+    """Do now, while the tests run and this process waits for them, what finishing the run
+    would otherwise do first, since the session waits for the finish: import issue detection
+    (about 130 ms) and compile the statistics' SQL (SQLAlchemy caches it per engine; a few
+    milliseconds) by computing them over the still empty run."""
+    if run.spooled or run.run_id is None:
+        return
+    if run.detect_issues:
+        import testledger.analyze.settings
+    if run.watcher:
+        import testledger.analyze.watcher  # noqa: F401
+    from testledger.store.database import database_errors
+    from testledger.store.runs import compute_stats
+
+    try:
+        with run.ledger.engine().connect() as connection:
+            compute_stats(connection, run.run_id)
+    except database_errors():
+        pass  # only a warm-up: finishing the run meets any outage for itself
+
+
+def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
+    from testledger.model import RunStatus
+    from testledger.store.engine import mask_urls_in
+
+    collector = collect_logs()
+    problems: list[str] = []
+    start = read_frame(stdin)
+    run: Run | None = None
+    if start is not None:
+        _, settings, options = start
+        try:
+            run = start_run(settings, options)
+        except Exception as exc:  # never fail the session over recording
+            problems.append(mask_urls_in(f"could not start the run: {type(exc).__name__}: {exc}"))
+        else:
+            _prepare_finish(run)
+    finished = False
+    while (message := read_frame(stdin)) is not None:
+        if message[0] == "batch":
+            _, seq, items = message
+            if run is not None:
+                record_items(run, items, problems)
+                run.flush()  # the spool reaches the OS before the batch is acknowledged
+            _reply(out, ("ack", seq))
+        elif message[0] == "finish":
+            _, status, notes = message
+            if run is not None:
+                try:
+                    run.finish(RunStatus(status), notes)
+                except Exception as exc:
+                    problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
+            finished = True
+            break
+    if run is not None and not finished:
+        # The session went away without finishing: keep what it recorded, marked aborted.
+        run.abort("aborted: the pytest session ended before the run was finished")
+    summary: dict[str, Any] = {"problems": problems, "errors": collector.messages}
+    if run is not None:
+        summary.update(
+            url=run.ledger.url,
+            run_id=run.run_id,
+            run_key=run.run_key,
+            spool_reason=run.spool_reason,
+            folder=str(run.archive.folder),
+        )
+    _reply(out, ("done", summary))
+    if run is not None:
+        # After the reply, so that the session does not wait for it: closing SQLite's last
+        # connection checkpoints its WAL (every result is committed already).
+        run.ledger.close()
+
+
+def _reply(out: IO[bytes], message: Any) -> None:
+    try:
+        out.write(encode_frame(message))
+        out.flush()
+    except BrokenPipeError:
+        # The session is gone: there is no one to tell, but the run still gets finished (its
+        # input ends next, and the run is closed as aborted).
+        pass
+
+
+def record_items(run: Run, items: list[Any], problems: list[str]) -> None:
+    """Record the plugin's items (compact tuples and (TestResult, observations) pairs)."""
+    for item in items:
+        try:
+            if type(item[0]) is str:
+                run.record_row(expand_passing(item))
+            else:
+                result, extra = item
+                ref = run.record(result)
+                for observation in extra:
+                    run.attach_watcher(ref, observation)
+        except Exception as exc:  # a result we cannot store must not lose the others
+            if len(problems) < _PROBLEM_LIMIT:
+                test_id = item[0] if type(item[0]) is str else item[0].test_id
+                problems.append(f"{test_id}: {type(exc).__name__}: {exc}")
+
+
+def main() -> None:
+    stdin = sys.stdin.buffer
+    # Frames only on the real stdout: whatever else prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    _session(stdin, out)
+    with contextlib.suppress(BrokenPipeError):
+        out.close()
+    sys.stderr.flush()
+    # Everything is written, committed and closed: skip the interpreter's teardown of
+    # SQLAlchemy and the rest (tens of milliseconds that the session would wait for).
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
