@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from testledger.cli import main as cli_main
 from testledger.record.writer_pipe import FrameReader, encode_frame, read_frame
+from testledger.record.writer_process import _read_ahead
 
 pytest_plugins = ["pytester"]
 
@@ -282,3 +284,31 @@ def test_frames_survive_any_chunking(
         while (message := read_frame(handle)) is not None:
             replayed.append(message)
     assert replayed == messages
+
+
+def test_the_writer_drains_the_pipe_while_it_is_still_starting() -> None:
+    # The writer takes about half a second to import, migrate and detect git before it
+    # records anything; the session must not block on a full pipe meanwhile. Three batches of
+    # ~300 KB each are several pipe buffers: they only go through if the pipe is read ahead.
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(read_fd, "rb") as reader, os.fdopen(write_fd, "wb") as writer:
+        next_frame = _read_ahead(reader)
+        batch = [(f"{number:04d}" + "x" * 1000, number) for number in range(300)]
+        written = threading.Event()
+
+        def session() -> None:
+            for seq in range(3):
+                writer.write(encode_frame(("batch", seq, batch)))
+                writer.flush()
+            writer.close()
+            written.set()
+
+        threading.Thread(target=session, daemon=True).start()
+        assert written.wait(10), "the session blocked: nothing drained the pipe"
+        frames = [next_frame() for _ in range(3)]
+        assert [(frame[0], frame[1], len(frame[2])) for frame in frames] == [
+            ("batch", 0, 300),
+            ("batch", 1, 300),
+            ("batch", 2, 300),
+        ]
+        assert next_frame() is None

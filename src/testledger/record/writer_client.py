@@ -26,8 +26,11 @@ from testledger.record.writer_pipe import FrameReader, encode_frame
 __all__ = ["WriterClient", "WriterDied"]
 
 #: Batches sent but not yet acknowledged before :meth:`WriterClient.submit` waits for the
-#: writer: it bounds the memory held here when the database is slower than the tests.
-MAX_UNACKNOWLEDGED = 4
+#: writer: it bounds the memory held here when the database is slower than the tests (40
+#: batches of compact tuples: a few MB at most), and is large enough that the writer's start
+#: (imports, migrations, git: about half a second, during which it acknowledges nothing)
+#: never holds the tests up.
+MAX_UNACKNOWLEDGED = 40
 
 
 _CHILD = (

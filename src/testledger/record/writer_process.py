@@ -15,7 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import sys
+import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -148,13 +151,31 @@ def _prepare_finish(run: Run) -> None:
         pass  # only a warm-up: finishing the run meets any outage for itself
 
 
+def _read_ahead(stdin: IO[bytes]) -> Callable[[], Any | None]:
+    """The session's frames, read by a thread of their own from the start: while this process
+    imports SQLAlchemy, migrates and detects git (about half a second), the pipe keeps being
+    drained, so the session never blocks on a full pipe while its first batches wait here."""
+    frames: queue.SimpleQueue[Any | None] = queue.SimpleQueue()
+
+    def pump() -> None:
+        try:
+            while (frame := read_frame(stdin)) is not None:
+                frames.put(frame)
+        finally:
+            frames.put(None)  # end of input (or a broken pipe): the session is gone
+
+    threading.Thread(target=pump, name="testledger-pipe", daemon=True).start()
+    return frames.get
+
+
 def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
     from testledger.model import RunStatus
     from testledger.store.engine import mask_urls_in
 
+    next_frame = _read_ahead(stdin)
     collector = collect_logs()
     problems: list[str] = []
-    start = read_frame(stdin)
+    start = next_frame()
     run: Run | None = None
     if start is not None:
         _, settings, options = start
@@ -165,7 +186,7 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
         else:
             _prepare_finish(run)
     finished = False
-    while (message := read_frame(stdin)) is not None:
+    while (message := next_frame()) is not None:
         if message[0] == "batch":
             _, seq, items = message
             if run is not None:
