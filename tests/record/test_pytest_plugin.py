@@ -258,6 +258,30 @@ def test_reruns_are_attempts(pytester: pytest.Pytester, db_url: str) -> None:
     assert (run["total_tests"], run["tests_passed"], run["tests_failed"]) == (2, 2, 0)
 
 
+def test_run_duration_is_the_sessions(pytester: pytest.Pytester, db_url: str) -> None:
+    # The writer process starts its Run only after its imports and migrations, while the first
+    # tests already run: the run's duration must still be the whole session's, at least the sum
+    # of its (sequential) tests' durations.
+    pytester.makepyfile(
+        test_slow="""
+        import time
+
+        def test_first():
+            time.sleep(0.5)
+
+        def test_second():
+            time.sleep(0.5)
+        """
+    )
+    result = run_ledger(pytester, db_url)
+    assert result.parseoutcomes() == {"passed": 2}
+    (tests,) = rows(db_url, "SELECT SUM(duration_secs) AS total FROM test_results")
+    (run,) = rows(db_url, "SELECT duration_secs, total_duration_secs FROM test_runs")
+    assert float(tests["total"]) >= 1.0
+    assert float(tests["total"]) <= float(run["duration_secs"]) < float(tests["total"]) + 30
+    assert run["total_duration_secs"] == round(float(run["duration_secs"]))
+
+
 def test_xdist_is_one_run(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(
         test_many="""

@@ -345,6 +345,9 @@ class _Recorder:
         self._attempts: dict[str, int] = {}
         self._batch: list[Any] = []
         self._last_sent = time.monotonic()
+        #: When the session started: the run's duration is the session's, not the writer's
+        #: (whose Run starts once its imports are done, with tests already running).
+        self._session_clock = time.monotonic()
 
     @property
     def writer_pid(self) -> int | None:
@@ -362,6 +365,7 @@ class _Recorder:
         except ConfigError as exc:
             raise pytest.UsageError(f"testledger: {exc}") from None
         started = datetime.now(timezone.utc)
+        self._session_clock = time.monotonic()
         self.options = {
             "branch": option.testledger_branch,
             "commit": option.testledger_commit,
@@ -469,6 +473,9 @@ class _Recorder:
             return
         record_items(self.fallback, items, self.problems)
 
+    def _wall_clock(self) -> float:
+        return time.monotonic() - self._session_clock
+
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted = f"interrupted: {excinfo.typename}: {excinfo.value}".strip(": ")
 
@@ -491,14 +498,14 @@ class _Recorder:
             from testledger.record.writer_client import WriterDied
 
             try:
-                self.summary = self._client.finish(status, notes)
+                self.summary = self._client.finish(status, notes, self._wall_clock())
             except WriterDied as exc:
                 self._take_over(str(exc))
         if self.fallback is not None:
             from testledger.model import RunStatus
 
             try:
-                self.fallback.finish(RunStatus(status), notes)
+                self.fallback.finish(RunStatus(status), notes, wall_clock_secs=self._wall_clock())
             except Exception as exc:
                 self.problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
 

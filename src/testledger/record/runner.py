@@ -380,8 +380,18 @@ class Run:
                 attached = [o for o in attached if (o.test_id, o.attempt) not in self._preexisting]
             insert_observations(connection, self._row.id, embedded + attached)
 
-    def finish(self, status: RunStatus = RunStatus.FINISHED, notes: str | None = None) -> RunStats:
-        """Flush, compute and store the run's statistics, and close its JSON files."""
+    def finish(
+        self,
+        status: RunStatus = RunStatus.FINISHED,
+        notes: str | None = None,
+        *,
+        wall_clock_secs: float | None = None,
+    ) -> RunStats:
+        """Flush, compute and store the run's statistics, and close its JSON files.
+
+        ``wall_clock_secs``: the run's duration as its caller measured it, for a caller that
+        started before this Run did (the pytest plugin's writer process starts the Run while
+        the tests already run); by default, the time since this Run started."""
         if self.status is not RunStatus.RUNNING:
             assert self.stats is not None
             return self.stats
@@ -389,7 +399,9 @@ class Run:
         if self._writer is not None:
             self._writer.close()
         finished_at = utcnow()
-        wall_clock = time.monotonic() - self._clock
+        wall_clock = (
+            wall_clock_secs if wall_clock_secs is not None else time.monotonic() - self._clock
+        )
         stats: RunStats | None = None
         if not self.spooled and self._row is not None:
             try:

@@ -89,10 +89,10 @@ class WriterClient:
         while len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
             self._take([self._wait()])
 
-    def finish(self, status: str, notes: str | None) -> dict[str, Any]:
+    def finish(self, status: str, notes: str | None, wall_clock_secs: float) -> dict[str, Any]:
         """Finish the run; the writer's summary once it has (it finishes the database side
         too, so this waits for its last batch, the statistics and issue detection)."""
-        self._send(("finish", status, notes))
+        self._send(("finish", status, notes, wall_clock_secs))
         self._close_stdin()
         while True:
             message = self._wait()

@@ -10,7 +10,8 @@ pytest -> writer (the writer's stdin):
   keyword arguments in ``options``);
 * ``("batch", seq, items)``: results; each item is a passing test's compact tuple
   (see :data:`COMPACT_FIELDS`) or a ``(TestResult, [extra WatcherObservation...])`` pair;
-* ``("finish", status, notes)``: finish the run (``RunStatus`` value) and reply ``done``.
+* ``("finish", status, notes, wall_clock_secs)``: finish the run (``RunStatus`` value, the
+  session's duration) and reply ``done``.
 
 writer -> pytest (the writer's stdout):
 

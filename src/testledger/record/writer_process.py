@@ -194,10 +194,10 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
                 run.flush()  # the spool reaches the OS before the batch is acknowledged
             _reply(out, ("ack", seq))
         elif message[0] == "finish":
-            _, status, notes = message
+            _, status, notes, wall_clock_secs = message
             if run is not None:
                 try:
-                    run.finish(RunStatus(status), notes)
+                    run.finish(RunStatus(status), notes, wall_clock_secs=wall_clock_secs)
                 except Exception as exc:
                     problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
             finished = True
