@@ -235,8 +235,8 @@ suite nightly, branch main
  test         metric    before -> after      change  first run  when (UTC)        commits   p-value  runs   latest  outliers  issue
  calc/slow    duration  1.002 s -> 1.500 s   +49.7%  11 n10     2025-10-01 19:00  c09..c10  3.5e-17  10/8   no      -         PERF-MEDIUM-001
  calc/slow    duration  1.000 s -> 1.600 s   +60.0%  27 n26     2025-10-02 11:00  c25..c26  5.8e-16  8/8    yes     -         PERF-MEDIUM-001
- calc/steady  cost      $0.0020 -> $0.0040  +100.0%  21 n20     2025-10-02 05:00  c19..c20  0        20/14  yes     -         COST-CRITICAL-001
- chat/answer  quality   8.00 -> 5.00         -37.5%  13 n12     2025-10-01 21:00  c11..c12  0        12/22  yes     -         QUAL-MEDIUM-001
+ calc/steady  cost      $0.0020 -> $0.0040  +100.0%  21 n20     2025-10-02 05:00  c19..c20  <1e-300  20/14  yes     -         COST-CRITICAL-001
+ chat/answer  quality   8.00 -> 5.00         -37.5%  13 n12     2025-10-01 21:00  c11..c12  <1e-300  12/22  yes     -         QUAL-MEDIUM-001
 4 regressions in 6 series.
 """  # noqa: E501 (Rich pads each cell; trailing spaces are compared stripped)
 
@@ -425,3 +425,13 @@ def test_wont_fix_is_never_reopened_nor_resolved_and_still_collects_occurrences(
         "created",
         "status",
     ]
+
+
+@pytest.mark.parametrize(
+    ("p_value", "shown"),
+    [(0.0, "<1e-300"), (5.3e-25, "5.3e-25"), (0.000999, "0.001"), (0.04, "0.04")],
+)
+def test_p_values_are_printed_in_two_digits_and_zero_as_a_bound(p_value: float, shown: str) -> None:
+    from testledger.cli.regressions import format_p_value
+
+    assert format_p_value(p_value) == shown

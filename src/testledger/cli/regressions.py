@@ -10,6 +10,15 @@ from testledger.analyze.settings import regression_settings
 from testledger.cli.app import app, connection, console, emit_json, state
 
 
+def format_p_value(p_value: float) -> str:
+    """A p-value in two significant digits. Zero is what a float underflow (or a change between
+    two constant stretches, where the t statistic is infinite) leaves: it is below any printable
+    p-value, not exactly zero."""
+    if p_value <= 0.0:
+        return "<1e-300"
+    return f"{p_value:.2g}"
+
+
 def _change(change: MetricChange) -> str:
     spec = METRICS[change.metric]
     return f"{spec.show(change.before_mean)} -> {spec.show(change.after_mean)}"
@@ -76,7 +85,7 @@ def regressions_command(
                 f"{change.first_run.id} {change.first_run.key}",
                 change.first_run.at.strftime("%Y-%m-%d %H:%M"),
                 change.commit_range,
-                f"{change.p_value:.2g}",
+                format_p_value(change.p_value),
                 f"{change.n_before}/{change.n_after}",
                 "yes" if change.current else "no",
                 ", ".join(str(run) for run in change.outlier_runs) or "-",
