@@ -7,6 +7,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from testledger.store.database import connect_engine
+from testledger.store.engine import create_ledger_engine
+
+
+def query_rows(url: str, sql: str) -> list[dict[str, Any]]:
+    """The rows of ``sql`` on the database at ``url``, as dicts, without the ledger's schema
+    check (for databases another process wrote, as they are)."""
+    engine = create_ledger_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:

@@ -11,10 +11,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import sqlalchemy as sa
+
 from testledger import Ledger
 from testledger.record.runner import ResultRef, Run
+from testledger.store.tables import test_runs
 
-__all__ = ["FAILING", "HOUR", "START", "record_test", "scripted_run"]
+__all__ = ["FAILING", "HOUR", "START", "pin_run_durations", "record_test", "scripted_run"]
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -70,3 +73,15 @@ def record_test(
         error_message=(error_message or f"{test_id} went wrong") if failing else None,
         **fields,
     )
+
+
+def pin_run_durations(ledger: Ledger, seconds: dict[str, float]) -> None:
+    """Set the duration of the runs keyed in ``seconds``: a run's duration is its wall clock,
+    which a scripted run does not control (``total_duration_secs`` as the runner rounds it)."""
+    with ledger.engine().begin() as conn:
+        for key, secs in seconds.items():
+            conn.execute(
+                sa.update(test_runs)
+                .where(test_runs.c.run_key == key)
+                .values(duration_secs=secs, total_duration_secs=round(secs))
+            )

@@ -4,7 +4,7 @@ idempotently; ``testledger regressions`` lists them. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from testledger.analyze.settings import regression_settings
 from testledger.cli import main
 from testledger.config import load_settings
 from testledger.errors import ConfigError
+from tests.histories import scripted_run
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 NOISE = (0.0, 0.02, -0.02, 0.01, -0.01, 0.03, -0.03, 0.0)
@@ -28,13 +29,13 @@ LEVELS = [1.0] * 10 + [1.5] * 8 + [1.0] * 8 + [1.6] * 8
 def record_history(ledger: Ledger, runs: int = len(LEVELS)) -> None:
     """Runs an hour apart, detection running at each finish (as it does by itself)."""
     for i, level in enumerate(LEVELS[:runs]):
-        with ledger.start_run(
-            branch="main",
+        with scripted_run(
+            ledger,
+            i,
+            start=START,
             commit=f"c{i:02d}",
             suite="nightly",
             run_key=f"n{i:02d}",
-            started_at=START + timedelta(hours=i),
-            detect_environment=False,
         ) as run:
             run.record(
                 tool_name="calc",
@@ -295,12 +296,12 @@ def test_regressions_command(
 
 def test_outliers_are_listed_not_opened(ledger: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
     for i in range(20):
-        with ledger.start_run(
-            branch="main",
+        with scripted_run(
+            ledger,
+            i,
+            start=START,
             suite="nightly",
             run_key=f"o{i:02d}",
-            started_at=START + timedelta(hours=i),
-            detect_environment=False,
         ) as run:
             tokens = 5000 if i == 17 else 1000 + 10 * (i % 3)
             run.record(tool_name="chat", variation="x", status="PASS", tokens_total=tokens)
@@ -370,12 +371,12 @@ TINY_CHANGES: list[tuple[str, dict[str, float], dict[str, float]]] = [
 
 def test_changes_below_a_metrics_absolute_minimum_are_not_regressions(ledger: Ledger) -> None:
     for i in range(20):
-        with ledger.start_run(
-            branch="main",
+        with scripted_run(
+            ledger,
+            i,
+            start=START,
             suite="nightly",
             run_key=f"t{i:02d}",
-            started_at=START + timedelta(hours=i),
-            detect_environment=False,
         ) as run:
             for test_id, before, after in TINY_CHANGES:
                 tool, variation = test_id.split("/")

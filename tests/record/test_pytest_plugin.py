@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
+
+from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
 
@@ -24,15 +25,6 @@ def run_ledger(pytester: pytest.Pytester, db_url: str, *args: str) -> pytest.Run
     return pytester.runpytest_subprocess(
         *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}", *args
     )
-
-
-def rows(db_url: str, sql: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def as_dict(value: Any) -> Any:

@@ -15,24 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from testledger.cli import main as cli_main
 from testledger.record.writer_pipe import FrameReader, encode_frame, read_frame
 from testledger.record.writer_process import _read_ahead
+from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
 
 COMMON = ("-p", "no:cacheprovider", "-p", "no:randomly")
-
-
-def rows(db_url: str, sql: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        with engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
 
 
 def test_recording_session_never_imports_the_database_stack(

@@ -15,8 +15,7 @@ from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, compare_runs
-from testledger.store.tables import test_runs
-from tests.histories import record_test, scripted_run
+from tests.histories import pin_run_durations, record_test, scripted_run
 
 START = datetime(2025, 11, 3, 9, 0, tzinfo=timezone.utc)
 
@@ -83,13 +82,7 @@ def record_history(ledger: Ledger) -> None:
                     )
     # A run's duration is its wall clock, which a scripted run does not control: pinned, short
     # runs among them (their rounded total_duration_secs would read 1 and 0).
-    with ledger.engine().begin() as conn:
-        for key, secs in RUN_SECS.items():
-            conn.execute(
-                sa.update(test_runs)
-                .where(test_runs.c.run_key == key)
-                .values(duration_secs=secs, total_duration_secs=round(secs))
-            )
+    pin_run_durations(ledger, RUN_SECS)
 
 
 @pytest.fixture

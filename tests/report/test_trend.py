@@ -9,13 +9,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.report.trend import run_trend, sparkline
-from testledger.store.tables import test_runs
-from tests.histories import record_test, scripted_run
+from tests.histories import pin_run_durations, record_test, scripted_run
 
 START = datetime(2025, 10, 7, 12, 0, tzinfo=timezone.utc)
 
@@ -100,13 +98,7 @@ def record_history(ledger: Ledger, *, with_unfinished: bool = True) -> None:
                 )
                 if quality is not None:
                     run.attach_watcher(ref, watched(quality))
-    with ledger.engine().begin() as conn:
-        for key, secs in WALL_CLOCK_SECS.items():
-            conn.execute(
-                sa.update(test_runs)
-                .where(test_runs.c.run_key == key)
-                .values(duration_secs=secs, total_duration_secs=round(secs))
-            )
+    pin_run_durations(ledger, WALL_CLOCK_SECS)
     if with_unfinished:
         unfinished = scripted_run(
             ledger, 4, start=START, commit="c4", suite="validation", run_key="run-4"
