@@ -209,36 +209,35 @@ _SQLITE_CHUNK = 500
 
 
 @contextmanager
-def _new_rows_writer(connection: Connection) -> Iterator[Callable[[tuple[Any, ...]], None]]:
-    """A function that writes one full ``test_results`` row (``RESULT_COLUMNS``) of a new run:
-    into one COPY on PostgreSQL, in small executemany chunks on SQLite (flushed on exit)."""
-    driver = connection.connection.driver_connection
-    assert driver is not None
-    columns = ", ".join(RESULT_COLUMNS)
+def _new_rows_writer(
+    connection: Connection, run_id: int
+) -> Iterator[Callable[[tuple[Any, ...]], None]]:
+    """A function that writes one encoded result (``encode_result``) of the new run ``run_id``:
+    into one COPY on PostgreSQL, in small :func:`insert_rows` chunks on SQLite (the last one
+    flushed on exit)."""
     if connection.dialect.name != "sqlite":
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        now = format_utc(utcnow())
+        columns = ", ".join(RESULT_COLUMNS)
         with (
             driver.cursor() as cursor,
             cursor.copy(f"COPY test_results ({columns}) FROM STDIN") as copy,
         ):
-            yield copy.write_row
+            write_row = copy.write_row
+            yield lambda row: write_row((run_id, *row, now))
         return
-    marks = ", ".join(["?"] * len(RESULT_COLUMNS))
-    statement = f"INSERT INTO test_results ({columns}) VALUES ({marks})"
-    cursor = driver.cursor()
     chunk: list[tuple[Any, ...]] = []
 
     def write(row: tuple[Any, ...]) -> None:
         chunk.append(row)
         if len(chunk) >= _SQLITE_CHUNK:
-            cursor.executemany(statement, chunk)
+            insert_rows(connection, run_id, chunk, may_exist=False)
             chunk.clear()
 
-    try:
-        yield write
-        if chunk:
-            cursor.executemany(statement, chunk)
-    finally:
-        cursor.close()
+    yield write
+    if chunk:
+        insert_rows(connection, run_id, chunk, may_exist=False)
 
 
 def _stream_new_run(
@@ -253,18 +252,17 @@ def _stream_new_run(
     duration. Watcher observations are written after, as they need the rows' ids. A test
     repeated further apart than attempts can number raises the unique violation (the caller
     then writes the file again in batches)."""
-    now = format_utc(utcnow())
     watched: list[PendingObservation] = []
     total = 0.0
     count = 0
     assign = attempts.assign
-    with _new_rows_writer(connection) as write:
+    with _new_rows_writer(connection, run_id) as write:
         for result in parsed.results:
             assign(result)
             duration = result.duration_secs
             if duration:
                 total += duration
-            write((run_id, *encode_result(result), now))
+            write(encode_result(result))
             if result.watcher is not None:
                 watched.append(
                     PendingObservation(result.test_id, result.attempt or 1, result.watcher, False)
