@@ -50,10 +50,10 @@ def xml_head_text(head: bytes) -> str:
 class XmlEventStream:
     """The ``start`` / ``end`` events of one XML file, with its first bytes checked up front.
 
-    Opening it raises :class:`ImportFormatError` for an empty file, one that is not XML and one
-    with a DTD. :meth:`events` yields the events lazily and raises ImportFormatError (with the
-    line) where the XML turns out malformed. The caller closes it (``close``), also when it
-    stops early.
+    Opening it raises :class:`ImportFormatError` for an empty file and one that is not XML.
+    :meth:`events` yields the events lazily and raises ImportFormatError where the file turns
+    out to hold a DTD or malformed XML (with the line). The caller closes it (``close``), also
+    when it stops early.
     """
 
     def __init__(self, path: Path, what: str) -> None:

@@ -1,8 +1,8 @@
 """Importer for JUnit XML, in the dialects the tools that write it actually produce.
 
 **Streaming.** The file is read through :class:`~testledger.ingest._xml_stream.XmlEventStream`
-(the standard library's C parser, ``start`` and ``end`` events, 64 KiB at a time; a DTD is refused
-before parsing, which rules out XXE and entity bombs), and every ``<testcase>`` and
+(defusedxml's ``iterparse``, ``start`` and ``end`` events; any DTD is refused, which rules out XXE
+and entity bombs), and every ``<testcase>`` and
 ``<testsuite>`` is cleared and detached from its parent once handled, so memory stays flat however
 many testcases the file holds. :func:`parse` reads only the header (the root, the first suite and
 its ``<properties>``) eagerly; the results come from the same iterator, lazily.

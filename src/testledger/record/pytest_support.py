@@ -28,16 +28,9 @@ from testledger.ingest._common import (
 from testledger.model import Status, TestResult, WatcherObservation
 from testledger.record.measure import stored_cpu_percent
 from testledger.record.pytest_plugin import PAYLOAD_ATTR
+from testledger.record.writer_pipe import split_test_id
 
 __all__ = ["build_result", "crashed_result", "split_test_id"]
-
-
-def split_test_id(nodeid: str) -> tuple[str, str]:
-    """``path::Class::test_f[param]`` -> (``path::Class``, ``test_f[param]``)."""
-    tool, sep, variation = nodeid.rpartition("::")
-    if not sep:
-        return nodeid, nodeid
-    return tool, variation
 
 
 def _rerun(report: pytest.TestReport | None) -> bool:

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from testledger.record.writer_pipe import encode_frame, read_frame
+from testledger.record.writer_pipe import encode_frame, read_frame, split_test_id
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -41,10 +41,7 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
     from testledger.store.types import format_utc
 
     test_id, attempt, duration, started, rss, cpu = compact
-    # pytest_support.split_test_id, without importing pytest into this process.
-    tool_name, sep, variation = test_id.rpartition("::")
-    if not sep:
-        tool_name = variation = test_id
+    tool_name, variation = split_test_id(test_id)
     return (
         test_id,
         attempt,
