@@ -1,6 +1,6 @@
 """What the pytest plugin costs per test, next to pytest's own reporters.
 
-    python bench/pytest_overhead.py [--n 5000] [--repeat 3] [--pg URL]
+    python bench/pytest_overhead.py [--n 5000] [--repeat 5] [--pg URL]
 
 Generates a suite of N trivial tests (one parametrised test) and times, in the same run, plain
 pytest, ``--junitxml``, pytest-json-report and ``--ledger`` into SQLite and into PostgreSQL,
@@ -113,7 +113,7 @@ def best_of(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000, help="tests in the suite")
-    parser.add_argument("--repeat", type=int, default=3, help="best of this many")
+    parser.add_argument("--repeat", type=int, default=5, help="best of this many")
     parser.add_argument("--pg", default=os.environ.get("TESTLEDGER_TEST_PG_URL"))
     args = parser.parse_args()
     n, repeat = args.n, args.repeat

@@ -361,7 +361,12 @@ TINY_CHANGES: list[tuple[str, dict[str, float], dict[str, float]]] = [
     # (test, the fields recorded before, after)
     ("tiny/duration", {"duration_secs": 0.001}, {"duration_secs": 0.002}),  # minimum 0.05 s
     ("tiny/memory", {"memory_mb": 1}, {"memory_mb": 2}),  # 2 MB (recorded in whole MB)
-    ("tiny/cpu", {"cpu_percent": 1.0}, {"cpu_percent": 3.0}),  # 5 points
+    # 5 points (and CPU is only a series for results of 0.1 s or more)
+    (
+        "tiny/cpu",
+        {"cpu_percent": 1.0, "duration_secs": 0.5},
+        {"cpu_percent": 3.0, "duration_secs": 0.5},
+    ),
     ("tiny/tokens", {"tokens_total": 1}, {"tokens_total": 4}),  # 5 tokens
     ("tiny/cost", {"cost_usd": 0.00001}, {"cost_usd": 0.00004}),  # $0.0001
     # Past both minimums: found either way.
@@ -436,3 +441,24 @@ def test_p_values_are_printed_in_two_digits_and_zero_as_a_bound(p_value: float, 
     from testledger.cli.regressions import format_p_value
 
     assert format_p_value(p_value) == shown
+
+
+def test_cpu_of_short_results_is_not_a_series(ledger: Ledger) -> None:
+    """A few milliseconds' CPU percentage moves with the machine's load: left out, while the
+    same change over results of a second is a regression."""
+    for i in range(20):
+        with scripted_run(ledger, i, start=START, suite="nightly", run_key=f"c{i:02d}") as run:
+            for variation, duration in (("short", 0.004), ("long", 1.0)):
+                cpu = 95.0 if i < 10 else 40.0 + (i % 3)
+                run.record(
+                    tool_name="load",
+                    variation=variation,
+                    status="PASS",
+                    duration_secs=duration,
+                    cpu_percent=100.0 - cpu,
+                )
+    with ledger.engine().connect() as conn:
+        found = find_regressions(conn, RegressionConfig(metrics=("cpu",)))
+    assert [(c.test_id, c.metric, c.first_run.key) for c in found.changes] == [
+        ("load/long", "cpu", "c10")
+    ]

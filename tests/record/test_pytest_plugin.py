@@ -218,6 +218,68 @@ def test_ledger_fixture_and_marker(pytester: pytest.Pytester, db_url: str) -> No
     assert float(run["avg_watcher_quality"]) == pytest.approx(5.5)
 
 
+@pytest.mark.parametrize("xdist", [(), ("-p", "xdist", "-n", "2")], ids=["local", "xdist"])
+def test_unknown_marker_field_errors_its_test(
+    pytester: pytest.Pytester, db_url: str, xdist: tuple[str, ...]
+) -> None:
+    """The markers are read at collection, not at each test's setup; a bad one still fails
+    its own test at setup, and only that test (with and without xdist)."""
+    pytester.makepyfile(
+        test_marks="""
+        import pytest
+
+        @pytest.mark.ledger(modle="glm")
+        def test_typo():
+            pass
+
+        @pytest.mark.ledger(model="glm")
+        def test_fine():
+            pass
+        """
+    )
+    result = run_ledger(pytester, db_url, *xdist)
+    result.assert_outcomes(passed=1, errors=1)
+    got = {r["variation"]: r for r in rows(db_url, "SELECT * FROM test_results")}
+    assert got["test_fine"]["model"] == "glm"
+    typo = got["test_typo"]
+    assert (typo["status"], typo["error_type"], typo["model"]) == ("ERROR", "TypeError", None)
+    assert typo["error_message"].startswith("@pytest.mark.ledger: unknown field(s) modle;")
+
+
+def test_memory_and_cpu_are_each_tests_own(pytester: pytest.Pytester, db_url: str) -> None:
+    """RSS right after each test (a test keeping 64 MB raises it by that much), and CPU over
+    the test's own time (sleeping is idle, spinning is busy)."""
+    pytester.makepyfile(
+        test_measured="""
+        import time
+
+        kept = []
+
+        def test_before():
+            pass
+
+        def test_keeps_64_mb():
+            kept.append(bytearray(b"x" * (64 << 20)))
+
+        def test_sleeps():
+            time.sleep(0.3)
+
+        def test_spins():
+            end = time.perf_counter() + 0.3
+            while time.perf_counter() < end:
+                pass
+        """
+    )
+    run_ledger(pytester, db_url).assert_outcomes(passed=4)
+    got = {r["variation"]: r for r in rows(db_url, "SELECT * FROM test_results")}
+    grown = got["test_keeps_64_mb"]["memory_mb"] - got["test_before"]["memory_mb"]
+    assert 60 <= grown <= 80, grown
+    # Loose bounds: on a loaded machine (CI, xdist) a spinning test gets a third of a core or
+    # less; a sleeping one uses next to nothing whatever the load.
+    sleeps, spins = (float(got[name]["cpu_percent"]) for name in ("test_sleeps", "test_spins"))
+    assert sleeps < 20 and spins > max(4 * sleeps, 10), (sleeps, spins)
+
+
 FLAKY = """
 import pathlib
 
@@ -500,7 +562,7 @@ def test_passing_row_is_the_encoded_result(
     outcome = call_attrs.pop("outcome", "passed")
     earlier = [_report("setup")] * (1 + extra) + [_report("call", outcome, **call_attrs)]
     teardown = _report("teardown", **teardown_attrs)
-    compact = passing_compact(teardown, earlier, 3)
+    compact = passing_compact(teardown, earlier, 3, teardown_attrs.get("testledger"))
     if not fast:
         assert compact is None
         return

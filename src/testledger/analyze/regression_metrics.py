@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only: importing it would load nump
     from testledger.analyze.changepoint import ChangePoint, ChangePointParams
 
 __all__ = [
+    "CPU_MIN_DURATION_SECS",
     "METRICS",
     "ORIGIN",
     "Metric",
@@ -48,7 +49,8 @@ ORIGIN = "regression"
 @dataclass(frozen=True, slots=True)
 class Metric:
     name: str
-    column: sa.Column[Any]
+    #: The value of a result (NULL: none for this result).
+    column: sa.ColumnElement[Any]
     higher_is_worse: bool
     category: str
     unit: str
@@ -59,6 +61,11 @@ class Metric:
         return self.unit.format(value)
 
 
+#: CPU percentages of results shorter than this are left out of CPU series: over a few
+#: milliseconds the figure says more about the machine's scheduler (another process taking the
+#: core for a moment) than about the test, and a loaded CI machine would make them regressions.
+CPU_MIN_DURATION_SECS = 0.1
+
 # The absolute minimums are about what a reader would act on: 50 ms of a test's time, two
 # megabytes (memory is recorded in whole megabytes: one is its resolution, and its jitter), five
 # points of CPU, a handful of tokens, a hundredth of a cent, half a quality point.
@@ -67,7 +74,16 @@ METRICS: dict[str, Metric] = {
     for m in (
         Metric("duration", test_results.c.duration_secs, True, "performance", "{:.3f} s", 0.05),
         Metric("memory", test_results.c.memory_mb, True, "performance", "{:.0f} MB", 2.0),
-        Metric("cpu", test_results.c.cpu_percent, True, "performance", "{:.1f}%", 5.0),
+        Metric(
+            "cpu",
+            sa.case(
+                (test_results.c.duration_secs >= CPU_MIN_DURATION_SECS, test_results.c.cpu_percent)
+            ),
+            True,
+            "performance",
+            "{:.1f}%",
+            5.0,
+        ),
         Metric("tokens", test_results.c.tokens_total, True, "cost", "{:.0f}", 5.0),
         Metric("cost", test_results.c.cost_usd, True, "cost", "${:.4f}", 0.0001),
         Metric("quality", test_results.c.watcher_quality, False, "quality", "{:.2f}", 0.5),

@@ -10,7 +10,8 @@ metric     column                    worse when  issue category
 =========  ========================  ==========  ============
 duration   duration_secs             up          performance
 memory     memory_mb                 up          performance
-cpu        cpu_percent               up          performance
+cpu        cpu_percent (results of   up          performance
+           0.1 s or more)
 tokens     tokens_total              up          cost
 cost       cost_usd                  up          cost
 quality    watcher_quality           down        quality

@@ -6,7 +6,6 @@ Standard library only (the plugin imports this in every recording process, xdist
 from __future__ import annotations
 
 import os
-import resource
 import sys
 from collections.abc import Callable
 
@@ -16,12 +15,12 @@ __all__ = ["cpu_percent", "rss_reader", "stored_cpu_percent"]
 _CPU_MAX = 999.99
 
 
-def rss_reader() -> tuple[Callable[[], float], str]:
+def rss_reader() -> tuple[Callable[[], float | None], str]:
     """A function giving the process's memory in MB, and what it measures.
 
     The RSS right after the test: from /proc/self/statm on Linux, else psutil when installed;
     otherwise ``getrusage`` peak RSS (ru_maxrss: the high-water mark so far, which never goes
-    down, so it shows growth but not release)."""
+    down, so it shows growth but not release); on Windows without psutil, nothing."""
     if sys.platform.startswith("linux"):
         try:
             # What psutil reads, without its per-call wrappers (about 0.6 µs a read): psutil's
@@ -30,30 +29,40 @@ def rss_reader() -> tuple[Callable[[], float], str]:
         except OSError:
             pass
         else:
-            page_mb = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-
-            def statm() -> float:
-                # "size resident shared ...": the second field, in pages.
-                return int(os.pread(fd, 128, 0).split(maxsplit=2)[1]) * page_mb
-
-            return statm, "rss"
+            return _statm_reader(fd), "rss"
     try:
         # No stubs are required: psutil is optional, and the only call used is typed here.
         import psutil  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
-        # ru_maxrss is KiB on Linux, bytes on macOS.
-        scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
+        pass
+    else:
+        memory_info = psutil.Process().memory_info
 
-        def peak() -> float:
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        def rss() -> float:
+            return float(memory_info().rss) / (1024 * 1024)
 
-        return peak, "peak-rss"
-    memory_info = psutil.Process().memory_info
+        return rss, "rss"
+    try:
+        import resource  # not on Windows
+    except ImportError:
+        return (lambda: None), "none"
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
 
-    def rss() -> float:
-        return float(memory_info().rss) / (1024 * 1024)
+    def peak() -> float:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
-    return rss, "rss"
+    return peak, "peak-rss"
+
+
+def _statm_reader(fd: int) -> Callable[[], float]:
+    page_mb = os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+    def statm() -> float:
+        # "size resident shared ...": the second field, in pages.
+        return int(os.pread(fd, 128, 0).split(maxsplit=2)[1]) * page_mb
+
+    return statm
 
 
 def cpu_percent(cpu_secs: float, wall_secs: float) -> float | None:

@@ -8,8 +8,8 @@ Two roles, so that pytest-xdist gives one run with every worker's results:
 
 * measuring (every process that runs tests: the only process without xdist, each worker with
   it): CPU and memory of each test and the ``ledger`` fixture's / marker's data, put on the
-  test's teardown report as the ``testledger`` attribute, which xdist ships to the controller
-  with the rest of the report;
+  test's teardown report, which xdist ships to the controller (see
+  :mod:`testledger.record.pytest_measure`);
 * recording (the process that is not an xdist worker): folds each test's setup / call /
   teardown reports into one item (a passing test: a small tuple; anything else: a
   :class:`~testledger.model.TestResult`) and hands batches of them to a writer process
@@ -18,10 +18,6 @@ Two roles, so that pytest-xdist gives one run with every worker's results:
   imports SQLAlchemy or the driver (bench/pytest_overhead.py: their import, their garbage and
   the database work were most of the plugin's cost per test). Should the writer die, this
   process records the rest of the run into the spool itself, with one warning line.
-
-Memory is the RSS in MB right after the test (/proc/self/statm on Linux, psutil elsewhere), or
-without either the process's peak RSS so far (``getrusage`` ``ru_maxrss``). CPU is the process's
-CPU time during the test over its wall time, in percent.
 """
 
 from __future__ import annotations
@@ -34,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from testledger.record.measure import cpu_percent, rss_reader
+# The ``ledger`` fixture is imported here for pytest to find: it looks for a plugin's fixtures
+# in the plugin module.
+from testledger.record.pytest_measure import (
+    LEDGER_FIELDS,
+    PAYLOAD_ATTR,
+    LedgerHandle,
+    Measure,
+    WorkerMeasure,
+    ledger,
+)
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -43,29 +48,7 @@ if TYPE_CHECKING:
     from testledger.record.writer_client import WriterClient
     from testledger.record.writer_process import LogCollector
 
-__all__ = ["LEDGER_FIELDS", "PAYLOAD_ATTR", "LedgerHandle", "passing_compact"]
-
-#: What ``ledger.set(...)`` and ``@pytest.mark.ledger(...)`` may set on a test's result.
-LEDGER_FIELDS = frozenset(
-    {
-        "provider",
-        "model",
-        "tokens_total",
-        "tokens_input",
-        "tokens_output",
-        "cost_usd",
-        "execution_status",
-        "tool_name",
-        "variation",
-    }
-)
-
-#: The attribute of a teardown report that carries what the measuring side knows about the test
-#: (RSS, CPU, the ``ledger`` fixture's and marker's data). An attribute rather than a
-#: ``user_properties`` entry: pytest serialises every report attribute for pytest-xdist
-#: (``_report_to_json`` copies ``report.__dict__``), while ``user_properties`` would also be
-#: written into every ``--junitxml`` testcase as a ``<property>`` holding a JSON blob.
-PAYLOAD_ATTR = "testledger"
+__all__ = ["LEDGER_FIELDS", "PAYLOAD_ATTR", "LedgerHandle", "ledger", "passing_compact"]
 
 #: A batch goes to the writer when it holds this many results, or once this long has passed
 #: since the last one went: a slow suite's results still reach the spool and the database
@@ -74,66 +57,6 @@ BATCH_ITEMS = 250
 BATCH_SECS = 0.5
 
 _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-
-
-class LedgerHandle:
-    """What the ``ledger`` fixture gives a test: data to store with its result.
-
-    It works the same whether recording is on or off (off, the data is simply not stored), so
-    a suite using it runs unchanged without ``--ledger``."""
-
-    __slots__ = ("fields", "metrics", "observations")
-
-    def __init__(self) -> None:
-        self.fields: dict[str, Any] = {}
-        self.metrics: dict[str, float] = {}
-        self.observations: list[dict[str, Any]] = []
-
-    def set(self, **fields: Any) -> None:
-        """Set result fields: provider, model, tokens_total, tokens_input, tokens_output,
-        cost_usd, execution_status, tool_name, variation."""
-        check_fields(fields, "ledger.set()")
-        self.fields.update(fields)
-
-    def metric(self, name: str, value: float) -> None:
-        """Record a custom number (stored in ``test_results.metrics``)."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"ledger.metric({name!r}): value must be a number, got {value!r}")
-        self.metrics[str(name)] = value
-
-    def watch(self, observation: WatcherObservation | None = None, /, **fields: Any) -> None:
-        """Attach a watcher verdict: a WatcherObservation, or its fields as keywords."""
-        from testledger.model import WatcherObservation, utcnow
-
-        if observation is None:
-            observation = WatcherObservation(**fields)
-        elif fields:
-            raise TypeError("pass either a WatcherObservation or keyword fields, not both")
-        if observation.created_at is None:
-            observation.created_at = utcnow()
-        # As JSON: it travels to the xdist controller inside the test's report.
-        self.observations.append(observation.as_json())
-
-
-def check_fields(fields: Mapping[str, Any], where: str) -> None:
-    unknown = sorted(set(fields) - LEDGER_FIELDS)
-    if unknown:
-        raise TypeError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; "
-            f"expected some of {', '.join(sorted(LEDGER_FIELDS))}"
-        )
-
-
-_HANDLE = pytest.StashKey[LedgerHandle]()
-
-
-@pytest.fixture
-def ledger(request: pytest.FixtureRequest) -> LedgerHandle:
-    """Store provider, model, tokens, cost, custom metrics and watcher verdicts with this
-    test's result: ``ledger.set(...)``, ``ledger.metric(name, value)``, ``ledger.watch(...)``."""
-    handle = LedgerHandle()
-    request.node.stash[_HANDLE] = handle
-    return handle
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -208,80 +131,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not enabled:
         return
     if hasattr(config, "workerinput"):  # a pytest-xdist worker: it measures, the controller records
-        config.pluginmanager.register(_Measure(), "testledger-measure")
+        config.pluginmanager.register(WorkerMeasure(config), "testledger-measure")
     else:
         config.pluginmanager.register(_Recorder(config, url), "testledger-recorder")
-
-
-# -- measuring: wherever tests run -------------------------------------------------------------
-
-
-class _Measure:
-    """Measures each test where it runs and puts the measurements, with the fixture's and
-    marker's data, on its teardown report.
-
-    Two plain hooks, no hook wrapper: the measurement is taken when the teardown report is
-    logged, which pytest does right after the teardown phase (the fixtures are gone, the
-    test's memory is what is left, and it happens even when teardown raised)."""
-
-    def __init__(self) -> None:
-        self._rss, self.memory_kind = rss_reader()
-        # nodeid -> (the item, wall and CPU clocks at setup, the marker's fields)
-        self._started: dict[str, tuple[pytest.Item, float, float, dict[str, Any] | None]] = {}
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        # Called for every attempt (pytest-rerunfailures runs the protocol again).
-        marked: dict[str, Any] | None = None
-        # The keywords (a few dict lookups up the node chain) hold every marker's name: most
-        # tests are spared iter_markers' generator walk.
-        if "ledger" in item.keywords:
-            for mark in item.iter_markers("ledger"):
-                check_fields(mark.kwargs, "@pytest.mark.ledger")
-                # iter_markers goes from the closest node out: the closest one wins.
-                marked = {**mark.kwargs, **(marked or {})}
-        self._started[item.nodeid] = (item, time.perf_counter(), time.process_time(), marked)
-
-    def _payload(
-        self, start: tuple[pytest.Item, float, float, dict[str, Any] | None]
-    ) -> dict[str, Any]:
-        wall, cpu = time.perf_counter(), time.process_time()
-        item, start_wall, start_cpu, fields = start
-        payload: dict[str, Any] = {
-            "rss": self._rss(),
-            "cpu": cpu_percent(cpu - start_cpu, wall - start_wall),
-        }
-        # `in` first: Stash.get raises and catches KeyError for the (usual) absent key.
-        if _HANDLE in item.stash:
-            handle = item.stash[_HANDLE]
-            del item.stash[_HANDLE]  # a rerun gets a fresh fixture
-            fields = {**(fields or {}), **handle.fields}
-            if handle.metrics:
-                payload["metrics"] = handle.metrics
-            if handle.observations:
-                payload["watch"] = handle.observations
-        if fields:
-            payload["fields"] = fields
-        return payload
-
-    def measure(self, report: pytest.TestReport) -> None:
-        """Put the measurements on a teardown report, if its test ran in this process."""
-        start = self._started.pop(report.nodeid, None)
-        if start is not None:
-            setattr(report, PAYLOAD_ATTR, self._payload(start))
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        # tryfirst: before xdist's worker serialises the report.
-        if report.when == "teardown":
-            self.measure(report)
 
 
 # -- recording: the controller -----------------------------------------------------------------
 
 
 def passing_compact(
-    teardown: pytest.TestReport, earlier: Sequence[pytest.TestReport], attempt: int
+    teardown: pytest.TestReport,
+    earlier: Sequence[pytest.TestReport],
+    attempt: int,
+    payload: Mapping[str, Any] | None,
 ) -> tuple[Any, ...] | None:
     """The common case as a compact tuple (``writer_pipe.COMPACT_FIELDS``): a test whose setup,
     call and teardown passed, with no captured output or log and nothing from the ``ledger``
@@ -289,7 +151,7 @@ def passing_compact(
 
     The writer expands the tuple into the row ``encode_result(build_result(...)[0])`` gives (a
     test compares them): most tests of a suite take this path, and it costs the session a
-    tuple instead of a result."""
+    tuple instead of a result. ``payload``: the test's measurements (see PAYLOAD_ATTR)."""
     if len(earlier) != 2:
         return None
     setup, call = earlier
@@ -305,8 +167,9 @@ def passing_compact(
         or teardown.sections
     ):
         return None
-    payload: dict[str, Any] = teardown.__dict__.get(PAYLOAD_ATTR) or {}
-    if "fields" in payload or "metrics" in payload or "watch" in payload:
+    if payload is None:
+        payload = {}
+    elif "fields" in payload or "metrics" in payload or "watch" in payload:
         return None
     # Summed in build_result's order: the same float.
     duration = teardown.duration + setup.duration + call.duration
@@ -321,17 +184,26 @@ def _new_run_key(started: datetime) -> str:
 
 class _Recorder:
     """Records the session's results; measures the tests that run in this process too (all of
-    them without xdist, none in xdist's controller) itself, through a _Measure it does not
-    register: one hook call per report instead of two (bench/pytest_overhead.py)."""
+    them without xdist, none in xdist's controller) itself, through a Measure it does not
+    register: one hook call per report instead of two (bench/pytest_overhead.py).
+
+    The run is finished in two steps, so that the writer's end of it (its last batch, the
+    statistics, issue detection) overlaps with the end of pytest's own session: asked for as
+    the session finishes (tryfirst), waited for when the summary is printed (trylast), or at
+    the latest when pytest unconfigures."""
 
     def __init__(self, config: pytest.Config, url: str | None) -> None:
-        self._measure = _Measure()
+        # Measures the tests that run in this process: all of them, unless xdist runs them in
+        # its workers (see pytest_sessionstart).
+        self._measure: Measure | None = Measure(config)
         self.config = config
         self.url = url
         self.recorded = 0
         self.problems: list[str] = []
         self.interrupted: str | None = None
         self.finished = False
+        #: How the run ends (status, notes, the session's duration), once _finish has run.
+        self._ending: tuple[str, str | None, float] | None = None
         self.settings: Settings | None = None
         self.options: dict[str, Any] = {}
         #: The writer's report once the run is finished (see writer_process).
@@ -359,6 +231,9 @@ class _Recorder:
         from testledger.config import load_settings
         from testledger.errors import ConfigError
 
+        if self.config.pluginmanager.has_plugin("dsession"):
+            # pytest-xdist's controller: the workers measure their tests (WorkerMeasure).
+            self._measure = None
         option = self.config.option
         try:
             self.settings = load_settings(self.url, option.testledger_results_dir)
@@ -396,31 +271,42 @@ class _Recorder:
             # would, into the database and the spool.
             self._take_over(f"the writer process did not start: {exc}", offline=False)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> None:
-        self._measure.pytest_runtest_setup(item)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if self._measure is not None:
+            self._measure.collected(session.config, session.items)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """The hot path: runs in the controller for every phase of every test."""
+        if self.settings is None:  # nothing can be recorded
+            return
         when = report.when
+        nodeid = report.nodeid
         if when == "setup" or when == "call":
-            opened = self._open.get(report.nodeid)
+            opened = self._open.get(nodeid)
             if opened is None:
-                self._open[report.nodeid] = [report]
+                self._open[nodeid] = [report]
             else:
                 opened.append(report)
+            if when == "setup" and self._measure is not None:
+                self._measure.begin(nodeid)
             return
+        payload: dict[str, Any] | None = None
         if when == "teardown":
-            self._measure.measure(report)
-        if self.settings is None:
-            return
-        nodeid = report.nodeid
+            if self._measure is not None:
+                payload = self._measure.payload(nodeid)
+            else:  # measured by an xdist worker
+                payload = report.__dict__.get(PAYLOAD_ATTR)
         earlier = self._open.pop(nodeid, None) or []
         attempt = self._attempts.get(nodeid, 0) + 1
         self._attempts[nodeid] = attempt
         try:
-            item: Any = passing_compact(report, earlier, attempt) if when == "teardown" else None
+            item: Any = None
+            if when == "teardown":
+                item = passing_compact(report, earlier, attempt, payload)
+                if item is None and payload is not None:
+                    # Where build_result looks for it (an xdist worker's report has it).
+                    setattr(report, PAYLOAD_ATTR, payload)
             if item is None:
                 item = _full_item(report, earlier, attempt)
         except Exception as exc:  # a result we cannot store must not stop the tests
@@ -479,10 +365,12 @@ class _Recorder:
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
         self.interrupted = f"interrupted: {excinfo.typename}: {excinfo.value}".strip(": ")
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._finish(exitstatus)
 
     def _finish(self, exitstatus: int | None) -> None:
+        """Send the last batch and ask the writer to finish the run (see _await_writer)."""
         if self.settings is None or self.finished:
             return
         self.finished = True
@@ -493,23 +381,45 @@ class _Recorder:
         ):
             notes = f"aborted: pytest exit status {int(exitstatus)}"
         status = "finished" if notes is None else "aborted"
+        self._ending = (status, notes, self._wall_clock())
         self._send()
         if self._client is not None:
             from testledger.record.writer_client import WriterDied
 
             try:
-                self.summary = self._client.finish(status, notes, self._wall_clock())
+                self._client.finish(status, notes, self._ending[2])
             except WriterDied as exc:
                 self._take_over(str(exc))
         if self.fallback is not None:
-            from testledger.model import RunStatus
+            self._finish_fallback()
 
-            try:
-                self.fallback.finish(RunStatus(status), notes, wall_clock_secs=self._wall_clock())
-            except Exception as exc:
-                self.problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
+    def _await_writer(self) -> None:
+        """Wait for the writer to have finished the run: its summary, or, should it have died
+        meanwhile, the run finished from here."""
+        if self._client is None or self._ending is None or self.summary is not None:
+            return
+        from testledger.record.writer_client import WriterDied
 
+        try:
+            self.summary = self._client.wait_finished()
+        except WriterDied as exc:
+            self._take_over(str(exc))
+            if self.fallback is not None:
+                self._finish_fallback()
+
+    def _finish_fallback(self) -> None:
+        from testledger.model import RunStatus
+
+        assert self.fallback is not None and self._ending is not None
+        status, notes, wall_clock = self._ending
+        try:
+            self.fallback.finish(RunStatus(status), notes, wall_clock_secs=wall_clock)
+        except Exception as exc:
+            self.problems.append(f"could not finish the run: {type(exc).__name__}: {exc}")
+
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        self._await_writer()
         for line, warning in self.summary_lines():
             terminalreporter.write_line(line, yellow=warning)
 
@@ -561,8 +471,10 @@ class _Recorder:
         return lines
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
-        # A session that never reached sessionfinish (an internal error) still closes its run.
+        # A session that never reached sessionfinish (an internal error) still closes its run;
+        # one that printed no summary (-p no:terminal) waits for the writer here.
         self._finish(pytest.ExitCode.INTERNAL_ERROR)
+        self._await_writer()
         if self._client is not None:
             self._client.close()
             self._client = None

@@ -89,11 +89,14 @@ class WriterClient:
         while len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
             self._take([self._wait()])
 
-    def finish(self, status: str, notes: str | None, wall_clock_secs: float) -> dict[str, Any]:
-        """Finish the run; the writer's summary once it has (it finishes the database side
-        too, so this waits for its last batch, the statistics and issue detection)."""
+    def finish(self, status: str, notes: str | None, wall_clock_secs: float) -> None:
+        """Ask the writer to finish the run (it finishes the database side too: its last
+        batch, the statistics and issue detection); :meth:`wait_finished` waits for it."""
         self._send(("finish", status, notes, wall_clock_secs))
         self._close_stdin()
+
+    def wait_finished(self) -> dict[str, Any]:
+        """The writer's summary, once it has finished the run."""
         while True:
             message = self._wait()
             if message[0] == "done":
