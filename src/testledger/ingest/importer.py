@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from testledger.ingest import parse_ahead
+from testledger.ingest.attempts import AttemptNumbers
 from testledger.ingest.base import ParsedFile
 from testledger.model import RunInfo, RunStatus, TestResult, utcnow
 from testledger.record.environment import detect_ci, detect_git
@@ -115,22 +116,6 @@ def _run_info(parsed: ParsedFile, options: ImportOptions) -> RunInfo:
         info.ci_job_url = info.ci_job_url or ci.job_url
     info.metadata.setdefault("imported_from", str(parsed.path))
     return info
-
-
-class _AttemptNumbers:
-    """Numbers repeats of a test within a file as attempts, remembering recent tests only."""
-
-    def __init__(self, first: dict[str, int]) -> None:
-        self._last: OrderedDict[str, int] = OrderedDict(first)
-
-    def assign(self, result: TestResult) -> None:
-        previous = self._last.get(result.test_id, 0)
-        if result.attempt is None or result.attempt <= previous:
-            result.attempt = previous + 1
-        self._last[result.test_id] = result.attempt
-        self._last.move_to_end(result.test_id)
-        if len(self._last) > _RECENT_TESTS:
-            self._last.popitem(last=False)
 
 
 _UNIQUE_VIOLATIONS: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
@@ -244,14 +229,22 @@ def _stream_new_run(
     connection: Connection,
     run_id: int,
     parsed: ParsedFile,
-    attempts: _AttemptNumbers,
+    attempts: AttemptNumbers,
     outcome: ImportOutcome,
     progress: Callable[[int], None] | None,
+    *,
+    ahead: bool,
 ) -> float:
     """Write a new run's results as they are parsed, holding none of them; returns their total
-    duration. Watcher observations are written after, as they need the rows' ids. A test
-    repeated further apart than attempts can number raises the unique violation (the caller
-    then writes the file again in batches)."""
+    duration. A large file is parsed by a second process when ``ahead`` (see
+    :mod:`testledger.ingest.parse_ahead`). Watcher observations are written after, as they
+    need the rows' ids. A test repeated further apart than attempts can number raises the
+    unique violation (the caller then writes the file again in batches)."""
+    if ahead and parse_ahead.wanted(parsed):
+        close = getattr(parsed.results, "close", None)
+        if close is not None:
+            close()  # the child reads the file for itself
+        return _stream_parsed_ahead(connection, run_id, parsed, outcome, progress)
     watched: list[PendingObservation] = []
     total = 0.0
     count = 0
@@ -273,11 +266,40 @@ def _stream_new_run(
     if progress is not None and count % 1000:
         progress(count % 1000)
     outcome.results = count
+    _write_observations(connection, run_id, watched, outcome)
+    return total
+
+
+def _stream_parsed_ahead(
+    connection: Connection,
+    run_id: int,
+    parsed: ParsedFile,
+    outcome: ImportOutcome,
+    progress: Callable[[int], None] | None,
+) -> float:
+    with (
+        parse_ahead.ParseAhead(parsed.path, parsed.format, _RECENT_TESTS) as ahead,
+        _new_rows_writer(connection, run_id) as write,
+    ):
+        for chunk in ahead.chunks():
+            for row in chunk:
+                write(row)
+            if progress is not None:
+                progress(len(chunk))
+    outcome.results = ahead.count
+    parsed.warnings.extend(ahead.warnings)
+    watched = [PendingObservation(t, a, w, False) for t, a, w in ahead.watched]
+    _write_observations(connection, run_id, watched, outcome)
+    return ahead.total_duration
+
+
+def _write_observations(
+    connection: Connection, run_id: int, watched: list[PendingObservation], outcome: ImportOutcome
+) -> None:
     for start in range(0, len(watched), _BATCH):
         outcome.observations += insert_observations(
             connection, run_id, watched[start : start + _BATCH]
         )
-    return total
 
 
 def _existing_attempts(connection: Connection, run_id: int) -> dict[str, int]:
@@ -350,18 +372,29 @@ def import_parsed(
                 outcome.already_imported = True
                 return outcome
             _set_imported_files(connection, row.id, [*imported, content_run_key])
-        attempts = _AttemptNumbers(_existing_attempts(connection, row.id) if row.existed else {})
+        attempts = AttemptNumbers(
+            _existing_attempts(connection, row.id) if row.existed else {}, _RECENT_TESTS
+        )
         total_duration = None
-        if reparse is not None and not row.existed:
+        ahead = True
+        while reparse is not None and not row.existed:
             try:
                 with connection.begin_nested():
                     total_duration = _stream_new_run(
-                        connection, row.id, parsed, attempts, outcome, progress
+                        connection, row.id, parsed, attempts, outcome, progress, ahead=ahead
                     )
+            except parse_ahead.ParseAheadFailed as exc:
+                # Not the file's fault (that is an ImportFormatError): stream it from here.
+                outcome.warnings.append(f"parsed in this process instead: {exc}")
+                parsed, ahead = reparse(), False
+                attempts = AttemptNumbers({}, _RECENT_TESTS)
+                outcome.results = outcome.observations = 0
+                continue
             except _UNIQUE_VIOLATIONS:
                 parsed = reparse()
-                attempts = _AttemptNumbers({})
+                attempts = AttemptNumbers({}, _RECENT_TESTS)
                 outcome.results = outcome.observations = 0
+            break
         if total_duration is None:
             total_duration = 0.0
             for batch in _batches(parsed.results, _BATCH):

@@ -18,6 +18,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
+# Defined without SQLAlchemy (for processes that must not import it), used and exported here.
+from testledger.store.encoding import format_utc, parse_utc
+
 __all__ = [
     "BigId",
     "JsonDoc",
@@ -58,24 +61,6 @@ def now_default(dialect_name: str) -> TextClause:
     if dialect_name == "sqlite":
         return sa.text(_SQLITE_NOW)
     return sa.text("now()")
-
-
-def format_utc(value: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text, as SQLite stores every timestamp."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_utc(value: str) -> datetime:
-    """Read any ISO-8601 text back as an aware UTC datetime (naive text is taken as UTC)."""
-    text = value.strip().replace(" ", "T", 1)
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):

@@ -24,8 +24,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from testledger.model import TestResult, WatcherObservation, utcnow
+from testledger.store.encoding import (
+    RESULT_COLUMNS,
+    ROW_COLUMNS,
+    encode_json,
+    encode_result,
+    format_utc,
+    json_column,
+)
 from testledger.store.tables import watcher_insights
-from testledger.store.types import format_utc
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -38,35 +45,6 @@ __all__ = [
     "insert_rows",
     "result_ids",
 ]
-
-RESULT_COLUMNS: tuple[str, ...] = (
-    "run_id",
-    "test_id",
-    "attempt",
-    "tool_name",
-    "variation",
-    "provider",
-    "model",
-    "status",
-    "execution_status",
-    "duration_secs",
-    "memory_mb",
-    "cpu_percent",
-    "tokens_total",
-    "tokens_input",
-    "tokens_output",
-    "cost_usd",
-    "watcher_quality",
-    "watcher_observations",
-    "error_type",
-    "error_message",
-    "traceback",
-    "output_excerpt",
-    "metrics",
-    "details",
-    "started_at",
-    "created_at",
-)
 
 INSIGHT_COLUMNS: tuple[str, ...] = (
     "test_result_id",
@@ -89,73 +67,10 @@ INSIGHT_COLUMNS: tuple[str, ...] = (
 )
 
 
-#: The columns of a result row as the recorder encodes it once, for both stores: the JSON
-#: files write it as it is, the database writers add ``run_id`` and ``created_at`` around it.
-ROW_COLUMNS: tuple[str, ...] = RESULT_COLUMNS[1:-1]
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":"))
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-if _c_make_encoder is not None:
-    # JSONEncoder.encode builds a new C encoder per call, costing as much as the encoding; the
-    # recorder encodes every result, so one C encoder is made here and reused (same output).
-    _c_encoder = _c_make_encoder(
-        None, str, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-
-    def encode_json(value: Any) -> str:
-        """Compact JSON, as every JSON column and results line is written."""
-        return "".join(_c_encoder(value, 0))
-
-else:  # pragma: no cover - other Python implementations
-
-    def encode_json(value: Any) -> str:
-        return _ENCODER.encode(value)
-
-
-def _json(value: Any) -> str | None:
-    if value is None or value == {}:
-        return None
-    return encode_json(value)
-
-
 def _stamp(value: datetime | None, sqlite: bool) -> Any:
     if value is None or not sqlite:
         return value
     return format_utc(value)
-
-
-def encode_result(result: TestResult) -> tuple[Any, ...]:
-    """A result as a row of ``ROW_COLUMNS``: plain JSON-ready values (JSON columns as JSON
-    text, timestamps as ISO-8601 UTC text), which both PostgreSQL and SQLite accept."""
-    watcher = result.watcher
-    memory = result.memory_mb
-    started = result.started_at
-    return (
-        result.test_id,
-        result.attempt or 1,
-        result.tool_name,
-        result.variation,
-        result.provider,
-        result.model,
-        result.status.value,
-        result.execution_status,
-        result.duration_secs,
-        None if memory is None else round(memory),
-        result.cpu_percent,
-        result.tokens_total,
-        result.tokens_input,
-        result.tokens_output,
-        result.cost_usd,
-        watcher.quality_score if watcher else None,
-        _json(watcher.as_json()) if watcher else None,
-        result.error_type,
-        result.error_message,
-        result.traceback,
-        result.output_excerpt,
-        _json(result.metrics),
-        _json(result.details),
-        None if started is None else format_utc(started),
-    )
 
 
 def _placeholders(count: int, style: str) -> str:
@@ -299,7 +214,7 @@ def insert_observations(
                 obs.confidence,
                 obs.watcher,
                 obs.error,
-                _json(obs.raw),
+                json_column(obs.raw),
                 _stamp(obs.created_at or now, sqlite),
                 obs.watcher_model,
                 obs.watcher_input_tokens,
@@ -309,7 +224,7 @@ def insert_observations(
             )
         )
         if item.update_result:
-            updates.append((obs.quality_score, _json(obs.as_json()), result_id))
+            updates.append((obs.quality_score, json_column(obs.as_json()), result_id))
     if not insight_rows:
         return 0
     driver = connection.connection.driver_connection

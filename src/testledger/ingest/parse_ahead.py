@@ -1,0 +1,182 @@
+"""Parsing a large report in a second process while this one writes its rows.
+
+Importing a new run costs, per result, about a third parsing and encoding (reading the file,
+building the TestResult, encoding its row) and two thirds the database's work (SQLite's insert
+into test_results and its nine indexes; psycopg's COPY). Python runs them one after the other.
+For a large file the parsing moves to a child process running the very same parser
+(``FORMATS[format].parse``), attempt numbering and row encoding, which sends the encoded rows
+in chunks through a pipe: the two halves run on two cores (``bench/import.py``).
+
+The child imports neither SQLAlchemy nor a database driver (:mod:`testledger.store.encoding`,
+:mod:`testledger.ingest.attempts`), so that it starts in a few tens of milliseconds. The pipe
+bounds what is in flight (a few chunks), so memory stays flat in the file's size.
+
+A malformed file is the same :class:`ImportFormatError` as when parsed here (the child sends
+its path, reason and line). Should the child fail otherwise, :class:`ParseAheadFailed` tells
+the importer to write the file again, parsed in its own process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.model import WatcherObservation
+from testledger.record.writer_pipe import encode_frame, read_frame
+
+__all__ = ["FORMATS_PARSED_AHEAD", "MIN_BYTES", "ParseAhead", "ParseAheadFailed", "main"]
+
+#: Formats whose ``parse(path)`` streams one run's results from a file: JUnit XML and
+#: pytest-reportlog lines. (The JSON formats load their whole document; parsing them in a
+#: child would hold it twice.)
+FORMATS_PARSED_AHEAD = frozenset({"junit", "pytest-reportlog"})
+
+#: Smallest file parsed ahead: the child's start (about 70 ms, while this process waits for its
+#: first rows) pays off from some 15,000 testcases, about 3 MB of JUnit.
+MIN_BYTES = 4 << 20
+
+#: Rows per message: large enough that framing and pickling cost little, small enough that
+#: the pipe keeps a few of them in flight.
+_CHUNK = 500
+
+_CHILD = (
+    "import sys; sys.path.append(sys.argv.pop(1)); "
+    "from testledger.ingest.parse_ahead import main; main()"
+)
+
+
+class ParseAheadFailed(Exception):
+    """The parsing process failed for another reason than the file's format."""
+
+
+def wanted(parsed: ParsedFile) -> bool:
+    """Whether ``parsed`` is worth parsing in a second process."""
+    if parsed.format not in FORMATS_PARSED_AHEAD:
+        return False
+    try:
+        return parsed.path.is_file() and parsed.path.stat().st_size >= MIN_BYTES
+    except OSError:
+        return False
+
+
+class ParseAhead:
+    """A child process parsing ``path`` as ``format_name``: :meth:`chunks` gives its encoded
+    rows (``encode_result``) as they come; then :attr:`count`, :attr:`total_duration`,
+    :attr:`watched` ((test_id, attempt, observation) of the results with one) and
+    :attr:`warnings` are the whole file's."""
+
+    def __init__(self, path: Path, format_name: str, remember: int) -> None:
+        self.path = path
+        self.count = 0
+        self.total_duration = 0.0
+        self.watched: list[tuple[str, int, WatcherObservation]] = []
+        self.warnings: list[str] = []
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        # This testledger's folder goes at the end of the child's path, as for the plugin's
+        # writer process (record.writer_client): found wherever this one was imported from.
+        source_root = str(Path(__file__).resolve().parents[2])
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, source_root, format_name, str(path), str(remember)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except BaseException:
+            self._stderr.close()
+            raise
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        stdout = self._process.stdout
+        assert stdout is not None
+        while True:
+            message = read_frame(stdout)
+            if message is None:
+                raise ParseAheadFailed(self._last_words())
+            kind = message[0]
+            if kind == "rows":
+                yield message[1]
+            elif kind == "end":
+                _, self.count, self.total_duration, self.watched, self.warnings = message
+                return
+            elif kind == "format_error":
+                _, path, reason, line = message
+                raise ImportFormatError(path, reason, line)
+            else:
+                raise ParseAheadFailed(str(message[1]))
+
+    def _last_words(self) -> str:
+        code = self._process.wait()
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode(errors="replace").strip().splitlines()
+        last = f": {lines[-1].strip()}" if lines else ""
+        return f"the parsing process exited with status {code}{last}"
+
+    def close(self) -> None:
+        """Stop the child if it is still parsing (the import stopped early), and reap it."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+        self._stderr.close()
+
+    def __enter__(self) -> ParseAhead:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _parse(format_name: str, path: Path, remember: int, out: IO[bytes]) -> None:
+    from testledger.ingest.attempts import AttemptNumbers
+    from testledger.ingest.registry import FORMATS
+    from testledger.store.encoding import encode_result
+
+    parsed = FORMATS[format_name].parse(path)
+    assign = AttemptNumbers({}, remember).assign
+    chunk: list[tuple[Any, ...]] = []
+    watched: list[tuple[str, int, WatcherObservation]] = []
+    total = 0.0
+    count = 0
+    for result in parsed.results:
+        assign(result)
+        duration = result.duration_secs
+        if duration:
+            total += duration
+        chunk.append(encode_result(result))
+        if result.watcher is not None:
+            watched.append((result.test_id, result.attempt or 1, result.watcher))
+        count += 1
+        if len(chunk) >= _CHUNK:
+            out.write(encode_frame(("rows", chunk)))
+            chunk = []
+    if chunk:
+        out.write(encode_frame(("rows", chunk)))
+    out.write(encode_frame(("end", count, total, watched, parsed.warnings)))
+
+
+def main() -> None:
+    """The child: ``format path remember`` in argv; frames on stdout (see ParseAhead)."""
+    format_name, path, remember = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+    out = sys.stdout.buffer
+    try:
+        _parse(format_name, path, remember, out)
+    except ImportFormatError as exc:
+        out.write(encode_frame(("format_error", str(exc.path), exc.reason, exc.line)))
+    except Exception as exc:
+        out.write(encode_frame(("failed", f"{type(exc).__name__}: {exc}")))
+    with contextlib.suppress(BrokenPipeError):
+        out.flush()
