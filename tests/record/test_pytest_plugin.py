@@ -336,6 +336,18 @@ def test_run_duration_is_the_sessions(pytester: pytest.Pytester, db_url: str) ->
     assert run["total_duration_secs"] == round(float(run["duration_secs"]))
 
 
+def test_without_a_terminal_summary_the_run_is_still_finished(
+    pytester: pytest.Pytester, db_url: str
+) -> None:
+    """The writer is waited for when the summary is printed, or, with no summary, when pytest
+    unconfigures: the run is finished before pytest exits either way."""
+    pytester.makepyfile(test_quiet="def test_one(): pass\ndef test_two(): pass\n")
+    result = run_ledger(pytester, db_url, "-p", "no:terminal")
+    assert result.ret == 0 and "testledger" not in result.stdout.str()
+    (run,) = rows(db_url, "SELECT status, total_tests, tests_passed FROM test_runs")
+    assert (run["status"], run["total_tests"], run["tests_passed"]) == ("finished", 2, 2)
+
+
 def test_xdist_is_one_run(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(
         test_many="""
