@@ -107,7 +107,7 @@ def check_fields(fields: Mapping[str, Any], where: str) -> None:
 
 
 #: Where the measuring side keeps the ``ledger`` fixture's handles (nodeid -> handle); absent
-#: when this process measures nothing (recording off, or an xdist controller).
+#: when recording is off (the fixture's data is then not kept).
 _HANDLES = pytest.StashKey[dict[str, LedgerHandle]]()
 
 
@@ -123,8 +123,8 @@ def ledger(request: pytest.FixtureRequest) -> LedgerHandle:
 
 
 class Measure:
-    """Measures each test where it runs and puts the measurements, with the fixture's and
-    marker's data, on its teardown report.
+    """Measures each test where it runs: RSS and CPU, with the fixture's and marker's data, as
+    the payload its teardown report carries (PAYLOAD_ATTR).
 
     Taken when reports are logged, which pytest does right after each phase: CPU and wall
     clocks from the setup report (the test's fixtures are ready) to the teardown report (they
