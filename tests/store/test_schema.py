@@ -212,3 +212,53 @@ _PROPOSAL_INDEXES = {
 
 def test_the_head_revision_constant_is_the_migration_scripts_head() -> None:
     assert head_revision() == HEAD_REVISION
+
+
+def test_a_migration_that_fails_half_way_leaves_nothing_behind(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every migration of an upgrade runs in one transaction, on SQLite too (whose driver would
+    otherwise run each CREATE on its own): a failure after some revisions rolls all back."""
+    from alembic import command
+
+    from testledger.store import migrate
+
+    real_upgrade = command.upgrade
+
+    def upgrade_then_fail(config: Any, revision: str) -> None:
+        real_upgrade(config, "0003")
+        raise RuntimeError("killed half way")
+
+    monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
+    engine = create_ledger_engine(db_url)
+    try:
+        with pytest.raises(RuntimeError, match="killed half way"):
+            migrate.upgrade(engine)
+        assert sa.inspect(engine).get_table_names() == []
+        monkeypatch.setattr(command, "upgrade", real_upgrade)
+        assert migrate.upgrade(engine) == (None, head_revision())
+    finally:
+        engine.dispose()
+
+
+def test_processes_opening_a_new_sqlite_file_at_once_all_get_its_schema(tmp_path: Path) -> None:
+    """The first migrator holds the write lock for the whole upgrade; the others wait, then
+    find the schema current (they used to find half of it and refuse the database)."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    code = (
+        f"from testledger.store.database import connect_engine; connect_engine({url!r}).dispose()"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate()[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    engine = connect_engine(url)
+    try:
+        assert upgrade(engine) == (head_revision(), head_revision())
+    finally:
+        engine.dispose()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -192,14 +192,24 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
 
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
+        driver: Any = connection.connection.driver_connection
+        legacy_isolation = driver.isolation_level if sqlite else None
         if sqlite:
             # Batch migrations rebuild SQLite tables (copy, drop, rename); with foreign keys
             # enforced, dropping a parent table would cascade-delete its children's rows.
             # The pragma only takes effect outside a transaction, hence before begin().
             connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
             connection.commit()
+            # Python's sqlite3 opens a transaction before INSERT/UPDATE/DELETE only: CREATE
+            # and ALTER would each commit on their own, and an upgrade killed half way would
+            # leave half a schema. The transaction is opened here instead: BEGIN IMMEDIATE,
+            # which takes the write lock first, so that a second process migrating the same
+            # new file waits for the first and then finds its schema.
+            driver.isolation_level = None
         try:
             with connection.begin():
+                if sqlite:
+                    connection.exec_driver_sql("BEGIN IMMEDIATE")
                 state = schema_state(connection)
                 before = state.revision
                 config = _config(connection)
@@ -215,6 +225,7 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
                 after = _stored_revision(connection)
         finally:
             if sqlite:
+                driver.isolation_level = legacy_isolation
                 connection.exec_driver_sql("PRAGMA foreign_keys=ON")
                 connection.commit()
     assert after is not None
