@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from testledger.cli import main
-from testledger.ingest import importer
+from testledger.ingest import importer, parse_ahead
 from testledger.ingest import junit as junit_format
 from testledger.ingest.base import ImportFormatError
 from testledger.ingest.registry import detect_format
@@ -286,13 +286,23 @@ def test_an_issue_checklist_given_to_import_points_to_backfill(
     assert ("use testledger backfill" in info.value.reason) is points_to_backfill
 
 
-@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "batched"])
+@pytest.mark.parametrize(
+    ("streamed", "parsed_ahead"),
+    [(True, False), (True, True), (False, False)],
+    ids=["streamed", "parsed-ahead", "batched"],
+)
 def test_a_test_repeated_further_apart_than_remembered_is_its_next_attempt(
-    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, streamed: bool
+    db_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    streamed: bool,
+    parsed_ahead: bool,
 ) -> None:
     # The importer remembers only recent tests to number repeats; a repeat further away makes
     # the new run's stream (or a batch) hit the unique index, and is numbered after that.
+    # Parsed ahead, the child process numbers them with the same memory and meets the same.
     monkeypatch.setattr(importer, "_RECENT_TESTS", 3)
+    monkeypatch.setattr(parse_ahead, "MIN_BYTES", 0 if parsed_ahead else 1 << 40)
     others = [("c", f"other{i}", "pass") for i in range(10)]
     path = tmp_path / "far.xml"
     path.write_text(junit([("c", "t0", "pass"), *others, ("c", "t0", "fail")]))
