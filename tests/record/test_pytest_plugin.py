@@ -182,9 +182,14 @@ def test_ledger_fixture_and_marker(pytester: pytest.Pytester, db_url: str) -> No
         def test_bad_field(ledger):
             with pytest.raises(TypeError, match="unknown field"):
                 ledger.set(modle="x")
+
+        @pytest.mark.ledger(model="class-model")
+        class TestGrouped:
+            def test_in_class(self):
+                pass
         """
     )
-    run_ledger(pytester, db_url).assert_outcomes(passed=3)
+    run_ledger(pytester, db_url).assert_outcomes(passed=4)
     got = {r["variation"]: r for r in rows(db_url, "SELECT * FROM test_results")}
     marked = got["test_marked"]
     assert (marked["provider"], marked["model"], marked["tokens_total"]) == (
@@ -202,6 +207,8 @@ def test_ledger_fixture_and_marker(pytester: pytest.Pytester, db_url: str) -> No
     assert (plain["tool_name"], plain["provider"], plain["model"]) == ("chat", "module-level", "m2")
     assert plain["watcher_quality"] == 3
     assert got["test_bad_field"]["provider"] == "module-level"
+    grouped = got["test_in_class"]  # the class's marker, and the module's under it
+    assert (grouped["provider"], grouped["model"]) == ("module-level", "class-model")
     insights = rows(
         db_url,
         "SELECT r.variation, w.quality_score, w.confidence, w.watcher_error "

@@ -146,10 +146,25 @@ class Measure:
         """Read every test's ``ledger`` markers once, at collection. A test whose markers set an
         unknown field errors at its setup, as it would if the marker were read there."""
         invalid: dict[str, str] = {}
+        # Whether a node or a parent of it carries a ledger marker, per parent node (id): the
+        # parents are shared by many tests, so each is looked at once, and most tests are
+        # spared iter_markers' generator walk (bench/pytest_overhead.py).
+        parents: dict[int, bool] = {}
+
+        def carries(node: pytest.Item | pytest.Collector) -> bool:
+            for mark in node.own_markers:
+                if mark.name == "ledger":
+                    return True
+            parent = node.parent
+            if parent is None:
+                return False
+            known = parents.get(id(parent))
+            if known is None:
+                known = parents[id(parent)] = carries(parent)
+            return known
+
         for item in items:
-            # The keywords (a few dict lookups up the node chain) hold every marker's name:
-            # most tests are spared iter_markers' generator walk.
-            if "ledger" not in item.keywords:
+            if not carries(item):
                 continue
             marked: dict[str, Any] = {}
             for mark in item.iter_markers("ledger"):
