@@ -34,6 +34,7 @@ __all__ = [
     "find_issue",
     "link_fingerprint",
     "link_rule",
+    "mark_auto_resolved",
     "new_issue_code",
     "set_status",
 ]
@@ -81,6 +82,33 @@ def add_event(
             actor=actor,
             created_at=at or utcnow(),
         )
+    )
+
+
+def mark_auto_resolved(
+    connection: Connection, issue_id: int, run: Any, note: str, at: datetime
+) -> None:
+    """Resolve an OPEN issue as of ``run`` (the detector's doing, with its reason in ``note``):
+    a failure's issue whose tests passed, a regression whose metric came back."""
+    connection.execute(
+        sa.update(issues)
+        .where(issues.c.id == issue_id)
+        .values(
+            status=IssueStatus.RESOLVED.value,
+            resolved_run_id=run.id,
+            resolved_at=run.run_timestamp,
+            updated_at=at,
+        )
+    )
+    add_event(
+        connection,
+        issue_id,
+        "auto_resolved",
+        run_id=run.id,
+        status_from=IssueStatus.OPEN.value,
+        status_to=IssueStatus.RESOLVED.value,
+        note=note,
+        at=at,
     )
 
 
@@ -193,26 +221,13 @@ def auto_resolve(
                 break
         if not passing:
             continue
-        connection.execute(
-            sa.update(issues)
-            .where(issues.c.id == issue_id)
-            .values(
-                status=IssueStatus.RESOLVED.value,
-                resolved_run_id=run.id,
-                resolved_at=run.run_timestamp,
-                updated_at=at,
-            )
-        )
         runs_text = ", ".join(str(r) for r in reversed(recent))
-        add_event(
+        mark_auto_resolved(
             connection,
             issue_id,
-            "auto_resolved",
-            run_id=run.id,
-            status_from=IssueStatus.OPEN.value,
-            status_to=IssueStatus.RESOLVED.value,
-            note=f"its tests ran and passed in {after_runs} consecutive runs ({runs_text})",
-            at=at,
+            run,
+            f"its tests ran and passed in {after_runs} consecutive runs ({runs_text})",
+            at,
         )
         resolved.append(code)
     return resolved

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.lifecycle import IssueStatus, add_event
+from testledger.analyze.lifecycle import IssueStatus, add_event, mark_auto_resolved
 from testledger.analyze.regression_metrics import (
     METRICS,
     ORIGIN,
@@ -285,30 +285,15 @@ class _Sync:
 
     def resolve(self, issue: Any, metric: Metric, recent: float) -> None:
         details = issue.details
-        self.connection.execute(
-            sa.update(issues)
-            .where(issues.c.id == issue.id)
-            .values(
-                status=IssueStatus.RESOLVED.value,
-                resolved_run_id=self.run.id,
-                resolved_at=self.run.run_timestamp,
-                updated_at=self.now,
-            )
-        )
-        add_event(
+        mark_auto_resolved(
             self.connection,
             int(issue.id),
-            "auto_resolved",
-            run_id=self.run.id,
-            status_from=IssueStatus.OPEN.value,
-            status_to=IssueStatus.RESOLVED.value,
-            note=(
-                f"{metric.name} is back: {metric.show(recent)} over the latest "
-                f"{self.config.min_runs} runs, against {metric.show(details['before_mean'])} "
-                f"before the change (threshold {self.config.min_magnitude:.0%}, at least "
-                f"{metric.show(self.config.floor(metric.name))})"
-            ),
-            at=self.now,
+            self.run,
+            f"{metric.name} is back: {metric.show(recent)} over the latest "
+            f"{self.config.min_runs} runs, against {metric.show(details['before_mean'])} "
+            f"before the change (threshold {self.config.min_magnitude:.0%}, at least "
+            f"{metric.show(self.config.floor(metric.name))})",
+            self.now,
         )
         self.report.resolved.append(issue.issue_code)
 
