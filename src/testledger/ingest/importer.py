@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from testledger.ingest import parse_ahead
-from testledger.ingest.attempts import AttemptNumbers
 from testledger.ingest.base import ParsedFile
-from testledger.model import RunInfo, RunStatus, TestResult, utcnow
+from testledger.ingest.rows import AttemptNumbers, EncodedResults
+from testledger.model import RunInfo, RunStatus, TestResult, WatcherObservation, utcnow
 from testledger.record.environment import detect_ci, detect_git
 from testledger.store.runs import create_or_join_run, finish_run
 from testledger.store.tables import test_results, test_runs
@@ -245,29 +245,17 @@ def _stream_new_run(
         if close is not None:
             close()  # the child reads the file for itself
         return _stream_parsed_ahead(connection, run_id, parsed, outcome, progress)
-    watched: list[PendingObservation] = []
-    total = 0.0
-    count = 0
-    assign = attempts.assign
+    rows = EncodedResults(parsed.results, attempts)
     with _new_rows_writer(connection, run_id) as write:
-        for result in parsed.results:
-            assign(result)
-            duration = result.duration_secs
-            if duration:
-                total += duration
-            write(encode_result(result))
-            if result.watcher is not None:
-                watched.append(
-                    PendingObservation(result.test_id, result.attempt or 1, result.watcher, False)
-                )
-            count += 1
-            if progress is not None and count % 1000 == 0:
+        for row in rows:
+            write(row)
+            if progress is not None and rows.count % 1000 == 0:
                 progress(1000)
-    if progress is not None and count % 1000:
-        progress(count % 1000)
-    outcome.results = count
-    _write_observations(connection, run_id, watched, outcome)
-    return total
+    if progress is not None and rows.count % 1000:
+        progress(rows.count % 1000)
+    outcome.results = rows.count
+    _write_observations(connection, run_id, rows.watched, outcome)
+    return rows.total_duration
 
 
 def _stream_parsed_ahead(
@@ -288,14 +276,17 @@ def _stream_parsed_ahead(
                 progress(len(chunk))
     outcome.results = ahead.count
     parsed.warnings.extend(ahead.warnings)
-    watched = [PendingObservation(t, a, w, False) for t, a, w in ahead.watched]
-    _write_observations(connection, run_id, watched, outcome)
+    _write_observations(connection, run_id, ahead.watched, outcome)
     return ahead.total_duration
 
 
 def _write_observations(
-    connection: Connection, run_id: int, watched: list[PendingObservation], outcome: ImportOutcome
+    connection: Connection,
+    run_id: int,
+    observed: list[tuple[str, int, WatcherObservation]],
+    outcome: ImportOutcome,
 ) -> None:
+    watched = [PendingObservation(t, a, w, False) for t, a, w in observed]
     for start in range(0, len(watched), _BATCH):
         outcome.observations += insert_observations(
             connection, run_id, watched[start : start + _BATCH]

@@ -4,11 +4,12 @@ Importing a new run costs, per result, about a third parsing and encoding (readi
 building the TestResult, encoding its row) and two thirds the database's work (SQLite's insert
 into test_results and its nine indexes; psycopg's COPY). Python runs them one after the other.
 For a large file the parsing moves to a child process running the very same parser
-(``FORMATS[format].parse``), attempt numbering and row encoding, which sends the encoded rows
-in chunks through a pipe: the two halves run on two cores (``bench/import.py``).
+(``FORMATS[format].parse``) and row encoding (:class:`~testledger.ingest.rows.EncodedResults`),
+which sends the encoded rows in chunks through a pipe: the two halves run on two cores
+(``bench/import.py``).
 
 The child imports neither SQLAlchemy nor a database driver (:mod:`testledger.store.encoding`,
-:mod:`testledger.ingest.attempts`), so that it starts in a few tens of milliseconds. The pipe
+:mod:`testledger.ingest.rows`), so that it starts in a few tens of milliseconds. The pipe
 bounds what is in flight (a few chunks), so memory stays flat in the file's size.
 
 A malformed file is the same :class:`ImportFormatError` as when parsed here (the child sends
@@ -141,31 +142,20 @@ class ParseAhead:
 
 
 def _parse(format_name: str, path: Path, remember: int, out: IO[bytes]) -> None:
-    from testledger.ingest.attempts import AttemptNumbers
     from testledger.ingest.registry import FORMATS
-    from testledger.store.encoding import encode_result
+    from testledger.ingest.rows import AttemptNumbers, EncodedResults
 
     parsed = FORMATS[format_name].parse(path)
-    assign = AttemptNumbers({}, remember).assign
+    rows = EncodedResults(parsed.results, AttemptNumbers({}, remember))
     chunk: list[tuple[Any, ...]] = []
-    watched: list[tuple[str, int, WatcherObservation]] = []
-    total = 0.0
-    count = 0
-    for result in parsed.results:
-        assign(result)
-        duration = result.duration_secs
-        if duration:
-            total += duration
-        chunk.append(encode_result(result))
-        if result.watcher is not None:
-            watched.append((result.test_id, result.attempt or 1, result.watcher))
-        count += 1
+    for row in rows:
+        chunk.append(row)
         if len(chunk) >= _CHUNK:
             out.write(encode_frame(("rows", chunk)))
             chunk = []
     if chunk:
         out.write(encode_frame(("rows", chunk)))
-    out.write(encode_frame(("end", count, total, watched, parsed.warnings)))
+    out.write(encode_frame(("end", rows.count, rows.total_duration, rows.watched, parsed.warnings)))
 
 
 def main() -> None:
