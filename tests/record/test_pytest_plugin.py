@@ -355,6 +355,30 @@ def test_without_a_terminal_summary_the_run_is_still_finished(
     assert (run["status"], run["total_tests"], run["tests_passed"]) == ("finished", 2, 2)
 
 
+def test_node_ids_split_as_the_importers_split_them(pytester: pytest.Pytester, db_url: str) -> None:
+    """A test recorded live gets the tool and variation that importing pytest's own report of
+    it gives (testledger.nodeids), ``::`` inside its parameters included."""
+    pytester.makepyfile(
+        test_ids="""
+        import pytest
+
+        @pytest.mark.parametrize("where", ["a::b"])
+        def test_passes(where):
+            pass
+
+        @pytest.mark.parametrize("where", ["c::d"])
+        def test_fails(where):
+            assert False
+        """
+    )
+    run_ledger(pytester, db_url).assert_outcomes(passed=1, failed=1)
+    got = rows(db_url, "SELECT tool_name, variation FROM test_results ORDER BY variation")
+    assert [(r["tool_name"], r["variation"]) for r in got] == [
+        ("test_ids.py", "test_fails[c::d]"),
+        ("test_ids.py", "test_passes[a::b]"),
+    ]
+
+
 def test_xdist_is_one_run(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(
         test_many="""

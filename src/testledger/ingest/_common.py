@@ -21,6 +21,9 @@ from typing import Any
 
 from testledger.ingest.base import ImportFormatError
 
+# Re-exported: the importers of pytest's JSON formats split node ids as the plugin does.
+from testledger.nodeids import split_nodeid
+
 __all__ = [
     "GZIP_MAGIC",
     "MESSAGE_LIMIT",
@@ -152,27 +155,6 @@ def exception_from_longrepr(text: str | None) -> tuple[str | None, str | None]:
                 message = found_msg
             break
     return exc_type, message
-
-
-def split_nodeid(nodeid: str) -> tuple[str, str]:
-    """A pytest node id's ``(tool_name, variation)``: what precedes the last ``::``, and the rest.
-
-    Parameters stay with the function name (``test_x[a::b]`` is one variation, ``::`` inside the
-    brackets notwithstanding). A node id without ``::`` (a module that failed to collect) is its
-    own tool, with the variation ``<module>``.
-    """
-    first_sep = nodeid.find("::")
-    if first_sep < 0:
-        return nodeid, "<module>"
-    base, params = nodeid, ""
-    if nodeid.endswith("]"):
-        bracket = nodeid.find("[", first_sep)
-        if bracket >= 0:
-            base, params = nodeid[:bracket], nodeid[bracket:]
-    tool, sep, func = base.rpartition("::")
-    if not sep or not tool:
-        return nodeid, "<module>"
-    return tool, f"{func}{params}"
 
 
 def opt_str(value: object) -> str | None:

@@ -26,11 +26,11 @@ from testledger.ingest._common import (
     split_exception,
 )
 from testledger.model import Status, TestResult, WatcherObservation
+from testledger.nodeids import split_nodeid
 from testledger.record.measure import stored_cpu_percent
 from testledger.record.pytest_plugin import PAYLOAD_ATTR
-from testledger.record.writer_pipe import split_test_id
 
-__all__ = ["build_result", "crashed_result", "split_test_id"]
+__all__ = ["build_result", "crashed_result"]
 
 
 def _rerun(report: pytest.TestReport | None) -> bool:
@@ -154,7 +154,7 @@ def build_result(
         status, failing = _classify(setup, call, teardown, details)
 
     nodeid = teardown.nodeid
-    tool_name, variation = split_test_id(nodeid)
+    tool_name, variation = split_nodeid(nodeid)
     start = setup.start if setup is not None else teardown.start
     payload: dict[str, Any] = getattr(teardown, PAYLOAD_ATTR, None) or {}
     rss = payload.get("rss")
@@ -194,7 +194,7 @@ def build_result(
 
 def crashed_result(report: pytest.TestReport) -> TestResult:
     """A test whose worker died under it (pytest-xdist reports it with ``when`` ``"???"``)."""
-    tool_name, variation = split_test_id(report.nodeid)
+    tool_name, variation = split_nodeid(report.nodeid)
     fields = _error_fields(report)
     return TestResult(
         test_id=report.nodeid,

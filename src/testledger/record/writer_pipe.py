@@ -30,23 +30,13 @@ import pickle
 import struct
 from typing import IO, Any
 
-__all__ = ["COMPACT_FIELDS", "FrameReader", "encode_frame", "read_frame", "split_test_id"]
+__all__ = ["COMPACT_FIELDS", "FrameReader", "encode_frame", "read_frame"]
 
 #: What a passing test is sent as (the writer expands it into a full result row): everything
 #: else about such a test is known (PASS, no error, no output, nothing from the fixture).
 COMPACT_FIELDS = ("test_id", "attempt", "duration_secs", "started_epoch", "rss_mb", "cpu_percent")
 
 _LENGTH = struct.Struct("<I")
-
-
-def split_test_id(nodeid: str) -> tuple[str, str]:
-    """``path::Class::test_f[param]`` -> (``path::Class``, ``test_f[param]``): a test's tool and
-    variation. Here, with no pytest import, because both ends need it: the plugin for the
-    results it builds and the writer for the compact tuples it expands."""
-    tool, sep, variation = nodeid.rpartition("::")
-    if not sep:
-        return nodeid, nodeid
-    return tool, variation
 
 
 def encode_frame(message: Any) -> bytes:

@@ -23,7 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from testledger.record.writer_pipe import encode_frame, read_frame, split_test_id
+from testledger.nodeids import split_nodeid
+from testledger.record.writer_pipe import encode_frame, read_frame
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -41,7 +42,7 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
     from testledger.store.types import format_utc
 
     test_id, attempt, duration, started, rss, cpu = compact
-    tool_name, variation = split_test_id(test_id)
+    tool_name, variation = split_nodeid(test_id)
     return (
         test_id,
         attempt,
