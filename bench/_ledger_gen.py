@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from testledger.analyze.fingerprint import ALGORITHM_VERSION, fingerprint
+from testledger.analyze.issues.fingerprint import ALGORITHM_VERSION, fingerprint
 from testledger.model import TestResult
 from testledger.store.types import format_utc
 

@@ -18,7 +18,7 @@ import random
 import time
 import uuid
 
-from testledger.analyze.fingerprint import fingerprint
+from testledger.analyze.issues.fingerprint import fingerprint
 from testledger.model import Status, TestResult
 
 GOAL = 100_000

@@ -24,9 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from testledger.analyze.changepoint import ChangePointParams, analyze_batch
-from testledger.analyze.regressions import RegressionConfig, detect_regressions, find_regressions
-from testledger.analyze.rules import load_rules
+from testledger.analyze.issues.rules import load_rules
+from testledger.analyze.regressions.changepoint import ChangePointParams, analyze_batch
+from testledger.analyze.regressions.finder import (
+    RegressionConfig,
+    detect_regressions,
+    find_regressions,
+)
 from testledger.store.database import connect_engine
 from testledger.store.types import format_utc
 

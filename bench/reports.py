@@ -199,7 +199,7 @@ def _optional(module: str, attribute: str) -> Any:
 
 def reports(subject: Subjects) -> dict[str, Report | None]:
     """Every report by name; None for those whose module is not there yet."""
-    from testledger.analyze.flaky import find_flaky
+    from testledger.analyze.flaky.finder import find_flaky
     from testledger.report.issues import issue_detail, list_issues
     from testledger.report.proposal import PROPOSAL_QUERIES, run_proposal_query
     from testledger.report.runs import list_runs, show_run

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable
 
-from testledger.analyze.rules import Rule, RuleSet
+from testledger.analyze.issues.rules import Rule, RuleSet
 from testledger.model import Status, TestResult
 
 GOAL_EVALUATIONS_PER_SEC = 1_000_000

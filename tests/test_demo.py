@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import typer
 
 from testledger import Ledger
-from testledger.analyze.flaky import find_flaky
+from testledger.analyze.flaky.finder import find_flaky
 from testledger.cli import main
 from testledger.cli.app import app
 from testledger.demo.runner import MARKER_FILE, report_steps, rerunfailures_installed

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from testledger.analyze.changepoint import (
+from testledger.analyze.regressions.changepoint import (
     ChangePointParams,
     analyze_batch,
     analyze_many,

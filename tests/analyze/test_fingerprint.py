@@ -1,4 +1,4 @@
-"""Tests for failure fingerprinting (testledger.analyze.fingerprint / .normalize)."""
+"""Tests for failure fingerprinting (testledger.analyze.issues.fingerprint / .normalize)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from testledger.analyze.fingerprint import (
+from testledger.analyze.issues.fingerprint import (
     ALGORITHM_VERSION,
     MAX_APP_FRAMES,
     explain,
     fingerprint,
 )
-from testledger.analyze.normalize import (
+from testledger.analyze.issues.normalize import (
     NORMALIZATION_RULES,
     normalize_first_lines,
     normalize_message,

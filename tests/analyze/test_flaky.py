@@ -1,4 +1,4 @@
-"""Flaky-test detection (testledger.analyze.flaky), against SQLite and PostgreSQL.
+"""Flaky-test detection (testledger.analyze.flaky.finder), against SQLite and PostgreSQL.
 
 Histories are scripted through the runner API with one explicit ``started_at`` per run. Every
 run also records five steady passing tests, so that one failing test is never an outage.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from testledger import Ledger
-from testledger.analyze.flaky import (
+from testledger.analyze.flaky.finder import (
     FlakyConfig,
     FlakyTest,
     find_flaky,

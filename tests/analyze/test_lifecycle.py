@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from testledger import Ledger
 from testledger.analyze.detect import DetectConfig, detect_run
-from testledger.analyze.lifecycle import IssueStatus, set_status
-from testledger.analyze.rules import load_rules
+from testledger.analyze.issues.lifecycle import IssueStatus, set_status
+from testledger.analyze.issues.rules import load_rules
 from testledger.cli import main
 from testledger.report.issues import issue_detail, list_issues
 from tests.histories import record_test, scripted_run

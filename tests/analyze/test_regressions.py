@@ -12,9 +12,9 @@ import pytest
 import sqlalchemy as sa
 
 from testledger import Ledger, WatcherObservation
-from testledger.analyze.lifecycle import IssueStatus, set_status
-from testledger.analyze.regressions import METRICS, RegressionConfig, find_regressions
-from testledger.analyze.settings import regression_settings
+from testledger.analyze.issues.lifecycle import IssueStatus, set_status
+from testledger.analyze.options import regression_settings
+from testledger.analyze.regressions.finder import METRICS, RegressionConfig, find_regressions
 from testledger.cli import main
 from testledger.config import load_settings
 from testledger.errors import ConfigError

@@ -12,14 +12,21 @@ IMPORTS = [
     # (statement run in a fresh interpreter, whether numpy ends up imported)
     ("import testledger.analyze", False),
     ("import testledger.record.pytest_plugin", False),
-    ("import testledger.analyze.settings, testledger.analyze.detect", False),
-    ("import testledger.analyze.regressions", False),
+    ("import testledger.analyze.options, testledger.analyze.detect", False),
+    ("import testledger.analyze.regressions.finder", False),
     ("import testledger.cli.app", False),  # registers every command, `regressions` included
-    ("from testledger.analyze.regressions import RegressionConfig; RegressionConfig()", False),
+    (
+        "from testledger.analyze.regressions.finder import RegressionConfig; RegressionConfig()",
+        False,
+    ),
     # The modules that compute do load it: the check itself can tell.
-    ("import testledger.analyze.changepoint", True),
-    ("import testledger.analyze.metric_series", True),
-    ("from testledger.analyze.regressions import RegressionConfig as C; C().params('cpu')", True),
+    ("import testledger.analyze.regressions.changepoint", True),
+    ("import testledger.analyze.regressions.metric_series", True),
+    (
+        "from testledger.analyze.regressions.finder import RegressionConfig as C;"
+        " C().params('cpu')",
+        True,
+    ),
 ]
 
 

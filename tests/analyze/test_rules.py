@@ -1,4 +1,4 @@
-"""Tests for known-pattern rules (testledger.analyze.rules)."""
+"""Tests for known-pattern rules (testledger.analyze.issues.rules)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testledger.analyze.rules import (
+from testledger.analyze.issues.rules import (
     DEFAULT_RULES_PATH,
     MATCH_FIELDS,
     PRIORITIES,

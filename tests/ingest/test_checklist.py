@@ -1,4 +1,4 @@
-"""Tests of the issue-backfill parser (``testledger.ingest.checklist``).
+"""Tests of the issue-backfill parser (``testledger.ingest.tool_validation.checklist``).
 
 ``tests/data/exai/docs`` holds small hand-made files in the three real shapes (bracketed
 checklist, ``ISSUE-`` coded checklist, phase-fixes report), with the real files' quirks: code
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from testledger.ingest.base import ImportFormatError
-from testledger.ingest.checklist import (
+from testledger.ingest.tool_validation.checklist import (
     BackfilledIssue,
     _affected_tools,
     classify_status,

@@ -1,4 +1,4 @@
-"""Tests of the tool-validation-suite importer (``testledger.ingest.exai``).
+"""Tests of the tool-validation-suite importer (``testledger.ingest.tool_validation.results``).
 
 ``tests/data/exai/suite`` is a hand-made suite folder in the real suite's shapes: ``config/``,
 ``results/latest/`` (test_results.json, summary.json, prompt_counter.json, watcher_observations/,
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from testledger.ingest import exai
 from testledger.ingest.base import ImportFormatError
+from testledger.ingest.tool_validation import results as exai
 from testledger.model import Status, TestResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "exai"

@@ -12,8 +12,8 @@ import pytest
 
 from testledger.cli import main
 from testledger.ingest import importer, parse_ahead
-from testledger.ingest import junit as junit_format
 from testledger.ingest.base import ImportFormatError
+from testledger.ingest.formats import junit as junit_format
 from testledger.ingest.registry import detect_format
 from testledger.store.database import connect_engine
 from tests.helpers import query

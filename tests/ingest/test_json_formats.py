@@ -26,8 +26,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testledger.ingest import _common, allure, ctrf, pytest_json, reportlog
+from testledger.common import nodeids
+from testledger.common import text as common_text
 from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.formats import allure, ctrf, pytest_json, reportlog
 from testledger.model import Status, TestResult
 
 pytest_plugins = ["pytester"]
@@ -886,19 +888,19 @@ def test_allure_sniffs_a_single_result_file(tmp_path: Path) -> None:
     ],
 )
 def test_bounded_keeps_short_text(text: str | None, limit: int, kept: str | None) -> None:
-    assert _common.bounded(text, limit) == kept
+    assert common_text.bounded(text, limit) == kept
 
 
 def test_bounded_marks_what_it_cut() -> None:
     text = "head-" + "é" * 50_000 + "-tail"
-    out = _common.bounded(text, _common.TRACEBACK_LIMIT // 8)
+    out = common_text.bounded(text, common_text.TRACEBACK_LIMIT // 8)
     assert out is not None
     assert out.startswith("head-") and out.endswith("-tail")
     marker = out[out.index("[... truncated ") :].split("]")[0]
     dropped = int(marker.removeprefix("[... truncated ").removesuffix(" bytes"))
     kept = len(out.encode()) - len(f"\n{marker}]\n".encode())
     assert kept + dropped == len(text.encode())
-    assert kept <= _common.TRACEBACK_LIMIT // 8
+    assert kept <= common_text.TRACEBACK_LIMIT // 8
 
 
 def test_long_traceback_is_bounded_with_marker(tmp_path: Path) -> None:
@@ -920,10 +922,10 @@ def test_long_traceback_is_bounded_with_marker(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc), "utf-8")
     [result] = _all(pytest_json.parse(path))
     assert result.traceback is not None and "[... truncated " in result.traceback
-    assert len(result.traceback.encode()) < _common.TRACEBACK_LIMIT + 100
+    assert len(result.traceback.encode()) < common_text.TRACEBACK_LIMIT + 100
     assert result.traceback.endswith("t.py:1: RuntimeError")
     assert result.output_excerpt is not None and "[... truncated " in result.output_excerpt
-    assert len(result.output_excerpt.encode()) < _common.OUTPUT_LIMIT + 100
+    assert len(result.output_excerpt.encode()) < common_text.OUTPUT_LIMIT + 100
     assert result.error_type == "RuntimeError"
 
 
@@ -938,7 +940,7 @@ def test_long_traceback_is_bounded_with_marker(tmp_path: Path) -> None:
     ],
 )
 def test_split_nodeid(nodeid: str, tool: str, variation: str) -> None:
-    assert _common.split_nodeid(nodeid) == (tool, variation)
+    assert nodeids.split_nodeid(nodeid) == (tool, variation)
 
 
 @pytest.mark.parametrize(
@@ -952,4 +954,4 @@ def test_split_nodeid(nodeid: str, tool: str, variation: str) -> None:
     ],
 )
 def test_split_exception(message: str, expected: tuple[str | None, str | None]) -> None:
-    assert _common.split_exception(message) == expected
+    assert common_text.split_exception(message) == expected

@@ -1,4 +1,4 @@
-"""Tests of the JUnit XML importer (``testledger.ingest.junit``).
+"""Tests of the JUnit XML importer (``testledger.ingest.formats.junit``).
 
 ``tests/data/junit`` holds one small hand-written file per dialect, in the shape each tool writes
 (attribute layout, nesting, indentation, BOM...). The real-world samples in
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from testledger.ingest import junit
 from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.formats import junit
 from testledger.model import Status, TestResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "junit"
@@ -348,7 +348,7 @@ def test_parse_timestamp(text: str | None, expected: datetime | None) -> None:
 
 
 def test_truncation_is_never_silent(tmp_path: Path) -> None:
-    # Bounded like every importer's text (ingest._common.bounded): the head and the tail (where
+    # Bounded like every importer's text (common.text.bounded): the head and the tail (where
     # a traceback says what was raised) around a marker saying how much was cut.
     big = "first line\n" + "x" * junit.TRACEBACK_LIMIT + "\nValueError: the end"
     out = "é" * junit.OUTPUT_LIMIT  # 2 bytes each: twice the limit

@@ -357,7 +357,7 @@ def test_without_a_terminal_summary_the_run_is_still_finished(
 
 def test_node_ids_split_as_the_importers_split_them(pytester: pytest.Pytester, db_url: str) -> None:
     """A test recorded live gets the tool and variation that importing pytest's own report of
-    it gives (testledger.nodeids), ``::`` inside its parameters included."""
+    it gives (testledger.common.nodeids), ``::`` inside its parameters included."""
     pytester.makepyfile(
         test_ids="""
         import pytest

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from testledger.cli import main as cli_main
-from testledger.record.writer_pipe import FrameReader, encode_frame, read_frame
+from testledger.common.framing import FrameReader, encode_frame, read_frame
 from testledger.record.writer_process import _read_ahead
 from tests.helpers import query_rows as rows
 

@@ -1,1 +1,1 @@
-"""testledger.analyze"""
+"""Analysis of stored runs: issue detection, flaky tests, metric regressions, watchers."""

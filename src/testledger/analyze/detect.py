@@ -32,19 +32,19 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.fingerprint import Fingerprint, fingerprint
-from testledger.analyze.lifecycle import (
+from testledger.analyze.issues.fingerprint import Fingerprint, fingerprint
+from testledger.analyze.issues.lifecycle import (
     IssueStatus,
     add_event,
     auto_resolve,
     new_issue_code,
 )
-from testledger.analyze.regressions import (
+from testledger.analyze.issues.rules import Rule, RuleSet
+from testledger.analyze.regressions.finder import (
     RegressionConfig,
     detect_regressions,
     open_regression_issue_ids,
 )
-from testledger.analyze.rules import Rule, RuleSet
 from testledger.errors import NotFound
 from testledger.model import Status, TestResult, utcnow
 from testledger.store.tables import (
@@ -194,7 +194,7 @@ def _mark_flaky(connection: Connection, run_id: int, suite: str, failures: list[
     last_pass: dict[str, int] = {}
     for test_id, attempt in passed_later:
         last_pass[test_id] = max(attempt, last_pass.get(test_id, 0))
-    from testledger.analyze.flaky import flaky_test_ids
+    from testledger.analyze.flaky.finder import flaky_test_ids
 
     historic = flaky_test_ids(connection, {f.result.test_id for f in failures}, suite=suite)
     for failure in failures:

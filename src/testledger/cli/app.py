@@ -20,9 +20,9 @@ from rich.console import Console
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from testledger.common.jsondata import as_json
 from testledger.config import Settings, load_settings
 from testledger.errors import TestledgerError
-from testledger.report.runs import as_json
 from testledger.store.database import connect_engine
 from testledger.store.engine import mask_urls_in
 

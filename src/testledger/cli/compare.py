@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from testledger.analyze.flaky import FlakyConfig
+from testledger.analyze.flaky.finder import FlakyConfig
 from testledger.cli.app import app, connection, console, emit_json, state
 from testledger.errors import ConfigError
 from testledger.report.compare import GroupChange, RunComparison, TestChange, compare_runs

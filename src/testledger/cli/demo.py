@@ -9,6 +9,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 
 from testledger.cli.app import app, console, emit_json, state
+from testledger.common.jsondata import as_json as as_json_data
 from testledger.demo.runner import (
     DEFAULT_DIRECTORY,
     DEFAULT_RUNS,
@@ -20,7 +21,6 @@ from testledger.demo.runner import (
     inside,
     report_steps,
 )
-from testledger.report.runs import as_json as as_json_data
 
 #: What to try next, shown at the end.
 _EXPLORE = (

@@ -8,8 +8,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from testledger.analyze.detect import runs_in_order
-from testledger.analyze.settings import detect_after_recording
+from testledger.analyze.pipeline import detect_after_recording
 from testledger.cli.app import EXIT_ERROR, app, console, emit_json, state
 from testledger.errors import ConfigError
 from testledger.ingest.base import ImportFormatError, ParsedFile
@@ -121,11 +120,8 @@ def import_command(
                 errors.append(exc)
             progress.advance(files_task)
     # Detection follows time, so runs imported in one command are detected oldest first.
-    fresh = [o for o in outcomes if not o.already_imported and o.run_id is not None]
-    with engine.connect() as conn:
-        ordered = runs_in_order(conn, {o.run_id for o in fresh if o.run_id is not None})
-    for run_id in ordered:
-        detect_after_recording(engine, cli.settings, run_id)
+    fresh = [o.run_id for o in outcomes if not o.already_imported and o.run_id is not None]
+    detect_after_recording(engine, cli.settings, fresh)
     _report(outcomes, errors, skipped, as_json, mask_url(cli.settings.database_url))
     if errors:
         raise typer.Exit(EXIT_ERROR)

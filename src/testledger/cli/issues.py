@@ -8,17 +8,19 @@ import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from testledger.analyze.detect import detect_run, result_from_row, runs_in_order
-from testledger.analyze.fingerprint import explain, fingerprint
-from testledger.analyze.lifecycle import (
+from testledger.analyze.detect import result_from_row
+from testledger.analyze.issues.fingerprint import explain, fingerprint
+from testledger.analyze.issues.lifecycle import (
     IssueStatus,
     edit_issue,
     link_fingerprint,
     link_rule,
     set_status,
 )
-from testledger.analyze.settings import detection_settings
+from testledger.analyze.options import detection_settings
+from testledger.analyze.pipeline import detect_runs
 from testledger.cli.app import app, console, emit_json, state
+from testledger.common.jsondata import as_json as as_json_data
 from testledger.errors import NotFound
 from testledger.ingest.backfill import backfill_issues, parse_backfill_files
 from testledger.report.issues import (
@@ -28,7 +30,6 @@ from testledger.report.issues import (
     issue_detail,
     list_issues,
 )
-from testledger.report.runs import as_json as as_json_data
 from testledger.report.runs import find_run
 from testledger.store.tables import test_results
 
@@ -58,12 +59,11 @@ def detect_command(
     cli = state(ctx)
     rule_set, config = detection_settings(cli.settings, rules)
     engine = cli.engine()
-    with engine.connect() as conn:
-        run_ids = runs_in_order(conn) if all_runs else [find_run(conn, run).id]
-    reports = []
-    for run_id in run_ids:
-        with engine.begin() as conn:
-            reports.append(detect_run(conn, run_id, rules=rule_set, config=config))
+    run_ids = None
+    if not all_runs:
+        with engine.connect() as conn:
+            run_ids = [find_run(conn, run).id]
+    reports = detect_runs(engine, run_ids, rule_set, config)
     if as_json:
         emit_json(reports)
         return
@@ -165,7 +165,7 @@ def issue_command(
         if status is not None or note is not None:
             target = IssueStatus.parse(status) if status else None
             if target is None:
-                from testledger.analyze.lifecycle import find_issue
+                from testledger.analyze.issues.lifecycle import find_issue
 
                 target = IssueStatus(find_issue(conn, code).status)
             set_status(conn, code, target, note=note)
@@ -322,7 +322,7 @@ def flaky_command(
     """List flaky tests: passed and failed on the same commit (or on a retry), or flipped
     between pass and fail often in their recent runs. Outage runs (most tests failing at once)
     are not evidence. Thresholds: [tool.testledger.flaky]."""
-    from testledger.analyze.flaky import FlakyConfig, find_flaky
+    from testledger.analyze.flaky.finder import FlakyConfig, find_flaky
 
     cli = state(ctx)
     config = FlakyConfig.from_settings(cli.settings.tool.get("flaky", {}))

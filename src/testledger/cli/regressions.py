@@ -5,8 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from testledger.analyze.regressions import METRICS, MetricChange, find_regressions
-from testledger.analyze.settings import regression_settings
+from testledger.analyze.options import regression_settings
+from testledger.analyze.regressions.finder import METRICS, MetricChange, find_regressions
 from testledger.cli.app import app, connection, console, emit_json, state
 
 

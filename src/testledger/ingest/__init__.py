@@ -1,1 +1,1 @@
-"""Importers: one module per report format, each turning a file into a :class:`ParsedFile`."""
+"""Importing report files: detecting their format, parsing, writing their runs."""

@@ -18,8 +18,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.lifecycle import IssueStatus, add_event
-from testledger.ingest.checklist import BackfilledIssue, merge_backfill, parse_checklist
+from testledger.analyze.issues.lifecycle import IssueStatus, add_event
+from testledger.ingest.tool_validation.checklist import (
+    BackfilledIssue,
+    merge_backfill,
+    parse_checklist,
+)
 from testledger.model import utcnow
 from testledger.store.tables import issues
 

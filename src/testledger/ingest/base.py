@@ -1,6 +1,6 @@
 """What every importer returns, and the error it raises for input it cannot read.
 
-An importer module (``ingest/junit.py``, ``ingest/ctrf.py``...) exposes:
+An importer module (``ingest/formats/junit.py``, ``ingest/formats/ctrf.py``...) exposes:
 
 * ``FORMAT``: its name for ``--format`` (``"junit"``, ``"ctrf"``...);
 * ``sniff(path, head) -> bool``: whether the file looks like its format, from its first bytes;

@@ -24,11 +24,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from testledger.common.environment import detect_ci, detect_git
 from testledger.ingest import parse_ahead
 from testledger.ingest.base import ParsedFile
 from testledger.ingest.rows import AttemptNumbers, EncodedResults
 from testledger.model import RunInfo, RunStatus, TestResult, WatcherObservation, utcnow
-from testledger.record.environment import detect_ci, detect_git
 from testledger.store.runs import create_or_join_run, finish_run
 from testledger.store.tables import test_results, test_runs
 from testledger.store.types import format_utc

@@ -28,9 +28,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from testledger.common.framing import encode_frame, read_frame
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import WatcherObservation
-from testledger.record.writer_pipe import encode_frame, read_frame
 
 __all__ = ["FORMATS_PARSED_AHEAD", "MIN_BYTES", "ParseAhead", "ParseAheadFailed", "main"]
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from testledger.ingest import allure, ctrf, exai, junit, pytest_json, reportlog
 from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.formats import allure, ctrf, junit, pytest_json, reportlog
+from testledger.ingest.tool_validation import results as exai
 
 __all__ = ["FORMATS", "Found", "detect_format", "expand_paths", "is_report", "parse_source"]
 

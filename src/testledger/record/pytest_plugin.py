@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from testledger.record.writer_client import WriterClient
     from testledger.record.writer_process import LogCollector
 
-__all__ = ["LEDGER_FIELDS", "PAYLOAD_ATTR", "LedgerHandle", "ledger", "passing_compact"]
+__all__ = ["LEDGER_FIELDS", "LedgerHandle", "ledger", "passing_compact"]
 
 #: A batch goes to the writer when it holds this many results, or once this long has passed
 #: since the last one went: a slow suite's results still reach the spool and the database

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from testledger.ingest._common import (
+from testledger.common.nodeids import split_nodeid
+from testledger.common.text import (
     MESSAGE_LIMIT,
     OUTPUT_LIMIT,
     TRACEBACK_LIMIT,
@@ -26,9 +27,8 @@ from testledger.ingest._common import (
     split_exception,
 )
 from testledger.model import Status, TestResult, WatcherObservation
-from testledger.nodeids import split_nodeid
 from testledger.record.measure import stored_cpu_percent
-from testledger.record.pytest_plugin import PAYLOAD_ATTR
+from testledger.record.pytest_measure import PAYLOAD_ATTR
 
 __all__ = ["build_result", "crashed_result"]
 

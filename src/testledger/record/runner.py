@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from testledger.common.environment import detect_ci, detect_git, host_metadata
 from testledger.config import Settings, load_settings
 from testledger.errors import TestledgerError
 from testledger.model import (
@@ -42,7 +43,6 @@ from testledger.model import (
 )
 from testledger.record.archive import RunArchive, stats_from_events
 from testledger.record.background import BackgroundWriter
-from testledger.record.environment import detect_ci, detect_git, host_metadata
 from testledger.store.database import connect_engine, database_errors
 from testledger.store.engine import mask_url, mask_urls_in
 from testledger.store.runs import RunRow, create_or_join_run, finish_run
@@ -428,9 +428,9 @@ class Run:
             stats = replace(stats, avg_watcher_quality=watched.avg_watcher_quality)
         if stats is not None and self._row is not None and self.detect_issues:
             # Lazily imported: the pytest plugin imports this module on every session.
-            from testledger.analyze.settings import detect_after_recording
+            from testledger.analyze.pipeline import detect_after_recording
 
-            detect_after_recording(self.ledger.engine(), self.ledger.settings, self._row.id)
+            detect_after_recording(self.ledger.engine(), self.ledger.settings, [self._row.id])
         if stats is None:
             # The database did not get the run: its statistics come from its JSON files.
             self.archive.flush()

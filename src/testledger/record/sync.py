@@ -138,7 +138,7 @@ def sync_runs(
         _mark_synced(run, outcome, url)
         report.synced.append(outcome)
         if settings is not None:
-            from testledger.analyze.settings import detect_after_recording
+            from testledger.analyze.pipeline import detect_after_recording
 
-            detect_after_recording(engine, settings, outcome.run_id)
+            detect_after_recording(engine, settings, [outcome.run_id])
     return report

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from testledger.record.writer_pipe import FrameReader, encode_frame
+from testledger.common.framing import FrameReader, encode_frame
 
 __all__ = ["WriterClient", "WriterDied"]
 

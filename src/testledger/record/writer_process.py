@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from testledger.nodeids import split_nodeid
-from testledger.record.writer_pipe import encode_frame, read_frame
+from testledger.common.framing import encode_frame, read_frame
+from testledger.common.nodeids import split_nodeid
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -136,7 +136,7 @@ def _prepare_finish(run: Run) -> None:
     if run.spooled or run.run_id is None:
         return
     if run.detect_issues:
-        import testledger.analyze.settings
+        import testledger.analyze.options
     if run.watcher:
         import testledger.analyze.watcher  # noqa: F401
     from testledger.store.database import database_errors

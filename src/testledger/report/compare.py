@@ -19,10 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky import FlakyConfig, flaky_test_ids
+from testledger.analyze.flaky.finder import FlakyConfig, flaky_test_ids
 from testledger.errors import NotFound
 from testledger.report.issues import issue_codes_for_results
-from testledger.report.runs import _SUMMARY_COLUMNS, RunSummary, _summary, find_run
+from testledger.report.runs import SUMMARY_COLUMNS, RunSummary, find_run, summary_from_row
 from testledger.store.tables import issue_occurrences, test_results, test_runs
 
 __all__ = [
@@ -185,7 +185,7 @@ def find_baseline(
 ) -> RunSummary:
     """The run to compare ``current`` with: the latest run of ``baseline_branch`` in the same
     suite, or by default the run of the same branch and suite just before it. Raises NotFound."""
-    query = sa.select(*_SUMMARY_COLUMNS).where(
+    query = sa.select(*SUMMARY_COLUMNS).where(
         test_runs.c.suite == current.suite, test_runs.c.id != current.id
     )
     if baseline_branch is not None:
@@ -210,7 +210,7 @@ def find_baseline(
             f"no {earlier}run of branch {branch} suite {current.suite} to compare with"
             f" (run {current.id})"
         )
-    return _summary(row)
+    return summary_from_row(row)
 
 
 def _change(

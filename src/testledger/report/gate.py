@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky import FlakyConfig
+from testledger.analyze.flaky.finder import FlakyConfig
 from testledger.errors import ConfigError, NotFound
 from testledger.report.compare import RunComparison, compare_runs, find_baseline
 from testledger.report.cost import watcher_spend_by_run

@@ -28,10 +28,11 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy import Connection
 
-from testledger.analyze.flaky import FlakyTest, find_flaky
+from testledger.analyze.flaky.finder import FlakyTest, find_flaky
+from testledger.common.jsondata import as_json
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, compare_runs
-from testledger.report.runs import RunSummary, as_json, find_run
+from testledger.report.runs import RunSummary, find_run
 from testledger.report.trend import TREND_METRICS, run_trend
 from testledger.store.tables import issue_occurrences, issues, test_results
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky import FlakyConfig
+from testledger.analyze.flaky.finder import FlakyConfig
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, TestChange, compare_runs, find_baseline
 from testledger.report.gate import GateResult, GateRules, evaluate_gate

@@ -6,10 +6,8 @@ render them (``as_json`` gives the ``--json`` shape).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import PurePath
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,21 +26,6 @@ __all__ = [
     "run_duration_secs",
     "show_run",
 ]
-
-
-def as_json(value: Any) -> Any:
-    """Report data (dataclasses, lists and dicts of them, datetimes, paths) as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: as_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, dict):
-        return {str(key): as_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [as_json(item) for item in value]
-    if isinstance(value, datetime):
-        return value.isoformat().replace("+00:00", "Z")
-    if isinstance(value, PurePath):
-        return str(value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +73,7 @@ def format_seconds(value: float | None) -> str:
     return f"{value:,.0f}"
 
 
-_SUMMARY_COLUMNS = (
+SUMMARY_COLUMNS = (
     test_runs.c.id,
     test_runs.c.run_key,
     test_runs.c.suite,
@@ -116,7 +99,7 @@ _SUMMARY_COLUMNS = (
 )
 
 
-def _summary(row: Any) -> RunSummary:
+def summary_from_row(row: Any) -> RunSummary:
     return RunSummary(**row._asdict())
 
 
@@ -128,14 +111,14 @@ def list_runs(
     limit: int = 20,
 ) -> list[RunSummary]:
     """Runs, newest first."""
-    query = sa.select(*_SUMMARY_COLUMNS).order_by(
+    query = sa.select(*SUMMARY_COLUMNS).order_by(
         test_runs.c.run_timestamp.desc(), test_runs.c.id.desc()
     )
     if branch is not None:
         query = query.where(test_runs.c.branch_name == branch)
     if suite is not None:
         query = query.where(test_runs.c.suite == suite)
-    return [_summary(row) for row in connection.execute(query.limit(limit))]
+    return [summary_from_row(row) for row in connection.execute(query.limit(limit))]
 
 
 def find_run(
@@ -147,7 +130,7 @@ def find_run(
 ) -> RunSummary:
     """A run by id, by run key, or (None / "latest") the latest one, optionally of a branch and
     suite. Raises NotFound."""
-    query = sa.select(*_SUMMARY_COLUMNS)
+    query = sa.select(*SUMMARY_COLUMNS)
     if ref is None or ref == "latest":
         query = query.order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc())
         if branch is not None:
@@ -166,7 +149,7 @@ def find_run(
     row = connection.execute(query.limit(1)).first()
     if row is None:
         raise NotFound(described)
-    return _summary(row)
+    return summary_from_row(row)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from testledger.analyze.regression_metrics import METRICS as REGRESSION_METRICS
+from testledger.analyze.regressions.metrics import METRICS as REGRESSION_METRICS
 from testledger.analyze.watcher.base import HistoryPoint, ResultContext, TestHistory
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS
 from testledger.errors import ConfigError

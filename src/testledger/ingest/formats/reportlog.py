@@ -31,20 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from testledger.ingest._common import (
+from testledger.common.nodeids import split_nodeid
+from testledger.common.text import (
     MESSAGE_LIMIT,
     TRACEBACK_LIMIT,
     bounded,
-    epoch_to_utc,
     exception_from_longrepr,
-    head_text,
     join_output,
-    open_maybe_gzip,
-    opt_number,
-    opt_str,
     split_exception,
-    split_nodeid,
 )
+from testledger.ingest._common import epoch_to_utc, head_text, open_maybe_gzip, opt_number, opt_str
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from testledger.ingest._common import opt_number, opt_str
-from testledger.ingest.exai_shared import json_strings, parse_time
+from testledger.ingest.tool_validation.context import json_strings, parse_time
 from testledger.model import WatcherObservation
 
 __all__ = ["watcher_from_observation"]

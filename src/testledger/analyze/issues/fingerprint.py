@@ -27,7 +27,7 @@ import hashlib
 import re
 from typing import NamedTuple
 
-from testledger.analyze.normalize import (
+from testledger.analyze.issues.normalize import (
     normalize_first_lines,
     normalize_message,
     normalize_with_trace,

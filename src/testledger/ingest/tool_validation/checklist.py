@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from testledger.ingest.base import ImportFormatError
-from testledger.ingest.checklist_merge import merge_backfill
-from testledger.ingest.checklist_model import (
+from testledger.ingest.tool_validation.checklist_merge import merge_backfill
+from testledger.ingest.tool_validation.checklist_model import (
     MATCH_THRESHOLD,
     PRIORITIES,
     STATUSES,

@@ -1,9 +1,9 @@
 """A suite and branch's per-test metric series from the ledger, and their change points.
 
 Each metric becomes a (tests x runs) array, oldest run first, NaN where a test has no passing
-result (see :mod:`testledger.analyze.regressions` for why only passing results count). This
-module and :mod:`testledger.analyze.changepoint` import numpy: the modules everyone imports
-load them only inside the functions that compute.
+result (see :mod:`testledger.analyze.regressions.finder` for why only passing results count). This
+module and :mod:`testledger.analyze.regressions.changepoint` import numpy: the modules
+everyone imports load them only inside the functions that compute.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.changepoint import SeriesAnalysis, analyze_many
-from testledger.analyze.regression_metrics import (
+from testledger.analyze.regressions.changepoint import SeriesAnalysis, analyze_many
+from testledger.analyze.regressions.metrics import (
     METRICS,
     Metric,
     MetricChange,

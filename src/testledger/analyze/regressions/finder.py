@@ -17,8 +17,8 @@ cost       cost_usd                  up          cost
 quality    watcher_quality           down        quality
 =========  ========================  ==========  ============
 
-Change points come from :mod:`testledger.analyze.changepoint`; a change in the bad direction
-is a regression, the other way an improvement. A change is reported when it is at least
+Change points come from :mod:`testledger.analyze.regressions.changepoint`; a change in the bad
+direction is a regression, the other way an improvement. A change is reported when it is at least
 ``min_magnitude`` of the level before it (relative, 10% by default) and at least the metric's
 ``min_change`` (absolute, in its unit: by default 0.05 s, 2 MB, 5 CPU points, 5 tokens,
 $0.0001, 0.5 quality points), so that a 1 ms test taking 2 ms is not a 100% regression.
@@ -32,9 +32,9 @@ values within that threshold of the mean before the change, and at least half wa
 RESOLVED with the run and an event saying so; a later regression of the same series reopens it
 as ``regressed``; WONT_FIX ones are never reopened. Running it again over a run adds nothing.
 
-Modules: :mod:`~testledger.analyze.regression_metrics` (metrics, settings, results),
-:mod:`~testledger.analyze.metric_series` (series from the ledger, analysed),
-:mod:`~testledger.analyze.regression_issues` (the issues); this one keeps the public names and
+Modules: :mod:`~testledger.analyze.regressions.metrics` (metrics, settings, results),
+:mod:`~testledger.analyze.regressions.metric_series` (series from the ledger, analysed),
+:mod:`~testledger.analyze.regressions.issues` (the issues); this one keeps the public names and
 the report. numpy is imported only by the functions that compute change points: every CLI
 command and the detection at the end of a recorded run import this module.
 """
@@ -46,12 +46,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.regression_issues import (
+from testledger.analyze.regressions.issues import (
     detect_regressions,
     open_regression_issue_ids,
     regression_issues,
 )
-from testledger.analyze.regression_metrics import (
+from testledger.analyze.regressions.metrics import (
     METRICS,
     MetricChange,
     MetricOutlier,
@@ -99,7 +99,11 @@ def find_regressions(
     if metric is not None and metric not in METRICS:
         raise TestledgerError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     # Here, not at the top: the series and their analysis import numpy (see the docstring).
-    from testledger.analyze.metric_series import analyze_metric, describe_change, load_scope
+    from testledger.analyze.regressions.metric_series import (
+        analyze_metric,
+        describe_change,
+        load_scope,
+    )
 
     metrics = [metric] if metric is not None else list(config.metrics)
     scopes = sa.select(test_runs.c.suite, test_runs.c.branch_name).distinct()

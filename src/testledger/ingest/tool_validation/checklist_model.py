@@ -1,7 +1,7 @@
 """A backfilled issue as the ``issues`` table wants it, and its stable generated code.
 
-Shared by the checklist parser (:mod:`testledger.ingest.checklist`) and the merging of fixes
-into issues (:mod:`testledger.ingest.checklist_merge`).
+Shared by the checklist parser (:mod:`testledger.ingest.tool_validation.checklist`) and the
+merging of fixes into issues (:mod:`testledger.ingest.tool_validation.checklist_merge`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Importer for JUnit XML, in the dialects the tools that write it actually produce.
 
-**Streaming.** The file is read through :class:`~testledger.ingest._xml_stream.XmlEventStream`
+**Streaming.** The file is read through
+:class:`~testledger.ingest.formats.xml_stream.XmlEventStream`
 (defusedxml's ``iterparse``, ``start`` and ``end`` events; any DTD is refused, which rules out XXE
 and entity bombs), and every ``<testcase>`` and
 ``<testsuite>`` is cleared and detached from its parent once handled, so memory stays flat however
@@ -27,7 +28,7 @@ Dialects and how they map:
 A testcase is ``test_id = "classname::name"`` (just ``name`` without classname), ``tool_name`` the
 classname (else the suite, else the file), ``variation`` the name. ``<failure>`` is FAIL,
 ``<error>`` ERROR, ``<skipped>`` SKIP, none PASS. Long messages, tracebacks and output are bounded
-as every importer bounds them (:func:`testledger.ingest._common.bounded`: head and tail around
+as every importer bounds them (:func:`testledger.common.text.bounded`: head and tail around
 an explicit ``[... truncated N bytes]``).
 """
 
@@ -43,16 +44,16 @@ from pathlib import Path
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from testledger.ingest._common import (
+from testledger.common.text import (
     MESSAGE_LIMIT,
     OUTPUT_LIMIT,
     TRACEBACK_LIMIT,
     bounded,
     join_output,
 )
-from testledger.ingest._xml_stream import XmlEventStream, xml_head_text
 from testledger.ingest.base import ImportFormatError, ParsedFile
-from testledger.ingest.junit_values import int_or_none, parse_duration, parse_timestamp
+from testledger.ingest.formats.junit_values import int_or_none, parse_duration, parse_timestamp
+from testledger.ingest.formats.xml_stream import XmlEventStream, xml_head_text
 from testledger.model import RunInfo, Status, TestResult
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Detection settings: the rules file and ``[tool.testledger.detect]``.
+"""Detection settings from the project's configuration: the rules file and
+``[tool.testledger.detect]``, and ``[tool.testledger.regressions]``.
 
 [tool.testledger.detect]
 rules = ".testledger/rules.toml"   # the default; a missing default file means "no rules"
@@ -19,23 +20,17 @@ detect = true                      # with testledger detect and after every reco
 
 from __future__ import annotations
 
-import logging
 from math import inf
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
-
-from testledger.analyze.detect import DetectConfig, DetectionReport, detect_run
-from testledger.analyze.regression_metrics import METRICS, RegressionConfig
-from testledger.analyze.rules import RuleSet, load_rules
+from testledger.analyze.detect import DetectConfig
+from testledger.analyze.issues.rules import RuleSet, load_rules
+from testledger.analyze.regressions.metrics import METRICS, RegressionConfig
 from testledger.config import Settings
 from testledger.errors import ConfigError
-from testledger.store.database import DATABASE_ERRORS
 
-__all__ = ["detect_after_recording", "detection_settings", "regression_settings"]
-
-log = logging.getLogger("testledger")
+__all__ = ["detection_settings", "regression_settings"]
 
 _KEYS = {"rules", "auto_resolve_after"}
 
@@ -125,18 +120,3 @@ def _min_change(table: Any, where: str) -> dict[str, float]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < inf:
             raise ConfigError(message)
     return {name: float(value) for name, value in table.items()}
-
-
-def detect_after_recording(
-    engine: Engine, settings: Settings, run_id: int
-) -> DetectionReport | None:
-    """Detection as it runs by itself at the end of a recorded, imported or synced run: a
-    problem (a bad rules file, the database going away) is logged, never raised, since the run
-    itself is safely stored and ``testledger detect`` can be run again."""
-    try:
-        rules, config = detection_settings(settings)
-        with engine.begin() as connection:
-            return detect_run(connection, run_id, rules=rules, config=config)
-    except DATABASE_ERRORS as exc:
-        log.warning("testledger: issue detection skipped for run %s: %s", run_id, exc)
-        return None

@@ -40,9 +40,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from testledger.common.text import MESSAGE_LIMIT, bounded
 from testledger.ingest._common import (
-    MESSAGE_LIMIT,
-    bounded,
     epoch_to_utc,
     head_text,
     load_json_document,
@@ -51,13 +50,17 @@ from testledger.ingest._common import (
     opt_str,
 )
 from testledger.ingest.base import ImportFormatError, ParsedFile
-from testledger.ingest.exai_prompts import SESSION_SLACK, attach_counter, attribute_prompts
-from testledger.ingest.exai_scripts import parse_simple_runner
-from testledger.ingest.exai_shared import FORMAT, SUITE, ExaiContext, parse_time
-from testledger.ingest.exai_shared import json_list as _list
-from testledger.ingest.exai_shared import json_object as _obj
-from testledger.ingest.exai_shared import json_strings as _strings
-from testledger.ingest.exai_watcher import watcher_from_observation
+from testledger.ingest.tool_validation.context import FORMAT, SUITE, ExaiContext, parse_time
+from testledger.ingest.tool_validation.context import json_list as _list
+from testledger.ingest.tool_validation.context import json_object as _obj
+from testledger.ingest.tool_validation.context import json_strings as _strings
+from testledger.ingest.tool_validation.observations import watcher_from_observation
+from testledger.ingest.tool_validation.prompts import (
+    SESSION_SLACK,
+    attach_counter,
+    attribute_prompts,
+)
+from testledger.ingest.tool_validation.scripts import parse_simple_runner
 from testledger.model import NO_WATCHER, RunInfo, Status, TestResult
 
 __all__ = ["FORMAT", "SUITE", "parse", "parse_folder", "sniff", "watcher_from_observation"]

@@ -1,6 +1,6 @@
 """What regression detection works on and reports: the metrics, the settings, the runs a series
 spans, and the changes, outliers and issue moves it finds (see
-:mod:`testledger.analyze.regressions`).
+:mod:`testledger.analyze.regressions.finder`).
 
 Plain data without numpy: every CLI command and the detection at the end of a recorded run
 import this module, and numpy (tens of milliseconds to import) is only loaded by the functions
@@ -21,7 +21,7 @@ from testledger.store.tables import test_results, test_runs
 from testledger.store.types import format_utc
 
 if TYPE_CHECKING:  # pragma: no cover - types only: importing it would load numpy
-    from testledger.analyze.changepoint import ChangePoint, ChangePointParams
+    from testledger.analyze.regressions.changepoint import ChangePoint, ChangePointParams
 
 __all__ = [
     "CPU_MIN_DURATION_SECS",
@@ -118,7 +118,9 @@ class RegressionConfig:
         return self.min_change.get(metric, METRICS[metric].min_change)
 
     def params(self, metric: str) -> ChangePointParams:
-        from testledger.analyze.changepoint import ChangePointParams  # numpy: only when used
+        from testledger.analyze.regressions.changepoint import (
+            ChangePointParams,  # numpy: only when used
+        )
 
         return ChangePointParams(
             p_value=self.p_value,

@@ -1,5 +1,5 @@
 """Regression issues: opened, followed and resolved as of each run (the lifecycle part of
-:mod:`testledger.analyze.regressions`; its docstring tells the rules).
+:mod:`testledger.analyze.regressions.finder`; its docstring tells the rules).
 
 numpy is not imported here: :func:`detect_regressions` loads the series (and numpy with them)
 only once a suite and branch has runs enough to hold a change.
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.lifecycle import IssueStatus, add_event, mark_auto_resolved
-from testledger.analyze.regression_metrics import (
+from testledger.analyze.issues.lifecycle import IssueStatus, add_event, mark_auto_resolved
+from testledger.analyze.issues.rules import RuleSet
+from testledger.analyze.regressions.metrics import (
     METRICS,
     ORIGIN,
     Metric,
@@ -28,14 +29,13 @@ from testledger.analyze.regression_metrics import (
     scope_runs,
     series_key,
 )
-from testledger.analyze.rules import RuleSet
 from testledger.errors import NotFound
 from testledger.model import utcnow
 from testledger.store.tables import issue_events, issue_occurrences, issues, test_results, test_runs
 
 if TYPE_CHECKING:  # pragma: no cover - types only: importing them would load numpy
-    from testledger.analyze.changepoint import ChangePoint, SeriesAnalysis
-    from testledger.analyze.metric_series import Scope
+    from testledger.analyze.regressions.changepoint import ChangePoint, SeriesAnalysis
+    from testledger.analyze.regressions.metric_series import Scope
 
 __all__ = ["detect_regressions", "open_regression_issue_ids", "regression_issues"]
 
@@ -317,7 +317,11 @@ def detect_regressions(
     if len(runs) < 2 * config.min_runs or runs[-1].id != run.id:
         return RegressionSync()
     # Only now, with runs enough to hold a change: the series and their analysis need numpy.
-    from testledger.analyze.metric_series import analyze_metric, describe_change, load_scope
+    from testledger.analyze.regressions.metric_series import (
+        analyze_metric,
+        describe_change,
+        load_scope,
+    )
 
     scope = load_scope(
         connection, run.suite, run.branch_name, runs, config.metrics, tests_of_run=run.id

@@ -33,8 +33,9 @@ long right tail). Means and magnitudes are always those of the values themselves
 
 Everything is vectorised over many series of one length at a time (2-D arrays): the pairwise
 distances of each window, their triangular sums by cumulative sums, and the t-tests of every
-candidate at once (:mod:`testledger.analyze.e_divisive`); the t distribution's tail comes from a
-vectorised incomplete beta function (:mod:`testledger.analyze.student_t`).
+candidate at once (:mod:`testledger.analyze.regressions.e_divisive`); the t distribution's
+tail comes from a vectorised incomplete beta function
+(:mod:`testledger.analyze.regressions.student_t`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from testledger.analyze.e_divisive import e_divisive, prefix_sums
-from testledger.analyze.student_t import pooled_t, t_test_p_value
+from testledger.analyze.regressions.e_divisive import e_divisive, prefix_sums
+from testledger.analyze.regressions.student_t import pooled_t, t_test_p_value
 
 __all__ = [
     "ChangePoint",

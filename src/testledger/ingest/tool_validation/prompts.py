@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from testledger.ingest._common import opt_number
-from testledger.ingest.exai_shared import ExaiContext, json_object, parse_time
+from testledger.ingest.tool_validation.context import ExaiContext, json_object, parse_time
 from testledger.model import RunInfo, TestResult
 
 __all__ = ["SESSION_SLACK", "attach_counter", "attribute_prompts"]

@@ -28,16 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from testledger.common.text import MESSAGE_LIMIT, TRACEBACK_LIMIT, bounded, split_exception
 from testledger.ingest._common import (
-    MESSAGE_LIMIT,
-    TRACEBACK_LIMIT,
-    bounded,
     epoch_ms_to_utc,
     head_text,
     load_json_document,
     opt_number,
     opt_str,
-    split_exception,
 )
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.rules import Rule, RuleSet
+from testledger.analyze.issues.rules import Rule, RuleSet
 from testledger.errors import NotFound, TestledgerError
 from testledger.model import Status, utcnow
 from testledger.store.tables import (

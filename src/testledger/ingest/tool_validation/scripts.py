@@ -12,16 +12,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from testledger.ingest._common import (
-    MESSAGE_LIMIT,
-    OUTPUT_LIMIT,
-    bounded,
-    join_output,
-    opt_number,
-    opt_str,
-)
+from testledger.common.text import MESSAGE_LIMIT, OUTPUT_LIMIT, bounded, join_output
+from testledger.ingest._common import opt_number, opt_str
 from testledger.ingest.base import ImportFormatError, ParsedFile
-from testledger.ingest.exai_shared import FORMAT, SUITE
+from testledger.ingest.tool_validation.context import FORMAT, SUITE
 from testledger.model import RunInfo, Status, TestResult
 
 __all__ = ["parse_simple_runner"]

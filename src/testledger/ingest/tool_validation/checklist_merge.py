@@ -2,7 +2,7 @@
 
 A fix goes to the issue whose code it names, else to the issue its title or description
 resembles most (word overlap after dropping stopwords and suffixes), if at least
-:data:`~testledger.ingest.checklist_model.MATCH_THRESHOLD`.
+:data:`~testledger.ingest.tool_validation.checklist_model.MATCH_THRESHOLD`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from __future__ import annotations
 import copy
 import re
 
-from testledger.ingest.checklist_model import MATCH_THRESHOLD, BackfilledIssue, normalise_title
+from testledger.ingest.tool_validation.checklist_model import (
+    MATCH_THRESHOLD,
+    BackfilledIssue,
+    normalise_title,
+)
 
 __all__ = ["merge_backfill"]
 

@@ -1,14 +1,14 @@
 """The E-divisive statistic (Matteson and James 2014) over many windows at once: for every
 split of a window, the energy distance between the values before and after it, scaled by the
 sizes of both sides; the best split of each interval is confirmed by a t-test and the search
-recurses into both halves (see :mod:`testledger.analyze.changepoint`)."""
+recurses into both halves (see :mod:`testledger.analyze.regressions.changepoint`)."""
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import NDArray
 
-from testledger.analyze.student_t import pooled_t
+from testledger.analyze.regressions.student_t import pooled_t
 
 __all__ = ["best_splits", "e_divisive", "prefix_sums"]
 

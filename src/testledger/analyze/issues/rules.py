@@ -30,7 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from testledger.analyze.rule_model import (
+from testledger.analyze.issues.rule_model import (
     DEFAULT_CATEGORY,
     DEFAULT_CODE_TEMPLATE,
     DEFAULT_PRIORITY,
@@ -46,7 +46,7 @@ from testledger.analyze.rule_model import (
     category_prefix,
     render_code,
 )
-from testledger.analyze.toml_lines import KeyPath, line_of, locate_keys
+from testledger.analyze.issues.toml_lines import KeyPath, line_of, locate_keys
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -1,6 +1,6 @@
 """Known-pattern rules as values: a rule, the defaults for failures no rule matches, the rule set
 that finds a failure's rule, and the problems a rules file can have. Reading the file is
-:mod:`testledger.analyze.rules`'s work; this module only holds what it builds.
+:mod:`testledger.analyze.issues.rules`'s work; this module only holds what it builds.
 """
 
 from __future__ import annotations

@@ -29,18 +29,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from testledger.ingest._common import (
+from testledger.common.text import (
     MESSAGE_LIMIT,
     OUTPUT_LIMIT,
     TRACEBACK_LIMIT,
     bounded,
+    join_output,
+    split_exception,
+)
+from testledger.ingest._common import (
     epoch_ms_to_utc,
     head_text,
-    join_output,
     load_json_document,
     opt_number,
     opt_str,
-    split_exception,
 )
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult

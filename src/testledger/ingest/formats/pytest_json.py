@@ -7,7 +7,7 @@ each test with its ``setup`` / ``call`` / ``teardown`` stages.
 **Memory.** The standard library cannot stream a single JSON document, so :func:`parse` loads the
 whole file with :func:`json.loads` (a report of N tests costs memory in proportion to N); the
 :class:`TestResult` objects are still produced lazily, one at a time, from the loaded document.
-For very large runs prefer pytest-reportlog (``ingest/reportlog.py``), which is streamed.
+For very large runs prefer pytest-reportlog (``ingest/formats/reportlog.py``), which is streamed.
 
 Mapping of pytest outcomes:
 
@@ -32,19 +32,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from testledger.ingest._common import (
+from testledger.common.nodeids import split_nodeid
+from testledger.common.text import (
     MESSAGE_LIMIT,
     TRACEBACK_LIMIT,
     bounded,
-    epoch_to_utc,
     exception_from_longrepr,
-    head_text,
     join_output,
+    split_exception,
+)
+from testledger.ingest._common import (
+    epoch_to_utc,
+    head_text,
     load_json_document,
     opt_number,
     opt_str,
-    split_exception,
-    split_nodeid,
 )
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult

@@ -1,0 +1,1 @@
+"""Flaky tests: which tests pass and fail without a change that explains it."""

@@ -1,0 +1,1 @@
+"""Grouping failures into issues: message normalisation, fingerprints, rules, the lifecycle."""

@@ -1,0 +1,1 @@
+"""Regressions of per-test metrics: series, change points and the issues they open."""

@@ -1,0 +1,1 @@
+"""Low-level helpers below every layer: standard library only, no SQLAlchemy."""

@@ -1,0 +1,1 @@
+"""The report formats of common test tools, one module each (plus their parsing helpers)."""

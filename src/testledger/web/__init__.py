@@ -1,1 +1,0 @@
-"""testledger.web"""
