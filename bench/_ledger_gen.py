@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from testledger.analyze.issues.fingerprint import ALGORITHM_VERSION, fingerprint
+from testledger.analyze.issues.fingerprint import CURRENT_VERSION, fingerprint
 from testledger.model import TestResult
 from testledger.store.types import format_utc
 
@@ -310,7 +310,7 @@ class Ledger:
                         None if error is None else error.error_type,
                         None if error is None else error.message,
                         None if error is None else error.traceback,
-                        stamp, stamp, fp, None if fp is None else ALGORITHM_VERSION,
+                        stamp, stamp, fp, None if fp is None else CURRENT_VERSION,
                     )  # fmt: skip
             executed = len(tests[suite]) - totals["SKIP"]
             finished = format_utc(at + timedelta(seconds=duration_sum))
@@ -364,7 +364,7 @@ class Ledger:
                     "last_seen_at": state.last_at,
                 }
             )
-            self.fingerprints.append((number, error.fingerprint, ALGORITHM_VERSION, first_at))
+            self.fingerprints.append((number, error.fingerprint, CURRENT_VERSION, first_at))
             self.events.append(
                 (number, state.first_run, "created", None, "OPEN", None, "testledger", first_at)
             )

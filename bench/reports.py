@@ -223,9 +223,9 @@ def reports(subject: Subjects) -> dict[str, Report | None]:
     trend = _optional("testledger.report.trend", "run_trend")
     found["run_trend"] = trend and (lambda conn: trend(conn))
     found["run_trend --model kimi-k2"] = trend and (lambda conn: trend(conn, model="kimi-k2"))
-    history = _optional("testledger.report.history", "test_history")
-    found["test_history"] = history and (lambda conn: history(conn, subject.failing_test))
-    found["test_history --branch dev"] = history and (
+    history = _optional("testledger.report.history", "result_history")
+    found["result_history"] = history and (lambda conn: history(conn, subject.failing_test))
+    found["result_history --branch dev"] = history and (
         lambda conn: history(conn, subject.failing_test, branch="develop")
     )
     cost = _optional("testledger.report.cost", "cost_report")

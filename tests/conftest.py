@@ -20,6 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from testledger.record.runner import Ledger
+from testledger.store.database import connect_engine
+from testledger.store.migrate import head_revision, schema_state
 from tests.pgcluster import PgCluster, find_pg_bindir
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -103,22 +105,36 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fresh_pg_database(admin_url: str) -> tuple[str, str]:
+def _database_name(prefix: str) -> str:
+    """A database name no other session, xdist worker or earlier test of this one uses."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    name = f"tl_{worker}_{os.getpid()}_{next(_counter)}"
+    return f"{prefix}_{worker}_{os.getpid()}_{next(_counter)}"
+
+
+def _admin_execute(admin_url: str, sql: str) -> None:
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    admin.dispose()
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(sql)
+    finally:
+        admin.dispose()
+
+
+def _pg_database_url(admin_url: str, name: str) -> str:
     url = sa.engine.make_url(admin_url).set(database=name)
-    return url.render_as_string(hide_password=False), name
+    return url.render_as_string(hide_password=False)
+
+
+def _fresh_pg_database(admin_url: str, template: str | None = None) -> tuple[str, str]:
+    """A new database: empty, or a copy of ``template`` (which nobody may be connected to)."""
+    name = _database_name("tl")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    return _pg_database_url(admin_url, name), name
 
 
 def drop_pg_database(admin_url: str, name: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -142,18 +158,88 @@ def pg_url(new_pg_database: Callable[[], str]) -> str:
     return new_pg_database()
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ]
-)
+# -- migrated templates ---------------------------------------------------------------------
+# Migrating an empty database through every revision costs 0.1-0.2 s, and nearly every test
+# starts from a migrated ledger; each test gets a copy of a database migrated once per session
+# (per xdist worker) instead. The template is migrated by the product's own first-use path
+# (connect_engine -> ensure_schema -> upgrade) and named after the migration scripts' head, so
+# a changed migration can never be served from a stale template. Tests about migrating itself
+# (first use, adoption, upgrades from an old revision) take ``empty_db_url`` / ``pg_url``.
+
+
+def _migrate(url: str) -> None:
+    """Migrate the empty database at ``url`` exactly as a first use of the ledger does."""
+    engine = connect_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert schema_state(conn).revision == head_revision()
+    finally:
+        # No connection may stay open: PostgreSQL copies a template only when nobody is
+        # connected to it, and SQLite folds its WAL into the file when the last one closes.
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / f"ledger-{head_revision()}.db"
+    _migrate(f"sqlite:///{path}")
+    # The copy must be the whole database: everything is in the main file once the WAL is gone.
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_admin_url: str) -> Iterator[str]:
+    """The name of a PostgreSQL database migrated to head, copied by CREATE DATABASE TEMPLATE."""
+    name = _database_name(f"tl_template_{head_revision()}")
+    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
+    try:
+        _migrate(_pg_database_url(pg_admin_url, name))
+        yield name
+    finally:
+        drop_pg_database(pg_admin_url, name)
+
+
+def _migrated_database(request: pytest.FixtureRequest, backend: str, folder: Path) -> str:
+    """A fresh copy of the session's migrated template for ``backend``; PostgreSQL copies are
+    dropped when the requesting fixture's scope ends."""
+    if backend == "sqlite":
+        path = folder / "ledger.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    admin: str = request.getfixturevalue("pg_admin_url")
+    url, name = _fresh_pg_database(admin, template=request.getfixturevalue("pg_template"))
+    request.addfinalizer(lambda: drop_pg_database(admin, name))
+    return url
+
+
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=BACKENDS)
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database of each kind: the one fixture every behaviour suite uses."""
+    """A fresh ledger database of each kind, migrated to head: the one fixture every behaviour
+    suite uses."""
+    return _migrated_database(request, request.param, tmp_path)
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind (no schema at all): for the tests of migrating."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'ledger.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of each kind shared by one module's tests: only for scenarios that
+    are recorded once and then only read (each test re-recording them cost seconds)."""
+    return _migrated_database(request, request.param, tmp_path_factory.mktemp("module-db"))
 
 
 @pytest.fixture

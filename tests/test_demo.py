@@ -22,7 +22,7 @@ import typer
 from testledger import Ledger
 from testledger.analyze.flaky.finder import find_flaky
 from testledger.cli import main
-from testledger.cli.app import app
+from testledger.cli import app
 from testledger.demo.runner import MARKER_FILE, report_steps, rerunfailures_installed
 from testledger.store.database import connect_engine
 from testledger.store.tables import issue_events, issues, test_results, test_runs

@@ -29,8 +29,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.record.sync import SyncReport, sync_runs
     from testledger.store.engine import mask_url
 
-# The public names are loaded on first use (PEP 562): the pytest plugin imports this package
-# in every pytest session, recording or not, and must not pay for SQLAlchemy when it is off.
+    __version__: str
+
+# The public names, and ``__version__`` (from the package metadata), are loaded on first use
+# (PEP 562): the pytest plugin imports this package in every pytest session, recording or not,
+# and must not pay for SQLAlchemy or importlib.metadata when it is off.
 _EXPORTS = {
     "Settings": "testledger.config",
     "load_settings": "testledger.config",
@@ -56,16 +59,27 @@ _EXPORTS = {
 }
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject's), read from its metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("testledger")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'testledger' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    if name == "__version__":
+        value: Any = _version()
+    else:
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module 'testledger' has no attribute {name!r}")
+        value = getattr(import_module(module), name)
     globals()[name] = value
     return value
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "NO_WATCHER",

@@ -203,14 +203,14 @@ def test_history_of_other_branches_is_ignored(ledger: Ledger) -> None:
 
 def test_confidence_grows_with_history() -> None:
     watcher = HeuristicWatcher(window=30)
-    from testledger.analyze.watcher.base import ResultContext, TestHistory
+    from testledger.analyze.watcher.base import RecentHistory, ResultContext
     from testledger.analyze.watcher.history import HistoryPoint
 
     result = ResultContext(1, "t", 1, "t", "v", "PASS", duration_secs=1.0)
     point = HistoryPoint(1, START, "PASS", 1.0, None, None, None, None, None)
     levels = []
     for length in (0, 10, 30, 60):
-        observation = watcher.observe(result, TestHistory((point,) * length))
+        observation = watcher.observe(result, RecentHistory((point,) * length))
         assert observation is not None
         levels.append((observation.confidence, observation.confidence_level))
     assert levels == [(0.3, "low"), (0.52, "medium"), (0.95, "high"), (0.95, "high")]

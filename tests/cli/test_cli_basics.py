@@ -94,21 +94,22 @@ def test_unknown_run_is_one_line_and_exit_1(
     assert err == "error: no run with key 'nope'\n"
 
 
-def test_an_empty_ledger_says_so(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "--db", db_url, "runs")
+def test_an_empty_ledger_says_so(empty_db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A database never used before: the first command migrates it, then finds no runs.
+    code, out, _ = cli(capsys, "--db", empty_db_url, "runs")
     assert (code, out.strip()) == (0, "No runs recorded yet.")
-    code, _, err = cli(capsys, "--db", db_url, "show")
+    code, _, err = cli(capsys, "--db", empty_db_url, "show")
     assert code == 1 and err == "error: no runs recorded yet\n"
-    code, out, _ = cli(capsys, "--db", db_url, "runs", "--json")
+    code, out, _ = cli(capsys, "--db", empty_db_url, "runs", "--json")
     assert json.loads(out) == []
 
 
-def test_db_current_and_sql(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = cli(capsys, "--db", db_url, "db", "current", "--json")
+def test_db_current_and_sql(empty_db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(capsys, "--db", empty_db_url, "db", "current", "--json")
     assert code == 0 and json.loads(out)["revision"] is None  # empty, untouched
-    code, out, _ = cli(capsys, "--db", db_url, "db", "upgrade")
+    code, out, _ = cli(capsys, "--db", empty_db_url, "db", "upgrade")
     assert code == 0 and f"to {head_revision()}" in out
-    code, out, _ = cli(capsys, "--db", db_url, "db", "current", "--json")
+    code, out, _ = cli(capsys, "--db", empty_db_url, "db", "current", "--json")
     data: dict[str, Any] = json.loads(out)
     assert (data["revision"], data["current"]) == (head_revision(), True)
     code, out, _ = cli(capsys, "db", "sql", "--dialect", "postgresql")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.errors import NotFound
-from testledger.report.compare import RunComparison, compare_runs
+from testledger.report.compare import CompareThresholds, RunComparison, compare_runs
 from tests.histories import pin_run_durations, record_test, scripted_run
 
 START = datetime(2025, 11, 3, 9, 0, tzinfo=timezone.utc)
@@ -238,16 +238,23 @@ def test_first_run_has_nothing_to_compare_with(ledger: Ledger, db_url: str) -> N
         ({}, ["chat/basic"], ["search/fast"], ["chat/basic", "search/retry"]),
         ({"slower_ratio": 1.6}, [], ["search/fast"], ["chat/basic", "search/retry"]),
         ({"slower_min_secs": 0.6}, [], ["search/fast"], ["chat/basic", "search/retry"]),
-        ({"cost_threshold": 1.5}, ["chat/basic"], ["search/fast"], []),
+        ({"cost_change": 1.5}, ["chat/basic"], ["search/fast"], []),
     ],
 )
 def test_thresholds(
     history: str, kwargs: dict[str, Any], slower: list[str], faster: list[str], costlier: list[str]
 ) -> None:
-    result = _compare(history, **kwargs)
+    result = _compare(history, thresholds=CompareThresholds(**kwargs))
     assert [c.test_id for c in result.slower] == slower
     assert [c.test_id for c in result.faster] == faster
     assert [c.test_id for c in result.costlier] == costlier
+
+
+def test_thresholds_are_the_api_option_object() -> None:
+    from testledger import api
+
+    assert api.CompareThresholds is CompareThresholds
+    assert CompareThresholds() == CompareThresholds(1.2, 0.1, 0.10, 0.10, 1.0)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -1,4 +1,4 @@
-"""``test_history`` and ``testledger history``: one test over time, and how TEST is resolved."""
+"""``result_history`` and ``testledger history``: one test over time, and how TEST is resolved."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from testledger import Ledger
 from testledger.cli import main
 from testledger.errors import NotFound
-from testledger.report.history import AmbiguousTest, resolve_test, test_history
+from testledger.report.history import AmbiguousTest, resolve_test, result_history
 from tests.histories import scripted_run
 from tests.report.test_trend import START, record_history
 
@@ -62,7 +62,7 @@ def test_history_entries(
 ) -> None:
     record_history(ledger, with_unfinished=False)
     with ledger.engine().connect() as conn:
-        history = test_history(conn, test, **options)
+        history = result_history(conn, test, **options)
     assert history.test_id == test_id
     found = [
         (
@@ -86,7 +86,7 @@ def test_one_issue_per_failing_test(ledger: Ledger) -> None:
     record_history(ledger, with_unfinished=False)
     with ledger.engine().connect() as conn:
         codes = {
-            test: {e.run_key: e.issue_code for e in test_history(conn, test).entries}
+            test: {e.run_key: e.issue_code for e in result_history(conn, test).entries}
             for test in ("chat/a", "chat/b")
         }
     a_code, b_code = codes["chat/a"]["run-2"], codes["chat/b"]["run-0"]
@@ -142,7 +142,7 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def test_history_command(ledger: Ledger, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     record_history(ledger, with_unfinished=False)
     with ledger.engine().connect() as conn:
-        code_b = test_history(conn, "chat/b").entries[-1].issue_code
+        code_b = result_history(conn, "chat/b").entries[-1].issue_code
     assert code_b is not None
     code, out, err = cli(capsys, "--db", db_url, "history", "chat/b")
     assert (code, err) == (0, "")

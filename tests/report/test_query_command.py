@@ -12,7 +12,7 @@ import pytest
 
 from testledger import Ledger
 from testledger.cli import main
-from testledger.cli.trend import plain_value
+from testledger.api._reports import plain_value
 from testledger.report.proposal import PROPOSAL_QUERIES
 from tests.report.test_trend import record_history
 

@@ -12,7 +12,8 @@ import pytest
 
 from testledger import Ledger, WatcherObservation
 from testledger.cli import main
-from testledger.report.trend import run_trend, sparkline
+from testledger.common.formatting import sparkline
+from testledger.report.trend import run_trend
 from tests.histories import pin_run_durations, record_test, scripted_run
 
 START = datetime(2025, 10, 7, 12, 0, tzinfo=timezone.utc)

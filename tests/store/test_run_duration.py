@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from testledger.common.formatting import format_seconds
 from testledger.model import RunInfo, RunStatus, Status, TestResult
 from testledger.record.archive import ArchivedRun, RunArchive, stats_from_events
 from testledger.record.sync import _recorded_duration
-from testledger.report.runs import format_seconds
 from testledger.store.database import connect_engine
 from testledger.store.engine import create_ledger_engine
 from testledger.store.migrate import upgrade
@@ -49,8 +49,8 @@ _RUN_0006 = (
 )
 
 
-def test_migration_0007_backfills_duration_from_the_integer_column(db_url: str) -> None:
-    engine = create_ledger_engine(db_url)
+def test_migration_0007_backfills_duration_from_the_integer_column(empty_db_url: str) -> None:
+    engine = create_ledger_engine(empty_db_url)
     try:
         assert upgrade(engine, "0006")[1] == "0006"
         with engine.begin() as conn:

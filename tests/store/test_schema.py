@@ -147,8 +147,10 @@ def test_every_proposal_column_and_index_exists(db_url: str) -> None:
         engine.dispose()
 
 
-def test_an_empty_database_is_migrated_on_first_use_and_upgrade_is_idempotent(db_url: str) -> None:
-    engine = connect_engine(db_url)  # first use: creates the schema
+def test_an_empty_database_is_migrated_on_first_use_and_upgrade_is_idempotent(
+    empty_db_url: str,
+) -> None:
+    engine = connect_engine(empty_db_url)  # first use: creates the schema
     try:
         assert upgrade(engine) == (head_revision(), head_revision())
     finally:
@@ -215,7 +217,7 @@ def test_the_head_revision_constant_is_the_migration_scripts_head() -> None:
 
 
 def test_a_migration_that_fails_half_way_leaves_nothing_behind(
-    db_url: str, monkeypatch: pytest.MonkeyPatch
+    empty_db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every migration of an upgrade runs in one transaction, on SQLite too (whose driver would
     otherwise run each CREATE on its own): a failure after some revisions rolls all back."""
@@ -230,7 +232,7 @@ def test_a_migration_that_fails_half_way_leaves_nothing_behind(
         raise RuntimeError("killed half way")
 
     monkeypatch.setattr(command, "upgrade", upgrade_then_fail)
-    engine = create_ledger_engine(db_url)
+    engine = create_ledger_engine(empty_db_url)
     try:
         with pytest.raises(RuntimeError, match="killed half way"):
             migrate.upgrade(engine)

@@ -2,10 +2,15 @@
 
 For every FAIL/ERROR result of the run (every attempt):
 
-1. its fingerprint is computed and stored on the result (with the algorithm's version; a hash
-   already stored is never recomputed, so a new normaliser never regroups old failures);
+1. its fingerprint is computed by the current fingerprint algorithm and stored on the result
+   (with the algorithm's version; a hash already stored is never recomputed, so a new algorithm
+   never regroups old failures);
 2. the first matching pattern rule decides its issue (one issue per rule); otherwise its
-   fingerprint does (one issue per fingerprint and version, through ``issue_fingerprints``);
+   fingerprint does (an issue has one or more fingerprints, each with its version, in
+   ``issue_fingerprints``). When no issue has it and a secondary algorithm is selected (the one
+   the current algorithm replaced), the failure joins the issue that has its secondary
+   fingerprint, and that issue learns the current one: a new algorithm moves issues over as
+   they fail again instead of opening a second issue for each;
 3. one occurrence is recorded per (issue, run, result), marked flaky when the test passed on a
    later attempt in the run or is flaky by its history.
 
@@ -32,11 +37,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.issues.fingerprint import Fingerprint, fingerprint
+from testledger.analyze.issues.fingerprint import (
+    Fingerprint,
+    FingerprintAlgorithm,
+    current_algorithm,
+    secondary_algorithm,
+)
 from testledger.analyze.issues.lifecycle import (
+    DETECTOR,
     IssueStatus,
     add_event,
     auto_resolve,
+    link_fingerprint,
     new_issue_code,
 )
 from testledger.analyze.issues.rules import Rule, RuleSet
@@ -45,6 +57,7 @@ from testledger.analyze.regressions.finder import (
     detect_regressions,
     open_regression_issue_ids,
 )
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.model import Status, TestResult, utcnow
 from testledger.store.tables import (
@@ -72,7 +85,7 @@ class DetectConfig:
 
 
 @dataclass(slots=True)
-class DetectionReport:
+class DetectionReport(JsonData):
     run_id: int
     fingerprinted: int = 0
     occurrences_added: int = 0
@@ -133,7 +146,7 @@ _CHUNK = 5000
 
 
 def _failure_chunks(
-    connection: Connection, run_id: int, rules: RuleSet
+    connection: Connection, run_id: int, rules: RuleSet, algorithm: FingerprintAlgorithm
 ) -> Iterator[list[_Failure]]:
     """The run's failures, a chunk at a time (by id), so that memory does not grow with the
     number of failures in a run."""
@@ -150,10 +163,12 @@ def _failure_chunks(
         if not rows:
             return
         after = int(rows[-1].id)
-        yield _failures(connection, rows, rules)
+        yield _failures(connection, rows, rules, algorithm)
 
 
-def _failures(connection: Connection, rows: Sequence[Any], rules: RuleSet) -> list[_Failure]:
+def _failures(
+    connection: Connection, rows: Sequence[Any], rules: RuleSet, algorithm: FingerprintAlgorithm
+) -> list[_Failure]:
     failures: list[_Failure] = []
     computed: list[dict[str, Any]] = []
     for row in rows:
@@ -161,7 +176,7 @@ def _failures(connection: Connection, rows: Sequence[Any], rules: RuleSet) -> li
         if row.fingerprint is not None and row.fingerprint_version is not None:
             hash_, version = row.fingerprint, int(row.fingerprint_version)
         else:
-            made: Fingerprint = fingerprint(result)
+            made: Fingerprint = algorithm.fingerprint(result)
             hash_, version = made.hash, made.version
             computed.append({"rid": row.id, "fp": hash_, "fpv": version})
         failures.append(_Failure(row.id, result, hash_, version, rules.match(result)))
@@ -243,12 +258,45 @@ def _description(failure: _Failure, run: Any) -> str:
     return text[:_DESCRIPTION_LIMIT]
 
 
+def _issue_by_secondary(
+    connection: Connection,
+    failure: _Failure,
+    secondary: FingerprintAlgorithm,
+    run: Any,
+    now: datetime,
+) -> int | None:
+    """The issue that has the failure's secondary fingerprint, linked to its current one so
+    that the failures after it match directly; None when no issue has it."""
+    if failure.fingerprint_version == secondary.version:
+        return None  # its stored fingerprint is a secondary one, already looked up
+    old = secondary.fingerprint(failure.result)
+    found = connection.execute(
+        sa.select(issues.c.id, issues.c.issue_code)
+        .join(issue_fingerprints, issue_fingerprints.c.issue_id == issues.c.id)
+        .where(issue_fingerprints.c.fingerprint == old.hash)
+        .where(issue_fingerprints.c.fingerprint_version == old.version)
+    ).first()
+    if found is None:
+        return None
+    link_fingerprint(
+        connection,
+        found.issue_code,
+        failure.fingerprint,
+        failure.fingerprint_version,
+        actor=DETECTOR,
+        run_id=run.id,
+        because=f"{failure.result.test_id} has its v{old.version} fingerprint {old.hash[:12]}",
+        at=now,
+    )
+    return int(found.id)
+
+
 def _issue_for(
     connection: Connection,
     failure: _Failure,
     run: Any,
     rules: RuleSet,
-    config: DetectConfig,
+    secondary: FingerprintAlgorithm | None,
     now: datetime,
     report: DetectionReport,
 ) -> int:
@@ -268,6 +316,8 @@ def _issue_for(
             .where(issue_fingerprints.c.fingerprint == failure.fingerprint)
             .where(issue_fingerprints.c.fingerprint_version == failure.fingerprint_version)
         ).scalar()
+        if found is None and secondary is not None:
+            found = _issue_by_secondary(connection, failure, secondary, run, now)
         if found is not None:
             return int(found)
     rule = failure.rule
@@ -434,12 +484,14 @@ def detect_run(
     report = DetectionReport(run_id)
     seen_issues: set[int] = set()
     added: dict[int, _Seen] = {}
-    for failures in _failure_chunks(connection, run_id, rules):
+    # One selection for the whole pass, whatever is selected meanwhile.
+    current, secondary = current_algorithm(), secondary_algorithm()
+    for failures in _failure_chunks(connection, run_id, rules, current):
         report.fingerprinted += len(failures)
         _mark_flaky(connection, run_id, run.suite, failures)
         grouped: dict[int, list[_Failure]] = {}
         for failure in failures:
-            issue_id = _issue_for(connection, failure, run, rules, config, now, report)
+            issue_id = _issue_for(connection, failure, run, rules, secondary, now, report)
             grouped.setdefault(issue_id, []).append(failure)
         seen_issues.update(grouped)
         for issue_id, new in _record_occurrences(connection, run, grouped, now).items():

@@ -1,32 +1,41 @@
-"""The root of the ``testledger`` command: global options, error handling, sub-commands.
+"""The root of the ``testledger`` command: the Typer app, its global options, the console, and
+what every command shares (the ledger named by ``--db``, JSON output).
 
-Commands stay thin: they resolve settings, call one core function and render what it returns
-(a Rich table, or JSON with ``--json``). Every TestledgerError becomes one line on stderr and a
-non-zero exit; a traceback is never shown for a user's mistake.
+Commands stay thin: they parse options, call one function of :mod:`testledger.api` and render
+what it returns (a Rich table, or JSON with ``--json``). The commands live in sibling modules;
+:mod:`testledger.cli.main` assembles them and turns errors into one line each.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from testledger import api
 from testledger.common.jsondata import as_json
-from testledger.config import Settings, load_settings
 from testledger.errors import TestledgerError
-from testledger.store.database import connect_engine
-from testledger.store.engine import mask_urls_in
 
-__all__ = ["CliState", "app", "connection", "emit_json", "main", "state"]
+__all__ = [
+    "EXIT_ERROR",
+    "CliState",
+    "app",
+    "command",
+    "console",
+    "emit_json",
+    "ledger_of",
+    "run_app",
+    "state",
+]
 
 EXIT_ERROR = 1
 
@@ -43,24 +52,27 @@ app = typer.Typer(
 # are not squeezed into unreadable stubs; a terminal keeps its own width.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
+DB_HELP = (
+    "Database URL (sqlite:///path.db, postgresql://user:pass@host/db, or a file path). "
+    "Default: $TESTLEDGER_DATABASE_URL, [tool.testledger] database_url, "
+    "else .testledger/ledger.db."
+)
+RESULTS_DIR_HELP = "Folder of the runs' JSON files (default .testledger/results)."
+
 
 @dataclass
 class CliState:
+    """The global options, given before or after the command's name, and the ledger they name
+    (opened on first use: commands that need no database never read settings)."""
+
     db: str | None = None
     results_dir: Path | None = None
-    _settings: Settings | None = None
-    _engine: Engine | None = None
+    _ledger: api.Ledger | None = None
 
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.db, self.results_dir)
-        return self._settings
-
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = connect_engine(self.settings.database_url)
-        return self._engine
+    def ledger(self) -> api.Ledger:
+        if self._ledger is None:
+            self._ledger = api.Ledger(self.db, results_dir=self.results_dir)
+        return self._ledger
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -70,10 +82,9 @@ def state(ctx: typer.Context) -> CliState:
     return root.obj
 
 
-@contextmanager
-def connection(ctx: typer.Context) -> Iterator[Connection]:
-    with state(ctx).engine().connect() as conn:
-        yield conn
+def ledger_of(ctx: typer.Context) -> api.Ledger:
+    """The ledger the command works on."""
+    return state(ctx).ledger()
 
 
 def emit_json(data: Any) -> None:
@@ -83,66 +94,99 @@ def emit_json(data: Any) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    db: str | None = typer.Option(
-        None,
-        "--db",
-        metavar="URL",
-        help="Database URL (sqlite:///path.db, postgresql://user:pass@host/db, or a file path). "
-        "Default: $TESTLEDGER_DATABASE_URL, [tool.testledger] database_url, "
-        "else .testledger/ledger.db.",
-    ),
+    db: str | None = typer.Option(None, "--db", metavar="URL", help=DB_HELP),
     results_dir: Path | None = typer.Option(
-        None,
-        "--results-dir",
-        metavar="DIR",
-        help="Folder of the runs' JSON files (default .testledger/results).",
+        None, "--results-dir", metavar="DIR", help=RESULTS_DIR_HELP
     ),
 ) -> None:
-    ctx.obj = CliState(db=db, results_dir=results_dir)
+    cli = state(ctx)
+    cli.db = db if db is not None else cli.db
+    cli.results_dir = results_dir if results_dir is not None else cli.results_dir
 
 
-def _register() -> None:
-    # Imported for their side effect of adding commands to ``app``.
-    from testledger.cli import compare as _compare  # noqa: F401
-    from testledger.cli import db as _db  # noqa: F401
-    from testledger.cli import demo as _demo  # noqa: F401
-    from testledger.cli import export as _export  # noqa: F401
-    from testledger.cli import html as _html  # noqa: F401
-    from testledger.cli import imports as _imports  # noqa: F401
-    from testledger.cli import issues as _issues  # noqa: F401
-    from testledger.cli import regressions as _regressions  # noqa: F401
-    from testledger.cli import runs as _runs  # noqa: F401
-    from testledger.cli import trend as _trend  # noqa: F401
-    from testledger.cli import watch as _watch  # noqa: F401
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+_GLOBAL_OPTIONS = (
+    inspect.Parameter(
+        "global_db",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, "--db", metavar="URL", help=DB_HELP),
+        annotation="str | None",
+    ),
+    inspect.Parameter(
+        "global_results_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=typer.Option(None, "--results-dir", metavar="DIR", help=RESULTS_DIR_HELP),
+        annotation="Path | None",
+    ),
+)
+_CONTEXT = inspect.Parameter(
+    "global_ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="typer.Context"
+)
 
 
-_register()
+def with_global_options(func: Command) -> Command:
+    """``func`` accepting ``--db`` and ``--results-dir`` after the command's name too, as new
+    users type them (``testledger import x.xml --db URL``); given there, they win."""
+    signature = inspect.signature(func)
+    takes_context = "ctx" in signature.parameters
+    parameters = list(signature.parameters.values())
+    if not takes_context:
+        parameters.insert(0, _CONTEXT)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = kwargs["ctx"] if takes_context else kwargs.pop("global_ctx")
+        db, results_dir = kwargs.pop("global_db"), kwargs.pop("global_results_dir")
+        cli = state(ctx)
+        cli.db = db if db is not None else cli.db
+        cli.results_dir = results_dir if results_dir is not None else cli.results_dir
+        return func(*args, **kwargs)
+
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*parameters, *_GLOBAL_OPTIONS]
+    )
+    wrapper.__annotations__ = {
+        **func.__annotations__,
+        "global_ctx": typer.Context,
+        "global_db": str | None,
+        "global_results_dir": Path | None,
+    }
+    return wrapper  # type: ignore[return-value]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``testledger`` script; returns the exit code.
+def command(
+    name: str, *, group: typer.Typer | None = None, **options: Any
+) -> Callable[[Command], Command]:
+    """``app.command(name)`` (or ``group``'s) for a command that takes the global options."""
+
+    def register(func: Command) -> Command:
+        (group or app).command(name, **options)(with_global_options(func))
+        return func
+
+    return register
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code.
 
     Click's standalone mode handles usage errors itself (and ends with SystemExit); what it
     lets through are our own errors, turned here into one line each. (Typer vendors its own
-    copy of Click in recent versions, so no Click class is named here.)"""
-    command = typer.main.get_command(app)
+    copy of Click, so no Click class is named here.)"""
+    group = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="testledger", standalone_mode=True)
+        group.main(args=argv, prog_name="testledger", standalone_mode=True)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             return exc.code or 0
         typer.echo(str(exc.code), err=True)
         return EXIT_ERROR
     except TestledgerError as exc:
-        typer.echo(f"error: {mask_urls_in(str(exc))}", err=True)
+        typer.echo(f"error: {api.mask_urls_in(str(exc))}", err=True)
         return EXIT_ERROR
     except SQLAlchemyError as exc:
         original = getattr(exc, "orig", None) or exc
-        detail = mask_urls_in(" ".join(str(original).split()))
+        detail = api.mask_urls_in(" ".join(str(original).split()))
         typer.echo(f"error: database error: {detail}", err=True)
         return EXIT_ERROR
     return 0
-
-
-def run() -> None:  # pragma: no cover - console script shim
-    sys.exit(main())

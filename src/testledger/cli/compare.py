@@ -10,14 +10,10 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from testledger.analyze.flaky.finder import FlakyConfig
-from testledger.cli.app import app, connection, console, emit_json, state
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.common.formatting import format_seconds
 from testledger.errors import ConfigError
-from testledger.report.compare import GroupChange, RunComparison, TestChange, compare_runs
-from testledger.report.cost import budget_from_settings
-from testledger.report.gate import GateResult, GateRules, evaluate_gate
-from testledger.report.markdown import build_summary, render_markdown
-from testledger.report.runs import format_seconds
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of tables.")
 BASELINE_OPTION = typer.Option(
@@ -29,10 +25,6 @@ BASELINE_OPTION = typer.Option(
 )
 #: ``testledger gate`` exit code when a rule is broken (1 is an error: no database, no run...).
 EXIT_GATE_FAILED = 2
-
-
-def _flaky_config(ctx: typer.Context) -> FlakyConfig:
-    return FlakyConfig.from_settings(state(ctx).settings.tool)
 
 
 #: A format string, or a function for figures whose precision depends on their size.
@@ -69,7 +61,7 @@ _TOTAL_ROWS: tuple[tuple[str, str, Format], ...] = (
 )
 
 
-def _render_totals(comparison: RunComparison) -> None:
+def _render_totals(comparison: api.RunComparison) -> None:
     table = Table(box=None, header_style="bold")
     table.add_column("")
     for header in ("before", "after", "delta"):
@@ -83,7 +75,7 @@ def _render_totals(comparison: RunComparison) -> None:
     console.print(table)
 
 
-def _render_tests(title: str, rows: list[TestChange], value_fmt: str | None = None) -> None:
+def _render_tests(title: str, rows: list[api.TestChange], value_fmt: str | None = None) -> None:
     if not rows:
         return
     table = Table(
@@ -107,7 +99,7 @@ def _render_tests(title: str, rows: list[TestChange], value_fmt: str | None = No
     console.print(table)
 
 
-def _render_groups(title: str, groups: list[GroupChange]) -> None:
+def _render_groups(title: str, groups: list[api.GroupChange]) -> None:
     if not groups:
         return
     table = Table(title=title, box=None, header_style="bold", title_justify="left")
@@ -132,7 +124,7 @@ def _render_groups(title: str, groups: list[GroupChange]) -> None:
     console.print(table)
 
 
-@app.command("compare")
+@command("compare")
 def compare_command(
     ctx: typer.Context,
     current: str | None = typer.Argument(
@@ -161,18 +153,15 @@ def compare_command(
     figures. Default: the latest run against the previous run of the same branch and suite."""
     if baseline is not None and baseline_branch is not None:
         raise ConfigError("give either a BASELINE run or --baseline BRANCH, not both")
-    with connection(ctx) as conn:
-        comparison = compare_runs(
-            conn,
-            current,
-            baseline,
-            baseline_branch=baseline_branch,
-            slower_ratio=slower_ratio,
-            slower_min_secs=slower_min_secs,
-            cost_threshold=cost_threshold / 100.0,
-            token_threshold=cost_threshold / 100.0,
-            flaky_config=_flaky_config(ctx),
-        )
+    thresholds = api.CompareThresholds(
+        slower_ratio=slower_ratio,
+        slower_min_secs=slower_min_secs,
+        cost_change=cost_threshold / 100.0,
+        token_change=cost_threshold / 100.0,
+    )
+    comparison = api.compare(
+        ledger_of(ctx), current, baseline, baseline_branch=baseline_branch, thresholds=thresholds
+    )
     if as_json:
         emit_json(comparison)
         return
@@ -200,17 +189,7 @@ def compare_command(
         _render_groups("By model", comparison.models)
 
 
-def _gate_rules(ctx: typer.Context, **overrides: Any) -> GateRules:
-    tool = state(ctx).settings.tool
-    table = dict(tool.get("gate", {}))
-    # The run budget can live beside the cost report's, in [tool.testledger] itself.
-    budget = budget_from_settings(tool)
-    if budget is not None and not any(k in table for k in ("max_run_cost_usd", "max-run-cost-usd")):
-        table["max_run_cost_usd"] = budget
-    return GateRules.from_config(table).merged(**overrides)
-
-
-def _gate_lines(result: GateResult) -> list[str]:
+def _gate_lines(result: api.GateResult) -> list[str]:
     lines = []
     for check in result.checks:
         word = "SKIP" if not check.applicable else ("PASS" if check.passed else "FAIL")
@@ -218,7 +197,7 @@ def _gate_lines(result: GateResult) -> list[str]:
     return lines
 
 
-@app.command("gate")
+@command("gate")
 def gate_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or key (default: the latest run)."),
@@ -266,8 +245,9 @@ def gate_command(
     broken, 1 on an error (no database, no such run, bad configuration). Rules come from
     [tool.testledger.gate] in pyproject.toml (same names, e.g. max-new-failures = 0,
     max-cost-increase = "10%"); options override them. One PASS/FAIL/SKIP line per rule."""
-    rules = _gate_rules(
-        ctx,
+    opened = ledger_of(ctx)
+    rules = api.gate_rules(
+        opened,
         max_new_failures=max_new_failures,
         min_pass_rate=min_pass_rate,
         max_cost_increase=max_cost_increase,
@@ -277,10 +257,7 @@ def gate_command(
         no_new_issues=no_new_issues,
         include_flaky=include_flaky,
     )
-    with connection(ctx) as conn:
-        result = evaluate_gate(
-            conn, rules, run, baseline_branch=baseline_branch, flaky_config=_flaky_config(ctx)
-        )
+    result = api.gate(opened, run, rules=rules, baseline_branch=baseline_branch)
     if as_json:
         emit_json(result)
     else:
@@ -290,7 +267,7 @@ def gate_command(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-@app.command("summary")
+@command("summary")
 def summary_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or key (default: the latest run)."),
@@ -318,19 +295,11 @@ def summary_command(
         raise ConfigError("--github needs $GITHUB_STEP_SUMMARY (set by GitHub Actions)")
     if not markdown and not as_json:
         raise ConfigError("markdown is the only text format: drop --no-markdown or add --json")
-    rules = _gate_rules(ctx)
-    with connection(ctx) as conn:
-        data = build_summary(
-            conn,
-            run,
-            baseline_branch=baseline_branch,
-            rules=rules,
-            flaky_config=_flaky_config(ctx),
-        )
+    data = api.summary(ledger_of(ctx), run, baseline_branch=baseline_branch)
     if as_json:
         emit_json(data)
         return
-    text = render_markdown(data)
+    text = api.render_markdown(data)
     if output is not None and output != "-":
         Path(output).write_text(text, encoding="utf-8")
     else:

@@ -8,16 +8,14 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 
-from testledger.cli.app import app, console, emit_json, state
-from testledger.common.jsondata import as_json as as_json_data
+from testledger import api
+from testledger.cli.app import app, command, console, emit_json, run_app, state
 from testledger.demo.runner import (
     DEFAULT_DIRECTORY,
     DEFAULT_RUNS,
     MAX_RUNS,
     DemoResult,
     available_steps,
-    build_demo,
-    check_target,
     inside,
     report_steps,
 )
@@ -38,7 +36,7 @@ def _command_names() -> set[str]:
     return set(getattr(group, "commands", {}))
 
 
-@app.command("demo")
+@command("demo")
 def demo_command(
     ctx: typer.Context,
     directory: Path = typer.Option(
@@ -73,11 +71,9 @@ def demo_command(
     the last two runs, the issues, the flaky tests and the regressions, and writes the HTML
     report."""
     database_url = state(ctx).db
-    # Checked before the progress display starts, so that a refusal is one plain line.
-    check_target(directory.resolve(), force=force, database_url=database_url)
     if as_json:
-        result = build_demo(directory, runs=runs, force=force, database_url=database_url)
-        emit_json({**as_json_data(result), "database_url": _shown_url(result)})
+        result = api.run_demo(directory, runs=runs, force=force, database_url=database_url)
+        emit_json({**result.as_json(), "database_url": _shown_url(result)})
         return
     with Progress(
         TextColumn("{task.description}"),
@@ -92,7 +88,7 @@ def demo_command(
         def show(done: int, total: int, message: str) -> None:
             bar.update(task, completed=done, total=total, description=message)
 
-        result = build_demo(
+        result = api.run_demo(
             directory, runs=runs, force=force, database_url=database_url, progress=show
         )
     _print_summary(result)
@@ -118,8 +114,6 @@ def _print_summary(result: DemoResult) -> None:
 
 
 def _print_reports(result: DemoResult) -> int:
-    from testledger.cli.app import main
-
     present, missing = available_steps(
         report_steps(result.html_path, result.regressed_issue), _command_names()
     )
@@ -129,7 +123,7 @@ def _print_reports(result: DemoResult) -> int:
             console.print()
             console.print(Rule(title, align="left"))
             console.print(f"$ testledger {' '.join(argv)}", style="dim")
-            if main(["--db", result.database_url, *argv]) != 0:
+            if run_app(["--db", result.database_url, *argv]) != 0:
                 failed += 1
     if result.html_path.is_file():
         console.print(f"\nHTML report: {result.html_path.as_uri()}")
@@ -145,14 +139,12 @@ def _print_next_steps(result: DemoResult) -> None:
     prefix = "testledger" if own else f"testledger --db {_shown_url(result)}"
     console.print("\nExplore further:")
     console.print(f"  cd {result.directory}")
-    for command, what in _EXPLORE:
-        shown = f"{prefix} {command.format(issue=result.regressed_issue or 'CODE')}"
+    for example, what in _EXPLORE:
+        shown = f"{prefix} {example.format(issue=result.regressed_issue or 'CODE')}"
         console.print(f"  {shown:<34} # {what}")
     if own:
         console.print(f"  {'python -m pytest --ledger':<34} # record a run of your own")
 
 
 def _shown_url(result: DemoResult) -> str:
-    from testledger.store.engine import mask_url
-
-    return mask_url(result.database_url)
+    return api.mask_url(result.database_url)

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import typer
 
-from testledger.cli.app import app, state
-from testledger.report.export import EXPORT_FORMATS, EXPORT_TABLES, export_table
+from testledger import api
+from testledger.cli.app import command, ledger_of
 
 
-@app.command("export")
+@command("export")
 def export_command(
     ctx: typer.Context,
-    table: str = typer.Argument("results", help=f"What to export: {', '.join(EXPORT_TABLES)}."),
+    table: str = typer.Argument("results", help=f"What to export: {', '.join(api.EXPORT_TABLES)}."),
     format_name: str = typer.Option(
-        "jsonl", "--format", "-f", help=f"One of {', '.join(EXPORT_FORMATS)}."
+        "jsonl", "--format", "-f", help=f"One of {', '.join(api.EXPORT_FORMATS)}."
     ),
     output: Path | None = typer.Option(
         None, "--output", "-o", help="File to write (default: standard output; Parquet needs one)."
@@ -26,15 +26,14 @@ def export_command(
 ) -> None:
     """Export runs, results, issues, occurrences or watcher insights, streamed (memory does not
     grow with the ledger). A failed export leaves no partial file behind."""
-    with state(ctx).engine().connect() as conn:
-        summary = export_table(
-            conn,
-            table,
-            format_name,
-            output,
-            run_from=run_from,
-            run_to=run_to,
-            stdout=sys.stdout,
-        )
+    summary = api.export(
+        ledger_of(ctx),
+        table,
+        format_name,
+        output,
+        run_from=run_from,
+        run_to=run_to,
+        stdout=sys.stdout,
+    )
     if output is not None:
         typer.echo(f"exported {summary.rows} {table} row(s) as {format_name} to {output}", err=True)

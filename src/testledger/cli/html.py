@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from testledger.cli.app import app, connection, console, emit_json
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
 from testledger.errors import ConfigError
-from testledger.report.html import build_report, render_html
 
 
-@app.command("report")
+@command("report")
 def report_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or run key (default: the latest run)."),
@@ -29,11 +29,11 @@ def report_command(
     Example: testledger report --html report.html --runs 200"""
     if html is None and not as_json:
         raise ConfigError("give --html OUT.html (or --json to print the data)")
-    with connection(ctx) as conn:
-        report = build_report(conn, run, history=runs)
     if as_json:
-        emit_json(report)
+        emit_json(api.html_report_data(ledger_of(ctx), run, history_runs=runs))
         return
     assert html is not None
-    html.write_text(render_html(report), encoding="utf-8")
-    console.print(f"Wrote {html} (run #{report.run.id}, {len(report.trend.run_ids)} runs of trend)")
+    written = api.html_report(ledger_of(ctx), html, run, history_runs=runs)
+    console.print(
+        f"Wrote {written.path} (run #{written.run_id}, {written.trend_runs} runs of trend)"
+    )

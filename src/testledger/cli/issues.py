@@ -4,34 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import sqlalchemy as sa
 import typer
 from rich.table import Table
 
-from testledger.analyze.detect import result_from_row
-from testledger.analyze.issues.fingerprint import explain, fingerprint
-from testledger.analyze.issues.lifecycle import (
-    IssueStatus,
-    edit_issue,
-    link_fingerprint,
-    link_rule,
-    set_status,
-)
-from testledger.analyze.options import detection_settings
-from testledger.analyze.pipeline import detect_runs
-from testledger.cli.app import app, console, emit_json, state
-from testledger.common.jsondata import as_json as as_json_data
-from testledger.errors import NotFound
-from testledger.ingest.backfill import backfill_issues, parse_backfill_files
-from testledger.report.issues import (
-    SORTS,
-    IssueDetail,
-    issue_codes_for_results,
-    issue_detail,
-    list_issues,
-)
-from testledger.report.runs import find_run
-from testledger.store.tables import test_results
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
 
@@ -40,7 +17,7 @@ def _when(value: object) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else "-"
 
 
-@app.command("detect")
+@command("detect")
 def detect_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or key (default: the latest run)."),
@@ -56,14 +33,7 @@ def detect_command(
     """Group the failures of a run into issues and move their lifecycle (new, recurring,
     regressed, auto-resolved). Runs by itself after every recorded or imported run; running it
     again changes nothing."""
-    cli = state(ctx)
-    rule_set, config = detection_settings(cli.settings, rules)
-    engine = cli.engine()
-    run_ids = None
-    if not all_runs:
-        with engine.connect() as conn:
-            run_ids = [find_run(conn, run).id]
-    reports = detect_runs(engine, run_ids, rule_set, config)
+    reports = api.detect(ledger_of(ctx), run, all_runs=all_runs, rules_path=rules)
     if as_json:
         emit_json(reports)
         return
@@ -83,7 +53,7 @@ def detect_command(
         console.print("; ".join(parts))
 
 
-@app.command("issues")
+@command("issues")
 def issues_command(
     ctx: typer.Context,
     status: list[str] = typer.Option(
@@ -92,23 +62,20 @@ def issues_command(
     priority: list[str] = typer.Option([], "--priority", help="CRITICAL, HIGH, MEDIUM, LOW."),
     category: list[str] = typer.Option([], "--category", help="e.g. production (repeatable)."),
     tool: str | None = typer.Option(None, "--tool", help="Issues affecting this tool."),
-    sort: str = typer.Option("priority", "--sort", help=f"One of {', '.join(SORTS)}."),
+    sort: str = typer.Option("priority", "--sort", help=f"One of {', '.join(api.ISSUE_SORTS)}."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List issues, detected and backfilled alike."""
-    for value in status:
-        IssueStatus.parse(value)
-    with state(ctx).engine().connect() as conn:
-        found = list_issues(
-            conn,
-            statuses=[IssueStatus.parse(s).value for s in status],
-            priorities=priority,
-            categories=category,
-            tool=tool,
-            sort=sort,
-            limit=limit,
-        )
+    where = api.IssueFilter(
+        statuses=status,
+        priorities=priority,
+        categories=category,
+        tool=tool,
+        sort=sort,
+        limit=limit,
+    )
+    found = api.list_issues(ledger_of(ctx), where)
     if as_json:
         emit_json(found)
         return
@@ -135,7 +102,7 @@ def issues_command(
     console.print(table)
 
 
-@app.command("issue")
+@command("issue")
 def issue_command(
     ctx: typer.Context,
     code: str = typer.Argument(..., help="The issue's code, e.g. PHASE2-HIGH-001."),
@@ -160,32 +127,28 @@ def issue_command(
 ) -> None:
     """Show an issue's history and evidence; with options, change it (every change is kept in
     its history)."""
-    engine = state(ctx).engine()
-    with engine.begin() as conn:
-        if status is not None or note is not None:
-            target = IssueStatus.parse(status) if status else None
-            if target is None:
-                from testledger.analyze.issues.lifecycle import find_issue
-
-                target = IssueStatus(find_issue(conn, code).status)
-            set_status(conn, code, target, note=note)
-        edit_issue(
-            conn, code, root_cause=root_cause, resolution=resolution, title=title, priority=priority
-        )
-        if link_fp is not None:
-            hash_, _, version = link_fp.partition(":")
-            link_fingerprint(conn, code, hash_, int(version or 1))
-        if link_rule_name is not None:
-            link_rule(conn, code, link_rule_name)
-    with engine.connect() as conn:
-        detail = issue_detail(conn, code)
+    change = api.IssueChange(
+        status=status,
+        note=note,
+        root_cause=root_cause,
+        resolution=resolution,
+        title=title,
+        priority=priority,
+        link_fingerprint=link_fp,
+        link_rule=link_rule_name,
+    )
+    opened = ledger_of(ctx)
+    if change == api.IssueChange():
+        detail = api.issue_detail(opened, code)
+    else:
+        detail = api.update_issue(opened, code, change)
     if as_json:
         emit_json(detail)
         return
     _print_detail(detail)
 
 
-def _print_detail(detail: IssueDetail) -> None:
+def _print_detail(detail: api.IssueDetail) -> None:
     i = detail.issue
     console.print(f"[bold]{i.code}[/bold]  {i.title}")
     console.print(
@@ -241,7 +204,7 @@ def _print_detail(detail: IssueDetail) -> None:
             console.print(f"  {_when(e.at)}  {e.kind}{move}{run} by {e.actor}: {e.note or ''}")
 
 
-@app.command("explain")
+@command("explain")
 def explain_command(
     ctx: typer.Context,
     result_id: int = typer.Argument(..., help="A result's id (see `testledger show --json`)."),
@@ -249,33 +212,17 @@ def explain_command(
 ) -> None:
     """Show how a failure's fingerprint is made: each part, what it was normalised to, and
     which normalisation rules fired."""
-    with state(ctx).engine().connect() as conn:
-        row = conn.execute(sa.select(test_results).where(test_results.c.id == result_id)).first()
-    if row is None:
-        raise NotFound(f"no result with id {result_id}")
-    result = result_from_row(row)
-    made = fingerprint(result)
-    parts = explain(result)
-    data = {
-        "result_id": result_id,
-        "test_id": result.test_id,
-        "status": result.status.value,
-        "fingerprint": made.hash,
-        "version": made.version,
-        "stored_fingerprint": row.fingerprint,
-        "stored_version": row.fingerprint_version,
-        "components": [part._asdict() for part in parts],
-    }
+    made = api.explain_result(ledger_of(ctx), result_id)
     if as_json:
-        emit_json(data)
+        emit_json(made)
         return
-    console.print(f"result {result_id}  {result.test_id}  {result.status.value}")
-    console.print(f"fingerprint {made.hash} (algorithm v{made.version})")
-    if row.fingerprint and (row.fingerprint, row.fingerprint_version) != (made.hash, made.version):
+    console.print(f"result {result_id}  {made.test_id}  {made.status}")
+    console.print(f"fingerprint {made.fingerprint} (algorithm v{made.version})")
+    if made.stored_differs:
         console.print(
-            f"  stored: {row.fingerprint} (v{row.fingerprint_version}) - kept for grouping"
+            f"  stored: {made.stored_fingerprint} (v{made.stored_version}) - kept for grouping"
         )
-    for part in parts:
+    for part in made.components:
         flag = "+" if part.contributes else " "
         console.print(f" {flag} {part.name}: {part.raw!r}")
         if part.normalized != part.raw:
@@ -283,7 +230,7 @@ def explain_command(
             console.print(f"     -> {part.normalized!r}{rules}")
 
 
-@app.command("backfill")
+@command("backfill")
 def backfill_command(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="ISSUES_CHECKLIST*.md and PHASE_*_COMPLETE.md"),
@@ -293,11 +240,7 @@ def backfill_command(
     """Create or update issues from hand-kept markdown checklists. Running it again updates
     rather than duplicates; issues edited since in testledger keep those edits unless --force.
     Every file is read before anything is written: a malformed file writes nothing."""
-    warnings: list[str] = []
-    entries = parse_backfill_files(paths, warnings)
-    with state(ctx).engine().begin() as conn:
-        report = backfill_issues(conn, entries, force=force)
-    report.warnings[:0] = warnings
+    report = api.backfill(ledger_of(ctx), paths, force=force)
     if as_json:
         emit_json(report)
         return
@@ -312,7 +255,7 @@ def backfill_command(
         console.print(f"  warning: {warning}")
 
 
-@app.command("flaky")
+@command("flaky")
 def flaky_command(
     ctx: typer.Context,
     suite: str | None = typer.Option(None, "--suite", "-s", help="Only this suite."),
@@ -322,35 +265,24 @@ def flaky_command(
     """List flaky tests: passed and failed on the same commit (or on a retry), or flipped
     between pass and fail often in their recent runs. Outage runs (most tests failing at once)
     are not evidence. Thresholds: [tool.testledger.flaky]."""
-    from testledger.analyze.flaky.finder import FlakyConfig, find_flaky
-
-    cli = state(ctx)
-    config = FlakyConfig.from_settings(cli.settings.tool.get("flaky", {}))
-    with cli.engine().connect() as conn:
-        found = find_flaky(conn, config=config, suite=suite, branch=branch)
-        result_ids = [f.last_failure_result_id for f in found if f.last_failure_result_id]
-        codes = issue_codes_for_results(conn, result_ids)
-    rows = [
-        {**as_json_data(flaky), "last_failure_issue": codes.get(flaky.last_failure_result_id or -1)}
-        for flaky in found
-    ]
+    found = api.find_flaky(ledger_of(ctx), suite=suite, branch=branch)
     if as_json:
-        emit_json(rows)
+        emit_json(found)
         return
-    if not rows:
+    if not found:
         console.print("No flaky tests.")
         return
     table = Table(box=None, header_style="bold")
     for header in ("test", "suite", "score", "evidence runs", "last failure", "issue", "why"):
         table.add_column(header, overflow="fold")
-    for row in rows:
+    for flaky in found:
         table.add_row(
-            row["test_id"],
-            row["suite"],
-            f"{row['score']:.2f}",
-            ", ".join(str(r) for r in row["evidence_run_ids"][:8]),
-            str(row["last_failure_run_id"] or "-"),
-            row["last_failure_issue"] or "-",
-            "; ".join(row["reasons"])[:160],
+            flaky.test_id,
+            flaky.suite,
+            f"{flaky.score:.2f}",
+            ", ".join(str(r) for r in flaky.evidence_run_ids[:8]),
+            str(flaky.last_failure_run_id or "-"),
+            flaky.last_failure_issue or "-",
+            "; ".join(flaky.reasons)[:160],
         )
     console.print(table)

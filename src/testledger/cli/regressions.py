@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from testledger.analyze.options import regression_settings
-from testledger.analyze.regressions.finder import METRICS, MetricChange, find_regressions
-from testledger.cli.app import app, connection, console, emit_json, state
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
 
 
 def format_p_value(p_value: float) -> str:
@@ -19,22 +18,22 @@ def format_p_value(p_value: float) -> str:
     return f"{p_value:.2g}"
 
 
-def _change(change: MetricChange) -> str:
-    spec = METRICS[change.metric]
+def _change(change: api.MetricChange) -> str:
+    spec = api.REGRESSION_METRICS[change.metric]
     return f"{spec.show(change.before_mean)} -> {spec.show(change.after_mean)}"
 
 
-def _percent(change: MetricChange) -> str:
+def _percent(change: api.MetricChange) -> str:
     return "new" if change.magnitude_pct is None else f"{change.magnitude_pct:+.1f}%"
 
 
-@app.command("regressions")
+@command("regressions")
 def regressions_command(
     ctx: typer.Context,
     branch: str | None = typer.Option(None, "--branch", "-b", help="Only this branch."),
     suite: str | None = typer.Option(None, "--suite", "-s", help="Only this suite."),
     metric: str | None = typer.Option(
-        None, "--metric", "-m", help=f"Only this metric: {', '.join(METRICS)}."
+        None, "--metric", "-m", help=f"Only this metric: {', '.join(api.REGRESSION_METRICS)}."
     ),
     test: str | None = typer.Option(None, "--test", "-t", help="Only this test id."),
     include_improvements: bool = typer.Option(
@@ -47,17 +46,14 @@ def regressions_command(
     and suite, with the single-run outliers of the latest window. Settings:
     [tool.testledger.regressions] (p_value, window, min_magnitude, min_change, min_runs, metrics,
     history)."""
-    config = regression_settings(state(ctx).settings)
-    with connection(ctx) as conn:
-        report = find_regressions(
-            conn,
-            config,
-            branch=branch,
-            suite=suite,
-            metric=metric,
-            test=test,
-            include_improvements=include_improvements,
-        )
+    report = api.find_regressions(
+        ledger_of(ctx),
+        branch=branch,
+        suite=suite,
+        metric=metric,
+        test=test,
+        include_improvements=include_improvements,
+    )
     if as_json:
         emit_json(report)
         return
@@ -100,7 +96,7 @@ def regressions_command(
         for header in ("suite", "branch", "test", "metric", "run", "when (UTC)", "value", "median"):
             table.add_column(header)
         for outlier in report.outliers:
-            spec = METRICS[outlier.metric]
+            spec = api.REGRESSION_METRICS[outlier.metric]
             table.add_row(
                 outlier.suite,
                 outlier.branch,

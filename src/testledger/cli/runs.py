@@ -5,11 +5,9 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
-from testledger.cli.app import app, connection, console, emit_json, state
-from testledger.errors import DatabaseUnavailable
-from testledger.record.sync import pending_runs, sync_runs
-from testledger.report.runs import RunSummary, format_seconds, list_runs, show_run
-from testledger.store.engine import mask_url
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.common.formatting import format_seconds
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -18,11 +16,11 @@ def _number(value: float | int | None, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _when(run: RunSummary) -> str:
+def _when(run: api.RunSummary) -> str:
     return run.run_timestamp.strftime("%Y-%m-%d %H:%M:%S")
 
 
-@app.command("runs")
+@command("runs")
 def runs_command(
     ctx: typer.Context,
     branch: str | None = typer.Option(None, "--branch", "-b", help="Only runs of this branch."),
@@ -31,8 +29,7 @@ def runs_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List recorded runs, newest first."""
-    with connection(ctx) as conn:
-        runs = list_runs(conn, branch=branch, suite=suite, limit=limit)
+    runs = api.list_runs(ledger_of(ctx), branch=branch, suite=suite, limit=limit)
     if as_json:
         emit_json(runs)
         return
@@ -64,7 +61,7 @@ def runs_command(
     console.print(table)
 
 
-@app.command("show")
+@command("show")
 def show_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or run key (default: the latest run)."),
@@ -73,8 +70,7 @@ def show_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show one run: its summary and its failing tests."""
-    with connection(ctx) as conn:
-        detail = show_run(conn, run, branch=branch, suite=suite)
+    detail = api.show_run(ledger_of(ctx), run, branch=branch, suite=suite)
     if as_json:
         emit_json(detail)
         return
@@ -115,7 +111,7 @@ def show_command(
     console.print(table)
 
 
-@app.command("sync")
+@command("sync")
 def sync_command(
     ctx: typer.Context,
     include_unfinished: bool = typer.Option(
@@ -129,33 +125,21 @@ def sync_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Load runs recorded while the database was away (the JSON spool) into the database."""
-    cli = state(ctx)
-    settings = cli.settings
-    waiting = list(pending_runs(settings.results_dir, include_synced=resync))
-    if not waiting:
-        if as_json:
-            emit_json({"synced": [], "skipped_unfinished": []})
-        else:
-            console.print(f"Nothing to sync in {settings.results_dir}.")
-        return
-    try:
-        engine = cli.engine()
-    except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(f"{exc}; {len(waiting)} run(s) stay in the spool") from None
+    opened = ledger_of(ctx)
     with console.status("syncing...") as status:
-        report = sync_runs(
-            engine,
-            settings.database_url,
-            settings.results_dir,
+        report = api.sync(
+            opened,
             include_unfinished=include_unfinished,
             include_synced=resync,
             progress=lambda run: status.update(f"syncing {run.run_key}"),
-            settings=settings,
         )
     if as_json:
         emit_json(report)
         return
-    target = mask_url(settings.database_url)
+    if not report.synced and not report.skipped_unfinished:
+        console.print(f"Nothing to sync in {opened.results_dir}.")
+        return
+    target = opened.url
     for outcome in report.synced:
         console.print(
             f"synced {outcome.run_key} -> run {outcome.run_id} in {target}: "

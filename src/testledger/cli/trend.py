@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from datetime import datetime, timezone
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from testledger.cli.app import app, connection, console, emit_json, state
-from testledger.errors import NotFound
-from testledger.report.cost import CostGroup, CostReport, budget_from_settings, cost_report
-from testledger.report.history import TestHistory, test_history
-from testledger.report.proposal import PROPOSAL_QUERIES, run_proposal_query
-from testledger.report.runs import format_seconds
-from testledger.report.trend import TREND_METRICS, Trend, TrendMetric, run_trend, sparkline
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.common.formatting import format_seconds, sparkline
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 BRANCH_OPTION = typer.Option(None, "--branch", "-b", help="Only runs of this branch.")
@@ -50,7 +44,7 @@ def _tokens(value: int | None) -> str:
     return _or_dash(value, "{:,}".format)
 
 
-def _delta(metric: TrendMetric, change: float | None) -> Text:
+def _delta(metric: api.TrendMetric, change: float | None) -> Text:
     """▲/▼ and the size of the change, green when it went the good way, red when the bad."""
     if change is None:
         return Text("")
@@ -63,7 +57,7 @@ def _delta(metric: TrendMetric, change: float | None) -> Text:
     return Text(("▲" if up else "▼") + _METRIC_FORMATS[metric.name](abs(change)), style=style)
 
 
-def _describe_filters(trend: Trend) -> str:
+def _describe_filters(trend: api.Trend) -> str:
     f = trend.filters
     parts = [
         f"{label} {value}"
@@ -79,15 +73,15 @@ def _describe_filters(trend: Trend) -> str:
     return (" - " + ", ".join(parts)) if parts else ""
 
 
-def render_trend(trend: Trend) -> None:
+def render_trend(trend: api.Trend) -> None:
     count = len(trend.points)
-    console.print(f"[bold]Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
+    console.print(f"[bold]api.Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
     if trend.filters.per_result:
         console.print("numbers over the matching results of each run")
     table = Table(box=None, header_style="bold")
     for header in ("run", "when (UTC)", "commit", "tests"):
         table.add_column(header, justify="right" if header in ("run", "tests") else "left")
-    for metric in TREND_METRICS:
+    for metric in api.TREND_METRICS:
         table.add_column(metric.label, justify="right")
         table.add_column("Δ", justify="right")
     for point in trend.points:
@@ -97,19 +91,19 @@ def render_trend(trend: Trend) -> None:
             (point.commit or "-")[:10],
             str(point.tests),
         ]
-        for metric in TREND_METRICS:
+        for metric in api.TREND_METRICS:
             value = getattr(point, metric.attribute)
             cells.append(_or_dash(value, _METRIC_FORMATS[metric.name]))
             cells.append(_delta(metric, getattr(point, metric.change_attribute)))
         table.add_row(*cells)
     spark_cells: list[str] = ["", "trend", "", ""]
-    for metric in TREND_METRICS:
+    for metric in api.TREND_METRICS:
         spark_cells.extend([sparkline(trend.series(metric)), ""])
     table.add_row(*spark_cells, style="cyan")
     console.print(table)
 
 
-@app.command("trend")
+@command("trend")
 def trend_command(
     ctx: typer.Context,
     limit: int = typer.Option(20, "--limit", "-n", min=1, help="How many runs (the last N)."),
@@ -128,16 +122,15 @@ def trend_command(
     With --tool, --provider or --model the numbers are aggregated over each run's matching
     results (the last attempt decides a test's status; every attempt's cost and tokens count).
     Runs still recording are left out."""
-    with connection(ctx) as conn:
-        trend = run_trend(
-            conn,
-            limit=limit,
-            branch=branch,
-            suite=suite,
-            tool=tool,
-            provider=provider,
-            model=model,
-        )
+    trend = api.trend(
+        ledger_of(ctx),
+        limit=limit,
+        branch=branch,
+        suite=suite,
+        tool=tool,
+        provider=provider,
+        model=model,
+    )
     if as_json:
         emit_json(trend)
         return
@@ -147,7 +140,7 @@ def trend_command(
     render_trend(trend)
 
 
-def render_history(history: TestHistory) -> None:
+def render_history(history: api.ResultHistory) -> None:
     runs = len(history.entries)
     on_branch = f" on branch {history.branch}" if history.branch else ""
     console.print(
@@ -184,7 +177,7 @@ def render_history(history: TestHistory) -> None:
     console.print(table)
 
 
-@app.command("history")
+@command("history")
 def history_command(
     ctx: typer.Context,
     test: str = typer.Argument(
@@ -199,15 +192,14 @@ def history_command(
 ) -> None:
     """One test's results over time: per run its attempts, final status, duration, cost, tokens,
     watcher quality and the issue its failure belongs to."""
-    with connection(ctx) as conn:
-        history = test_history(conn, test, limit=limit, branch=branch)
+    history = api.history(ledger_of(ctx), test, limit=limit, branch=branch)
     if as_json:
         emit_json(history)
         return
     render_history(history)
 
 
-def _group_table(title: str, groups: list[CostGroup], *, models: bool = False) -> Table:
+def _group_table(title: str, groups: list[api.CostGroup], *, models: bool = False) -> Table:
     table = Table(title=title, box=None, header_style="bold", title_justify="left")
     if models:
         table.add_column("provider")
@@ -229,7 +221,7 @@ def _group_table(title: str, groups: list[CostGroup], *, models: bool = False) -
     return table
 
 
-def render_cost(report: CostReport) -> None:
+def render_cost(report: api.CostReport) -> None:
     total = report.total
     scope = ", ".join(
         f"{label} {value}"
@@ -292,7 +284,7 @@ def render_cost(report: CostReport) -> None:
     console.print(_group_table("By model", report.by_model, models=True))
 
 
-@app.command("cost")
+@command("cost")
 def cost_command(
     ctx: typer.Context,
     runs: int = typer.Option(10, "--runs", "-n", min=1, help="How many runs (the last N)."),
@@ -308,9 +300,7 @@ def cost_command(
 ) -> None:
     """Cost and tokens per run, and over those runs per tool, provider and model, with the cost
     of each passing test. Every attempt is paid for; a test passes when its last attempt does."""
-    budget_usd = budget if budget is not None else budget_from_settings(state(ctx).settings.tool)
-    with connection(ctx) as conn:
-        report = cost_report(conn, runs=runs, branch=branch, suite=suite, budget_usd=budget_usd)
+    report = api.cost(ledger_of(ctx), runs=runs, branch=branch, suite=suite, budget_usd=budget)
     if as_json:
         emit_json(report)
         return
@@ -318,27 +308,6 @@ def cost_command(
         console.print("No runs match.")
         return
     render_cost(report)
-
-
-_ISO_TIMESTAMP = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$"
-)
-
-
-def plain_value(value: Any) -> Any:
-    """A driver's value as the same Python value on every database: PostgreSQL's Decimals as
-    floats (to 6 decimals), SQLite's timestamp text as UTC datetimes (raw SQL bypasses our
-    column types)."""
-    if isinstance(value, (Decimal, float)):
-        # The schema keeps at most 6 decimals; what SQLite's float arithmetic adds beyond
-        # them (100 - 66.67 = 33.329999...) is noise PostgreSQL's numerics do not have.
-        return round(float(value), 6)
-    if isinstance(value, str) and _ISO_TIMESTAMP.match(value):
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-    if isinstance(value, datetime):
-        return value.astimezone(timezone.utc)
-    return value
 
 
 def _cell(value: Any) -> str:
@@ -353,10 +322,9 @@ def _cell(value: Any) -> str:
 
 
 def _query_help() -> str:
-    width = max(len(name) for name in PROPOSAL_QUERIES)
-    listed = "\n".join(
-        f"  {name.ljust(width)}  {query.title}" for name, query in PROPOSAL_QUERIES.items()
-    )
+    names = api.query_names()
+    width = max(len(name) for name in names)
+    listed = "\n".join(f"  {name.ljust(width)}  {title}" for name, title in names.items())
     return (
         "Run one of the proposal's example queries, unchanged, and show its rows.\n\n"
         "NAME is one of (also: testledger query --list):\n\n"
@@ -364,32 +332,28 @@ def _query_help() -> str:
     )
 
 
-@app.command("query", help=_query_help())
+@command("query", help=_query_help())
 def query_command(
     ctx: typer.Context,
     name: str | None = typer.Argument(None, metavar="NAME", help="The query's name (see --list)."),
     list_names: bool = typer.Option(False, "--list", help="List the queries' names."),
     as_json: bool = JSON_OPTION,
 ) -> None:
+    names = api.query_names()
     if list_names or name is None:
         if as_json:
-            emit_json([{"name": q.name, "title": q.title} for q in PROPOSAL_QUERIES.values()])
+            emit_json([{"name": known, "title": title} for known, title in names.items()])
             return
-        width = max(len(known) for known in PROPOSAL_QUERIES)
-        for query in PROPOSAL_QUERIES.values():
-            console.print(f"{query.name.ljust(width)}  {query.title}")
+        width = max(len(known) for known in names)
+        for known, title in names.items():
+            console.print(f"{known.ljust(width)}  {title}")
         return
-    if name not in PROPOSAL_QUERIES:
-        raise NotFound(f"no query {name!r}: choose one of {', '.join(PROPOSAL_QUERIES)}")
-    with connection(ctx) as conn:
-        rows = [
-            {key: plain_value(value) for key, value in row.items()}
-            for row in run_proposal_query(conn, name)
-        ]
+    result = api.query(ledger_of(ctx), name)
+    rows = result.rows
     if as_json:
         emit_json(rows)
         return
-    console.print(f"[bold]{PROPOSAL_QUERIES[name].title}[/bold]")
+    console.print(f"[bold]{result.title}[/bold]")
     if not rows:
         console.print("No rows.")
         return

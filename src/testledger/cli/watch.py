@@ -7,13 +7,11 @@ import sys
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from testledger.analyze.watcher import load_watcher, watch_run
-from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS
-from testledger.cli.app import app, connection, console, emit_json, state
-from testledger.report.runs import find_run
+from testledger import api
+from testledger.cli.app import command, console, emit_json, ledger_of
 
 
-@app.command("watch")
+@command("watch")
 def watch_command(
     ctx: typer.Context,
     run: str | None = typer.Argument(None, help="Run id or run key (default: the latest run)."),
@@ -29,7 +27,7 @@ def watch_command(
         False, "--only-missing", help="Only results this watcher has not observed yet."
     ),
     history_runs: int = typer.Option(
-        DEFAULT_HISTORY_RUNS, "--history", min=1, help="Earlier runs of history per test."
+        api.WATCH_HISTORY_RUNS, "--history", min=1, help="Earlier runs of history per test."
     ),
     base_url: str | None = typer.Option(None, "--base-url", help="llm: endpoint base URL."),
     model: str | None = typer.Option(None, "--model", help="llm: model name."),
@@ -57,13 +55,9 @@ def watch_command(
         "concurrency": concurrency,
         "budget_usd": budget_usd,
     }
-    cli = state(ctx)
-    watcher = load_watcher(watcher_name, cli.settings.tool, overrides)
-    with connection(ctx) as conn:
-        run_id = find_run(conn, run).id
     show_progress = not as_json and sys.stdout.isatty()
     with Progress(
-        TextColumn(f"watching run {run_id} ({watcher.name})"),
+        TextColumn("watching"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -72,10 +66,11 @@ def watch_command(
         transient=True,
     ) as bar:
         task = bar.add_task("watch", total=None)
-        summary = watch_run(
-            cli.engine(),
-            run_id,
-            watcher,
+        summary = api.watch(
+            ledger_of(ctx),
+            run,
+            watcher=watcher_name,
+            options=overrides,
             only_missing=only_missing,
             history_runs=history_runs,
             progress=lambda done, total: bar.update(task, completed=done, total=total),

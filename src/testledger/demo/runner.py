@@ -41,6 +41,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError, TestledgerError
 from testledger.report.runs import find_run
 from testledger.store.database import connect_engine
@@ -139,7 +140,7 @@ class DemoRun:
 
 
 @dataclass(frozen=True)
-class DemoResult:
+class DemoResult(JsonData):
     directory: Path
     database_url: str
     results_dir: Path

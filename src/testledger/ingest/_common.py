@@ -2,8 +2,8 @@
 
 Everything here is format-neutral: bounding long text with an explicit truncation marker,
 epoch numbers to timezone-aware UTC datetimes, splitting ``"ExcType: message"``, splitting a
-pytest node id into the proposal's ``tool_name`` / ``variation``, opening a possibly gzip-compressed
-file and loading a whole JSON document with errors turned into :class:`ImportFormatError`.
+pytest node id into ``tool_name`` / ``variation``, opening a possibly gzip-compressed file and
+loading a whole JSON document with errors turned into :class:`ImportFormatError`.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
-"""What every importer returns, and the error it raises for input it cannot read.
+"""What every importer provides and returns, and the error it raises for input it cannot read.
 
-An importer module (``ingest/formats/junit.py``, ``ingest/formats/ctrf.py``...) exposes:
-
-* ``FORMAT``: its name for ``--format`` (``"junit"``, ``"ctrf"``...);
-* ``sniff(path, head) -> bool``: whether the file looks like its format, from its first bytes;
-* ``parse(path) -> ParsedFile``: the run's header, and its results as a *lazy* iterator, so that a
-  file of a million testcases is never held in memory at once.
+An importer is anything satisfying :class:`Importer`: a module (as the built-ins are:
+``ingest/formats/junit.py``, ``ingest/formats/ctrf.py``...) or an object. Importers are found by
+format name through the entry point group ``testledger.importers`` (:mod:`.discovery`), and a
+file's format by asking each importer's ``sniff`` in turn (:mod:`.registry`).
 
 Parsing errors are raised as :class:`ImportFormatError` (naming the file and, where known, the
 line) from ``parse`` or while the results iterator is consumed; the importer writes a file's
@@ -17,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from testledger.errors import TestledgerError
 from testledger.model import RunInfo, TestResult
 
-__all__ = ["ImportFormatError", "ParsedFile"]
+__all__ = ["FolderHistoryImporter", "ImportFormatError", "Importer", "ParsedFile"]
 
 
 class ImportFormatError(TestledgerError):
@@ -39,9 +38,13 @@ class ImportFormatError(TestledgerError):
 class ParsedFile:
     """One imported file: what it says about its run, and its results, lazily.
 
-    ``run`` holds what the file itself tells (start time, host, suite name...); the import command
-    fills the rest (branch, commit, run key) from its options, git and the CI environment.
-    ``fingerprint_source`` lets the importer derive an idempotent run key from the content.
+    ``path`` is the file (or results folder) the run was read from and ``format`` the importer's
+    ``FORMAT``: the import command derives the idempotent run key from that file's content and
+    format, and records the run's source as ``import:<format>``. ``run`` holds what the file
+    itself tells (start time, host, suite name...); the import command fills the rest (branch,
+    commit, run key) from its options, git and the CI environment. ``results`` is consumed once.
+    ``warnings`` are what the importer noticed without failing (a count that disagrees with the
+    results, data it could not attribute); they are shown with the import's outcome.
     """
 
     path: Path
@@ -49,3 +52,58 @@ class ParsedFile:
     run: RunInfo
     results: Iterator[TestResult]
     warnings: list[str] = field(default_factory=list)
+
+
+class Importer(Protocol):
+    """What an importer provides: a module with these names, or an object with these attributes.
+
+    Attributes are read-only properties here so that a module's constants (``FORMAT = "junit"``)
+    and an object's properties both satisfy the protocol.
+    """
+
+    @property
+    def FORMAT(self) -> str:
+        """Its name for ``--format`` (``"junit"``, ``"ctrf"``...), stored as the run's source
+        ``import:<FORMAT>``; a third-party importer's entry point has this name."""
+        ...
+
+    @property
+    def PARSE_AHEAD(self) -> bool:
+        """Whether ``parse`` streams one run's results from a file, so that a large file is worth
+        parsing in a second process while this one writes (:mod:`.parse_ahead`). False for a
+        format that loads its whole document: parsing it in a child would hold it twice."""
+        ...
+
+    @property
+    def READS_FOLDERS(self) -> bool:
+        """Whether ``sniff`` and ``parse`` accept a folder (an Allure results folder). Only such
+        importers are asked about a folder; a folder one of them recognises is one source, not
+        searched for report files."""
+        ...
+
+    @property
+    def SUFFIXES(self) -> tuple[str, ...]:
+        """How its files' names end (``(".xml",)``): a folder is searched for files so named, or
+        a gzip of one (``.gz``). Files named on the command line are read whatever their name."""
+        ...
+
+    def sniff(self, path: Path, head: bytes) -> bool:
+        """Whether ``path`` looks like this format, from ``head``: its first 4 KiB (decompressed
+        when gzip; empty for a folder). Must be cheap and should not raise: every file met is
+        asked (a third-party sniff that raises is taken as a no, with a warning)."""
+        ...
+
+    def parse(self, path: Path) -> ParsedFile:
+        """The run's header, and its results as a *lazy* iterator, so that a file of a million
+        testcases is never held in memory at once."""
+        ...
+
+
+@runtime_checkable
+class FolderHistoryImporter(Importer, Protocol):
+    """An importer whose results folders hold several runs (the tool-validation suite's, with
+    its archived history): a folder gives all of them, where ``parse`` gives one file's run."""
+
+    def parse_folder(self, path: Path) -> Iterator[ParsedFile]:
+        """The folder's runs, oldest first."""
+        ...

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from testledger.common.environment import detect_ci, detect_git
+from testledger.common.jsondata import JsonData
 from testledger.ingest import parse_ahead
 from testledger.ingest.base import ParsedFile
 from testledger.ingest.rows import AttemptNumbers, EncodedResults
@@ -69,7 +70,7 @@ class ImportOptions:
 
 
 @dataclass(slots=True)
-class ImportOutcome:
+class ImportOutcome(JsonData):
     path: Path
     format: str
     run_key: str

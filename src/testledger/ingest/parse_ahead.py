@@ -3,7 +3,8 @@
 Importing a new run costs, per result, about a third parsing and encoding (reading the file,
 building the TestResult, encoding its row) and two thirds the database's work (SQLite's insert
 into test_results and its nine indexes; psycopg's COPY). Python runs them one after the other.
-For a large file the parsing moves to a child process running the very same parser
+For a large file of a format that streams its results (the importer's ``PARSE_AHEAD``: JUnit
+XML, pytest-reportlog lines) the parsing moves to a child process running the very same parser
 (``FORMATS[format].parse``) and row encoding (:class:`~testledger.ingest.rows.EncodedResults`),
 which sends the encoded rows in chunks through a pipe: the two halves run on two cores
 (``bench/import.py``).
@@ -30,14 +31,10 @@ from typing import IO, Any
 
 from testledger.common.framing import encode_frame, read_frame
 from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.discovery import FORMATS
 from testledger.model import WatcherObservation
 
-__all__ = ["FORMATS_PARSED_AHEAD", "MIN_BYTES", "ParseAhead", "ParseAheadFailed", "main"]
-
-#: Formats whose ``parse(path)`` streams one run's results from a file: JUnit XML and
-#: pytest-reportlog lines. (The JSON formats load their whole document; parsing them in a
-#: child would hold it twice.)
-FORMATS_PARSED_AHEAD = frozenset({"junit", "pytest-reportlog"})
+__all__ = ["MIN_BYTES", "ParseAhead", "ParseAheadFailed", "main"]
 
 #: Smallest file parsed ahead: the child's start (about 70 ms, while this process waits for its
 #: first rows) pays off from some 15,000 testcases, about 3 MB of JUnit.
@@ -59,7 +56,8 @@ class ParseAheadFailed(Exception):
 
 def wanted(parsed: ParsedFile) -> bool:
     """Whether ``parsed`` is worth parsing in a second process."""
-    if parsed.format not in FORMATS_PARSED_AHEAD:
+    importer = FORMATS.get(parsed.format)
+    if importer is None or not importer.PARSE_AHEAD:
         return False
     try:
         return parsed.path.is_file() and parsed.path.stat().st_size >= MIN_BYTES
@@ -142,9 +140,11 @@ class ParseAhead:
 
 
 def _parse(format_name: str, path: Path, remember: int, out: IO[bytes]) -> None:
-    from testledger.ingest.registry import FORMATS
     from testledger.ingest.rows import AttemptNumbers, EncodedResults
 
+    # A plugin's format is found in the child as in this process, through the installed
+    # distributions' entry points; one this process found otherwise (on a sys.path of its own)
+    # is unknown there, and the file is then parsed in this process (ParseAheadFailed).
     parsed = FORMATS[format_name].parse(path)
     rows = EncodedResults(parsed.results, AttemptNumbers({}, remember))
     chunk: list[tuple[Any, ...]] = []

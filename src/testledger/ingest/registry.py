@@ -1,8 +1,9 @@
 """Which importer reads which file: formats by name, detection by content, paths expanded.
 
 Detection reads a file's first 4 KiB (decompressed when gzip) and asks each importer's
-``sniff`` in a fixed order, most specific first; a file nobody recognises gets a clear error
-naming the formats testledger knows.
+``sniff`` in a fixed order: the built-ins, most specific first, then the importer plugins by name
+(:mod:`.discovery`). A file nobody recognises gets a clear error naming the formats testledger
+knows, plugins' included.
 """
 
 from __future__ import annotations
@@ -14,21 +15,22 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-from testledger.ingest.base import ImportFormatError, ParsedFile
-from testledger.ingest.formats import allure, ctrf, junit, pytest_json, reportlog
-from testledger.ingest.tool_validation import results as exai
+from testledger.ingest.base import FolderHistoryImporter, Importer, ImportFormatError, ParsedFile
+from testledger.ingest.discovery import BUILT_IN_FORMATS, FORMATS, sniffs
+from testledger.ingest.formats import junit
 
-__all__ = ["FORMATS", "Found", "detect_format", "expand_paths", "is_report", "parse_source"]
-
-#: Importers in detection order. ``exai`` (the tool-validation suite's JSON) comes before the
-#: generic JSON formats because its shapes are the most specific.
-_MODULES: tuple[ModuleType, ...] = (junit, exai, ctrf, pytest_json, reportlog, allure)
-FORMATS: dict[str, ModuleType] = {module.FORMAT: module for module in _MODULES}
+__all__ = [
+    "BUILT_IN_FORMATS",
+    "FORMATS",
+    "Found",
+    "detect_format",
+    "expand_paths",
+    "is_report",
+    "parse_source",
+]
 
 _HEAD_BYTES = 4096
-_SUFFIXES = (".xml", ".json", ".jsonl", ".gz", ".ndjson")
 
 
 def _head(path: Path) -> bytes:
@@ -47,24 +49,31 @@ def _head(path: Path) -> bytes:
 _ISSUE_MARKDOWN = re.compile(r"^(?:ISSUES_CHECKLIST.*|PHASE_.*_COMPLETE)\.md$", re.IGNORECASE)
 
 
-def detect_format(path: Path) -> ModuleType:
-    """The importer for ``path`` (a file, or an Allure / tool-validation results folder)."""
+def _folder_reader(path: Path) -> Importer | None:
+    """The importer reading the folder ``path`` as one source, if any."""
+    for importer in FORMATS.values():
+        if importer.READS_FOLDERS and sniffs(importer, path, b""):
+            return importer
+    return None
+
+
+def detect_format(path: Path) -> Importer:
+    """The importer for ``path`` (a file, or a results folder: Allure, tool-validation...)."""
     if path.is_dir():
-        for module in (allure, exai):
-            if module.sniff(path, b""):
-                return module
-        raise ImportFormatError(
-            path, "folder is neither an Allure results folder nor a tool-validation results folder"
-        )
+        reader = _folder_reader(path)
+        if reader is None:
+            readers = ", ".join(name for name, imp in FORMATS.items() if imp.READS_FOLDERS)
+            raise ImportFormatError(path, f"not a results folder testledger knows ({readers})")
+        return reader
     try:
         head = _head(path)
     except OSError as exc:
         raise ImportFormatError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head.strip():
         raise ImportFormatError(path, "empty file")
-    for module in _MODULES:
-        if module.sniff(path, head):
-            return module
+    for importer in FORMATS.values():
+        if sniffs(importer, path, head):
+            return importer
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         # Some XML that is not JUnit: the JUnit reader says precisely what it is instead
         # (a DTD it refuses, an NUnit / TRX / Robot Framework file, a truncated document).
@@ -86,12 +95,20 @@ class Found:
 
 
 def _is_results_folder(path: Path) -> bool:
-    return bool(allure.sniff(path, b"") or exai.sniff(path, b""))
+    return _folder_reader(path) is not None
+
+
+def _suffixes() -> tuple[str, ...]:
+    """How the report files searched for in folders end: any importer's, or ``.gz`` (detection
+    reads a gzip's content, whatever it was called before it was compressed)."""
+    ends = {suffix for importer in FORMATS.values() for suffix in importer.SUFFIXES}
+    return (*sorted(ends), ".gz")
 
 
 def _walk(folder: Path) -> Iterator[Found]:
-    """Report files under ``folder``; an Allure or tool-validation results folder met on the
+    """Report files under ``folder``; a results folder (Allure, tool-validation...) met on the
     way is one source (its side files are part of it, not reports of their own)."""
+    suffixes = _suffixes()
     for current, subfolders, files in os.walk(folder):
         here = Path(current)
         keep = []
@@ -103,13 +120,13 @@ def _walk(folder: Path) -> Iterator[Found]:
                 keep.append(name)
         subfolders[:] = keep
         for name in sorted(files):
-            if name.endswith(_SUFFIXES):
+            if name.endswith(suffixes):
                 yield Found(here / name, explicit=False)
 
 
 def expand_paths(arguments: list[str]) -> Iterator[Found | ImportFormatError]:
-    """Files, folders and globs, in a stable order. A folder that is itself an Allure or
-    tool-validation results folder is one source; any other folder contributes the report files
+    """Files, folders and globs, in a stable order. A folder that is itself a results folder
+    (Allure, tool-validation...) is one source; any other folder contributes the report files
     under it. A pattern matching nothing is reported, not ignored."""
     for argument in arguments:
         candidates: list[Path]
@@ -137,16 +154,16 @@ def parse_source(path: Path, format_name: str | None = None) -> Iterator[ParsedF
     gives several, oldest first)."""
     if format_name is not None:
         try:
-            module = FORMATS[format_name]
+            importer = FORMATS[format_name]
         except KeyError:
             known = ", ".join(FORMATS)
             raise ImportFormatError(path, f"unknown format {format_name!r} ({known})") from None
     else:
-        module = detect_format(path)
-    if module is exai and path.is_dir():
-        yield from exai.parse_folder(path)
+        importer = detect_format(path)
+    if path.is_dir() and isinstance(importer, FolderHistoryImporter):
+        yield from importer.parse_folder(path)
         return
-    yield module.parse(path)
+    yield importer.parse(path)
 
 
 def is_report(path: Path) -> bool:

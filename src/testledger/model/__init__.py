@@ -21,7 +21,7 @@ __all__ = [
     "utcnow",
 ]
 
-#: ``test_runs.watcher_model`` is NOT NULL in the proposal; runs without a watcher store this.
+#: ``test_runs.watcher_model`` is NOT NULL; runs without a watcher store this.
 NO_WATCHER = "none"
 
 
@@ -31,7 +31,7 @@ def utcnow() -> datetime:
 
 
 class Status(str, enum.Enum):
-    """A test's outcome, as the proposal spells it in ``test_results.status``."""
+    """A test's outcome, as ``test_results.status`` spells it."""
 
     PASS = "PASS"
     FAIL = "FAIL"
@@ -40,7 +40,7 @@ class Status(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: str | Status) -> Status:
-        """Accept the proposal's spelling and the common synonyms tools write."""
+        """Accept the stored spelling (PASS, FAIL, SKIP, ERROR) and the synonyms tools write."""
         if isinstance(value, Status):
             return value
         key = value.strip().lower()
@@ -83,7 +83,7 @@ class RunStatus(str, enum.Enum):
 
 @dataclass(slots=True)
 class WatcherObservation:
-    """An independent observer's verdict on one result (the proposal's ``watcher_insights``).
+    """An independent observer's verdict on one result (a ``watcher_insights`` row).
 
     ``quality_score`` is 1-10. When the watcher itself failed (the tool-validation suite writes a
     score of 0 then) ``quality_score`` is None and ``error`` says why: that is a failed
@@ -178,7 +178,7 @@ def _from_iso(value: str | None) -> datetime | None:
 
 
 def confidence_level_for(confidence: float) -> str:
-    """Map a 0-1 confidence to the proposal's high / medium / low."""
+    """Map a 0-1 confidence to ``watcher_insights.confidence_level``'s high / medium / low."""
     if confidence >= 0.8:
         return "high"
     if confidence >= 0.5:
@@ -191,7 +191,8 @@ class TestResult:
     """One test's outcome in one run (one attempt of it, when the test was retried).
 
     ``test_id`` is the test's full, stable identity (a pytest node id, ``tool/variation``,
-    ``classname.name``). ``tool_name`` and ``variation`` are the proposal's two-level split of it.
+    ``classname.name``). ``tool_name`` and ``variation`` split it in two levels (the
+    ``test_results`` columns of those names).
     ``provider`` and ``model`` are None for tests that do not call an LLM.
     ``attempt`` None means "number it for me": the recorder counts repeats of a test_id.
     """
@@ -255,7 +256,7 @@ class RunInfo:
 class RunStats:
     """A run's statistics, computed at finish from its results (the last attempt of each test).
 
-    ``tests_failed`` counts FAIL and ERROR, as the proposal's three counters leave no other
+    ``tests_failed`` counts FAIL and ERROR, as the three counters of ``test_runs`` leave no other
     place for errors; ``tests_errored`` tells how many of them were ERROR.
     ``pass_rate`` is 100 * passed / (total - skipped), None when nothing ran.
     """

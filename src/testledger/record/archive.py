@@ -42,7 +42,7 @@ __all__ = [
     "RunArchive",
     "iter_archived_runs",
     "read_events",
-    "result_from_row",
+    "result_from_archive_row",
     "stats_from_events",
 ]
 
@@ -64,7 +64,7 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def result_from_row(columns: list[str], row: list[Any]) -> TestResult:
+def result_from_archive_row(columns: list[str], row: list[Any]) -> TestResult:
     """Rebuild a result from a ``results.jsonl`` row (columns as named by its header line)."""
     data = dict(zip(columns, row, strict=True))
     observation = data.pop("watcher_observations", None)
@@ -237,7 +237,7 @@ def read_events(
             if event["event"] == "columns":
                 columns = event["columns"]
             elif event["event"] == "result":
-                yield result_from_row(columns, event["row"])
+                yield result_from_archive_row(columns, event["row"])
             elif event["event"] == "watcher":
                 observation = WatcherObservation.from_json(event["observation"])
                 yield (event["test_id"], int(event["attempt"]), observation)

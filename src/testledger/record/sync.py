@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from testledger.common.jsondata import JsonData
 from testledger.config import Settings
 from testledger.model import RunStatus, TestResult
 from testledger.record.archive import ArchivedRun, iter_archived_runs, read_events
@@ -38,7 +39,7 @@ class SyncOutcome:
 
 
 @dataclass(slots=True)
-class SyncReport:
+class SyncReport(JsonData):
     synced: list[SyncOutcome] = field(default_factory=list)
     skipped_unfinished: list[str] = field(default_factory=list)
 

@@ -13,19 +13,21 @@ failures, so a gate can ignore them.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from testledger.analyze.flaky.finder import FlakyConfig, flaky_test_ids
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.report.issues import issue_codes_for_results
 from testledger.report.runs import SUMMARY_COLUMNS, RunSummary, find_run, summary_from_row
 from testledger.store.tables import issue_occurrences, test_results, test_runs
 
 __all__ = [
+    "CompareThresholds",
     "GroupChange",
     "GroupStats",
     "RunComparison",
@@ -93,7 +95,7 @@ class GroupChange:
 
 
 @dataclass(frozen=True, slots=True)
-class RunComparison:
+class RunComparison(JsonData):
     current: RunSummary
     baseline: RunSummary
     totals: list[TotalChange]
@@ -322,45 +324,74 @@ def _totals(baseline: RunSummary, current: RunSummary) -> list[TotalChange]:
     return totals
 
 
-def compare_runs(
-    connection: Connection,
-    current: str | int | None = None,
-    baseline: str | int | None = None,
-    *,
-    baseline_branch: str | None = None,
-    slower_ratio: float = 1.2,
-    slower_min_secs: float = 0.1,
-    cost_threshold: float = 0.10,
-    token_threshold: float = 0.10,
-    quality_threshold: float = 1.0,
-    flaky_config: FlakyConfig | None = None,
-    known_flaky: Collection[str] | None = None,
-) -> RunComparison:
-    """Compare run ``current`` (default: the latest) with ``baseline`` (a run id or key), or
-    with the latest run of ``baseline_branch``, or by default with the previous run of the
-    same branch and suite. Runs are named as ``find_run`` accepts them.
+@dataclass(frozen=True, slots=True)
+class CompareThresholds:
+    """When a test counts as slower (or faster): its time changed by ``slower_ratio`` and by
+    ``slower_min_secs``; costlier / cheaper and token changes: by these fractions (0.10 = 10%);
+    watcher quality: by this many points."""
 
-    A test is slower when its duration grew by ``slower_ratio`` AND by at least
-    ``slower_min_secs`` (tiny tests jitter by large ratios); faster is the mirror image. Cost and
-    tokens change when they moved by the given share (0.10 = 10%); quality when the watcher's
-    score moved by ``quality_threshold`` points or more. ``known_flaky``: the tests of the run's
-    suite already judged flaky now (``find_flaky(suite=...)``), so a caller that needs that list
-    anyway does not have the history judged twice."""
+    slower_ratio: float = 1.2
+    slower_min_secs: float = 0.1
+    cost_change: float = 0.10
+    token_change: float = 0.10
+    quality_change: float = 1.0
+
+
+@dataclass(slots=True)
+class _Failures:
+    """The current run's failing tests, each in exactly one list."""
+
+    new: list[TestChange] = field(default_factory=list)
+    flaky: list[TestChange] = field(default_factory=list)
+    still_failing: list[TestChange] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Movements:
+    """What changed for tests across both runs, one list per kind of change, in test id
+    order (sorted for display by :func:`compare_runs`)."""
+
+    fixed: list[TestChange] = field(default_factory=list)
+    added: list[TestChange] = field(default_factory=list)
+    removed: list[TestChange] = field(default_factory=list)
+    slower: list[TestChange] = field(default_factory=list)
+    faster: list[TestChange] = field(default_factory=list)
+    costlier: list[TestChange] = field(default_factory=list)
+    cheaper: list[TestChange] = field(default_factory=list)
+    tokens: list[TestChange] = field(default_factory=list)
+    quality: list[TestChange] = field(default_factory=list)
+
+
+def _runs_to_compare(
+    connection: Connection,
+    current: str | int | None,
+    baseline: str | int | None,
+    baseline_branch: str | None,
+) -> tuple[RunSummary, RunSummary]:
+    """The current run and its baseline: the one named, else the one ``find_baseline`` picks."""
     run = find_run(connection, current)
     base = (
         find_run(connection, baseline)
         if baseline is not None
         else find_baseline(connection, run, baseline_branch=baseline_branch)
     )
-    old, new = _read_tests(connection, base.id), _read_tests(connection, run.id)
+    return run, base
 
+
+def _sort_failures(
+    connection: Connection,
+    suite: str,
+    old: dict[str, _Test],
+    new: dict[str, _Test],
+    flaky_config: FlakyConfig | None,
+    known_flaky: Collection[str] | None,
+) -> _Failures:
+    """The current run's failures, with their issue: still failing when the baseline failed
+    too, else flaky or new - so that a gate can ignore the flaky ones."""
     failing_now = [test for test in new.values() if test.status in FAILING]
     codes = issue_codes_for_results(connection, [t.result_id for t in failing_now])
-    flaky = _flaky_failures(connection, failing_now, run.suite, flaky_config, known_flaky)
-
-    new_failures: list[TestChange] = []
-    flaky_failures: list[TestChange] = []
-    still_failing: list[TestChange] = []
+    flaky = _flaky_failures(connection, failing_now, suite, flaky_config, known_flaky)
+    failures = _Failures()
     for test in sorted(failing_now, key=lambda t: t.test_id):
         before = old.get(test.test_id)
         row = _change(
@@ -371,70 +402,136 @@ def compare_runs(
             flaky=test.test_id in flaky,
         )
         if before is not None and before.status in FAILING:
-            still_failing.append(row)
+            failures.still_failing.append(row)
         elif row.flaky:
-            flaky_failures.append(row)
+            failures.flaky.append(row)
         else:
-            new_failures.append(row)
+            failures.new.append(row)
+    return failures
 
-    fixed, added, removed = [], [], []
-    slower, faster, costlier, cheaper, tokens, quality = [], [], [], [], [], []
+
+def _note_duration(
+    moved: _Movements, before: _Test, after: _Test, limits: CompareThresholds
+) -> None:
+    """Slower or faster: the time must change by the ratio AND by the minimum seconds, since
+    tiny tests jitter by large ratios."""
+    if before.duration is None or after.duration is None:
+        return
+    values = (before.duration, after.duration)
+    grew, shrank = after.duration - before.duration, before.duration - after.duration
+    if grew >= limits.slower_min_secs and after.duration >= before.duration * limits.slower_ratio:
+        moved.slower.append(_change(after, before, after, values))
+    elif (
+        shrank >= limits.slower_min_secs and before.duration >= after.duration * limits.slower_ratio
+    ):
+        moved.faster.append(_change(after, before, after, values))
+
+
+def _note_cost(moved: _Movements, before: _Test, after: _Test, limits: CompareThresholds) -> None:
+    """Costlier or cheaper by at least the ``cost_change`` share of the baseline's cost."""
+    if before.cost is None or after.cost is None or before.cost == after.cost:
+        return
+    values = (before.cost, after.cost)
+    if after.cost >= before.cost * (1 + limits.cost_change) and after.cost > before.cost:
+        moved.costlier.append(_change(after, before, after, values))
+    elif after.cost <= before.cost * (1 - limits.cost_change):
+        moved.cheaper.append(_change(after, before, after, values))
+
+
+def _note_tokens(moved: _Movements, before: _Test, after: _Test, limits: CompareThresholds) -> None:
+    """Tokens that moved either way by the ``token_change`` share of the baseline's, and by one
+    token at least: with a baseline of zero tokens the share alone would list unchanged tests."""
+    if (
+        before.tokens is not None
+        and after.tokens is not None
+        and abs(after.tokens - before.tokens) >= max(before.tokens * limits.token_change, 1)
+    ):
+        moved.tokens.append(_change(after, before, after, (before.tokens, after.tokens)))
+
+
+def _note_quality(
+    moved: _Movements, before: _Test, after: _Test, limits: CompareThresholds
+) -> None:
+    """Watcher quality that moved either way by ``quality_change`` points or more."""
+    if (
+        before.quality is not None
+        and after.quality is not None
+        and abs(after.quality - before.quality) >= limits.quality_change
+    ):
+        moved.quality.append(_change(after, before, after, (before.quality, after.quality)))
+
+
+def _movements(
+    old: dict[str, _Test], new: dict[str, _Test], limits: CompareThresholds
+) -> _Movements:
+    """Walk every test of either run once: added, removed, or in both and then possibly
+    fixed, slower or faster, costlier or cheaper, with changed tokens or quality."""
+    moved = _Movements()
     for test_id in sorted(old.keys() | new.keys()):
         before, after = old.get(test_id), new.get(test_id)
         if after is None:
             assert before is not None
-            removed.append(_change(before, before, None))
+            moved.removed.append(_change(before, before, None))
             continue
         if before is None:
-            added.append(_change(after, None, after))
+            moved.added.append(_change(after, None, after))
             continue
         if before.status in FAILING and after.status == "PASS":
-            fixed.append(_change(after, before, after))
-        if before.duration is not None and after.duration is not None:
-            values = (before.duration, after.duration)
-            grew, shrank = after.duration - before.duration, before.duration - after.duration
-            if grew >= slower_min_secs and after.duration >= before.duration * slower_ratio:
-                slower.append(_change(after, before, after, values))
-            elif shrank >= slower_min_secs and before.duration >= after.duration * slower_ratio:
-                faster.append(_change(after, before, after, values))
-        if before.cost is not None and after.cost is not None and before.cost != after.cost:
-            values = (before.cost, after.cost)
-            if after.cost >= before.cost * (1 + cost_threshold) and after.cost > before.cost:
-                costlier.append(_change(after, before, after, values))
-            elif after.cost <= before.cost * (1 - cost_threshold):
-                cheaper.append(_change(after, before, after, values))
-        if (
-            before.tokens is not None
-            and after.tokens is not None
-            and abs(after.tokens - before.tokens) >= max(before.tokens * token_threshold, 1)
-        ):
-            tokens.append(_change(after, before, after, (before.tokens, after.tokens)))
-        if (
-            before.quality is not None
-            and after.quality is not None
-            and abs(after.quality - before.quality) >= quality_threshold
-        ):
-            quality.append(_change(after, before, after, (before.quality, after.quality)))
+            moved.fixed.append(_change(after, before, after))
+        _note_duration(moved, before, after, limits)
+        _note_cost(moved, before, after, limits)
+        _note_tokens(moved, before, after, limits)
+        _note_quality(moved, before, after, limits)
+    return moved
 
-    def growth(row: TestChange) -> float:
-        return (row.after or 0.0) - (row.before or 0.0)
 
+def _growth(row: TestChange) -> float:
+    """How much a measurement grew (negative: shrank), the key the change lists sort by."""
+    return (row.after or 0.0) - (row.before or 0.0)
+
+
+def compare_runs(
+    connection: Connection,
+    current: str | int | None = None,
+    baseline: str | int | None = None,
+    *,
+    baseline_branch: str | None = None,
+    thresholds: CompareThresholds | None = None,
+    flaky_config: FlakyConfig | None = None,
+    known_flaky: Collection[str] | None = None,
+) -> RunComparison:
+    """Compare run ``current`` (default: the latest) with ``baseline`` (a run id or key), or
+    with the latest run of ``baseline_branch``, or by default with the previous run of the
+    same branch and suite. Runs are named as ``find_run`` accepts them.
+
+    ``thresholds`` (default :class:`CompareThresholds`) say when a change counts: a test is
+    slower when its duration grew by ``slower_ratio`` AND by at least ``slower_min_secs``
+    (tiny tests jitter by large ratios); faster is the mirror image. Cost and tokens change
+    when they moved by the given share (0.10 = 10%); quality when the watcher's score moved by
+    ``quality_change`` points or more. ``known_flaky``: the tests of the run's suite already
+    judged flaky now (``find_flaky(suite=...)``), so a caller that needs that list anyway does
+    not have the history judged twice."""
+    limits = thresholds or CompareThresholds()
+    run, base = _runs_to_compare(connection, current, baseline, baseline_branch)
+    old, new = _read_tests(connection, base.id), _read_tests(connection, run.id)
+    failures = _sort_failures(connection, run.suite, old, new, flaky_config, known_flaky)
+    moved = _movements(old, new, limits)
     return RunComparison(
         current=run,
         baseline=base,
         totals=_totals(base, run),
-        new_failures=new_failures,
-        fixed=fixed,
-        still_failing=still_failing,
-        flaky_failures=flaky_failures,
-        added=added,
-        removed=removed,
-        slower=sorted(slower, key=growth, reverse=True),
-        faster=sorted(faster, key=growth),
-        costlier=sorted(costlier, key=growth, reverse=True),
-        cheaper=sorted(cheaper, key=growth),
-        token_changes=sorted(tokens, key=lambda row: -abs(growth(row))),
-        quality_changes=sorted(quality, key=growth),
+        new_failures=failures.new,
+        fixed=moved.fixed,
+        still_failing=failures.still_failing,
+        flaky_failures=failures.flaky,
+        added=moved.added,
+        removed=moved.removed,
+        slower=sorted(moved.slower, key=_growth, reverse=True),
+        faster=sorted(moved.faster, key=_growth),
+        costlier=sorted(moved.costlier, key=_growth, reverse=True),
+        cheaper=sorted(moved.cheaper, key=_growth),
+        token_changes=sorted(moved.tokens, key=lambda row: -abs(_growth(row))),
+        quality_changes=sorted(moved.quality, key=_growth),
         providers=_groups(old, new, "provider"),
         models=_groups(old, new, "model"),
     )

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError
 from testledger.store.tables import test_results, test_runs, watcher_insights
 
@@ -89,7 +90,7 @@ class CostTotals:
 
 
 @dataclass(frozen=True, slots=True)
-class CostReport:
+class CostReport(JsonData):
     """Runs newest first; groups by cost, highest first. ``watcher_*`` None: no watcher spend
     was recorded for those runs."""
 
@@ -248,16 +249,10 @@ def _groups(
     return groups
 
 
-def cost_report(
-    connection: Connection,
-    *,
-    runs: int = 10,
-    branch: str | None = None,
-    suite: str | None = None,
-    budget_usd: float | None = None,
-) -> CostReport:
-    """Spend of the last ``runs`` runs (of a branch / suite), newest first, and over them per
-    tool, provider and model. Runs above ``budget_usd`` (their total spend) are marked."""
+def _latest_runs(
+    connection: Connection, runs: int, branch: str | None, suite: str | None
+) -> list[Any]:
+    """The last ``runs`` runs (of a branch / suite), newest first."""
     query = sa.select(
         test_runs.c.id,
         test_runs.c.run_key,
@@ -270,48 +265,52 @@ def cost_report(
         query = query.where(test_runs.c.branch_name == branch)
     if suite is not None:
         query = query.where(test_runs.c.suite == suite)
-    selected = list(
+    return list(
         connection.execute(
             query.order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc()).limit(runs)
         )
     )
-    run_ids = [int(row.id) for row in selected]
-    spend_rows = _spend_rows(connection, run_ids)
-    per_run = _add_up(spend_rows, lambda row: int(row.run_id))
-    watcher = watcher_spend_by_run(connection, run_ids)
-    run_costs: list[RunCost] = []
-    for run in selected:
-        spend = per_run.get(int(run.id), _Spend())
-        cost = _money(spend.cost)
-        passed = spend.passed
-        watcher_cost, watcher_tokens = watcher.get(int(run.id), (None, None))
-        total = _add(cost, watcher_cost)
-        run_costs.append(
-            RunCost(
-                run_id=int(run.id),
-                run_key=run.run_key,
-                run_timestamp=run.run_timestamp,
-                suite=run.suite,
-                branch=run.branch_name,
-                status=run.status,
-                results=spend.results,
-                tests=spend.tests,
-                passed=passed,
-                cost_usd=cost,
-                tokens_total=spend.tokens,
-                cost_per_passing_test=_per_pass(cost, passed),
-                watcher_cost_usd=watcher_cost,
-                watcher_tokens=watcher_tokens,
-                total_cost_usd=total,
-                over_budget=budget_usd is not None and total is not None and total > budget_usd,
-            )
-        )
+
+
+def _run_cost(
+    run: Any,
+    spend: _Spend,
+    watcher: tuple[float | None, int | None],
+    budget_usd: float | None,
+) -> RunCost:
+    """One run's spend; over budget counts the watcher's spend too, since the run pays it."""
+    cost = _money(spend.cost)
+    passed = spend.passed
+    watcher_cost, watcher_tokens = watcher
+    total = _add(cost, watcher_cost)
+    return RunCost(
+        run_id=int(run.id),
+        run_key=run.run_key,
+        run_timestamp=run.run_timestamp,
+        suite=run.suite,
+        branch=run.branch_name,
+        status=run.status,
+        results=spend.results,
+        tests=spend.tests,
+        passed=passed,
+        cost_usd=cost,
+        tokens_total=spend.tokens,
+        cost_per_passing_test=_per_pass(cost, passed),
+        watcher_cost_usd=watcher_cost,
+        watcher_tokens=watcher_tokens,
+        total_cost_usd=total,
+        over_budget=budget_usd is not None and total is not None and total > budget_usd,
+    )
+
+
+def _totals(run_costs: list[RunCost]) -> CostTotals:
+    """The selected runs added up; a cost or token count stays None only when no run has one."""
     sut_cost = _add(*(run.cost_usd for run in run_costs))
     passed_total = sum(run.passed for run in run_costs)
     tokens = [run.tokens_total for run in run_costs if run.tokens_total is not None]
     watcher_tokens_all = [run.watcher_tokens for run in run_costs if run.watcher_tokens is not None]
     watcher_cost_all = _add(*(run.watcher_cost_usd for run in run_costs))
-    totals = CostTotals(
+    return CostTotals(
         runs=len(run_costs),
         results=sum(run.results for run in run_costs),
         tests=sum(run.tests for run in run_costs),
@@ -323,6 +322,35 @@ def cost_report(
         watcher_tokens=sum(watcher_tokens_all) if watcher_tokens_all else None,
         total_cost_usd=_add(sut_cost, watcher_cost_all),
     )
+
+
+def cost_report(
+    connection: Connection,
+    *,
+    runs: int = 10,
+    branch: str | None = None,
+    suite: str | None = None,
+    budget_usd: float | None = None,
+) -> CostReport:
+    """Spend of the last ``runs`` runs (of a branch / suite), newest first, and over them per
+    tool, provider and model. Runs above ``budget_usd`` (their total spend) are marked."""
+    selected = _latest_runs(connection, runs, branch, suite)
+    run_ids = [int(row.id) for row in selected]
+    spend_rows = _spend_rows(connection, run_ids)
+    per_run = _add_up(spend_rows, lambda row: int(row.run_id))
+    watcher = watcher_spend_by_run(connection, run_ids)
+    run_costs = [
+        _run_cost(
+            run,
+            per_run.get(int(run.id), _Spend()),
+            watcher.get(int(run.id), (None, None)),
+            budget_usd,
+        )
+        for run in selected
+    ]
+    totals = _totals(run_costs)
+    # The groups' shares are of what the tests cost: the watcher's spend is no tool's.
+    sut_cost = totals.cost_usd
     by_tool = _add_up(spend_rows, lambda row: row.tool_name)
     by_provider = _add_up(spend_rows, lambda row: row.provider)
     by_model = _add_up(spend_rows, lambda row: (row.provider, row.model))

@@ -26,6 +26,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError
 from testledger.store.tables import (
     issue_occurrences,
@@ -50,7 +51,7 @@ _CHUNK = 5000
 
 
 @dataclass(frozen=True, slots=True)
-class ExportSummary:
+class ExportSummary(JsonData):
     table: str
     format: str
     rows: int

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from testledger.analyze.flaky.finder import FlakyConfig
+from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError, NotFound
 from testledger.report.compare import RunComparison, compare_runs, find_baseline
 from testledger.report.cost import watcher_spend_by_run
@@ -113,7 +114,7 @@ class GateCheck:
 
 
 @dataclass(frozen=True, slots=True)
-class GateResult:
+class GateResult(JsonData):
     passed: bool
     run: RunSummary
     baseline: RunSummary | None
@@ -192,6 +193,153 @@ def _new_issue_codes(connection: Connection, run_id: int, include_flaky: bool) -
     ]
 
 
+def _baseline_comparison(
+    connection: Connection,
+    rules: GateRules,
+    current: RunSummary,
+    baseline: str | int | None,
+    baseline_branch: str | None,
+    flaky_config: FlakyConfig | None,
+) -> tuple[RunComparison | None, str]:
+    """The comparison the baseline rules judge, and why there is none (empty when there is).
+
+    Only compared when a rule needs it. A missing default baseline (a first run) makes those
+    rules not applicable, while an explicitly named baseline that does not exist raises
+    NotFound: the caller asked for it."""
+    needs_baseline = any(
+        value is not None
+        for value in (rules.max_new_failures, rules.max_cost_increase, rules.max_duration_increase)
+    )
+    if not needs_baseline:
+        return None, ""
+    missing_baseline = ""
+    if baseline is None:
+        try:
+            find_baseline(connection, current, baseline_branch=baseline_branch)
+        except NotFound as exc:
+            missing_baseline = str(exc)
+    if missing_baseline:
+        return None, missing_baseline
+    comparison = compare_runs(
+        connection,
+        current.id,
+        baseline,
+        baseline_branch=baseline_branch,
+        flaky_config=flaky_config,
+    )
+    return comparison, ""
+
+
+def _new_failures_check(
+    limit: int, include_flaky: bool, comparison: RunComparison | None, missing_baseline: str
+) -> GateCheck:
+    """At most ``limit`` tests failing now that passed (or were absent) in the baseline; flaky
+    failures count only with ``include_flaky``, and the message says how many were left out."""
+    rule = "max-new-failures"
+    if comparison is None:
+        return _not_applicable(rule, limit, missing_baseline)
+    failures = list(comparison.new_failures)
+    if include_flaky:
+        failures += comparison.flaky_failures
+    ids = sorted(f.test_id for f in failures)
+    flaky_note = (
+        f"; {len(comparison.flaky_failures)} flaky not counted"
+        if comparison.flaky_failures and not include_flaky
+        else ""
+    )
+    message = f"{len(ids)} new failure(s) (limit {limit})" + (f": {_names(ids)}" if ids else "")
+    return GateCheck(rule, len(ids) <= limit, True, len(ids), limit, message + flaky_note)
+
+
+def _increase_checks(
+    rules: GateRules,
+    current: RunSummary,
+    comparison: RunComparison | None,
+    missing_baseline: str,
+) -> list[GateCheck]:
+    """The configured ones of max-cost-increase and max-duration-increase, in that order:
+    the run's total against the baseline's, in percent."""
+    checks: list[GateCheck] = []
+    for rule, limit_pct, what, field in (
+        ("max-cost-increase", rules.max_cost_increase, "cost $", "total_cost_usd"),
+        ("max-duration-increase", rules.max_duration_increase, "duration s", "duration_secs"),
+    ):
+        if limit_pct is None:
+            continue
+        if comparison is None:
+            checks.append(_not_applicable(rule, limit_pct, missing_baseline))
+        else:
+            before = getattr(comparison.baseline, field)
+            checks.append(_increase_check(rule, what, before, getattr(current, field), limit_pct))
+    return checks
+
+
+def _run_cost_check(connection: Connection, current: RunSummary, budget: float) -> GateCheck:
+    """The run's spend within ``budget``: what its tests cost plus what the watcher spent
+    judging them, since both are paid for by the run."""
+    watcher_cost, _ = watcher_spend_by_run(connection, [current.id]).get(current.id, (None, None))
+    spent = (current.total_cost_usd or 0.0) + (watcher_cost or 0.0)
+    return GateCheck(
+        "max-run-cost-usd",
+        spent <= budget,
+        True,
+        round(spent, 6),
+        budget,
+        f"run cost ${spent:.4f} incl. watcher (budget ${budget:.4f})",
+    )
+
+
+def _new_issues_check(connection: Connection, run_id: int, include_flaky: bool) -> GateCheck:
+    """No issue first detected in this run."""
+    codes = _new_issue_codes(connection, run_id, include_flaky)
+    message = f"{len(codes)} new issue(s)" + (f": {_names(codes)}" if codes else "")
+    return GateCheck("no-new-issues", not codes, True, len(codes), 0, message)
+
+
+def _checks(
+    connection: Connection,
+    rules: GateRules,
+    current: RunSummary,
+    comparison: RunComparison | None,
+    missing_baseline: str,
+) -> list[GateCheck]:
+    """One check per configured rule, always in this order (the report lists them so)."""
+    checks: list[GateCheck] = []
+    if rules.max_new_failures is not None:
+        checks.append(
+            _new_failures_check(
+                rules.max_new_failures, rules.include_flaky, comparison, missing_baseline
+            )
+        )
+    if rules.min_pass_rate is not None:
+        checks.append(
+            _minimum_check(
+                "min-pass-rate",
+                "pass rate",
+                current.pass_rate,
+                rules.min_pass_rate,
+                "%",
+                missing="the run executed no tests",
+            )
+        )
+    checks += _increase_checks(rules, current, comparison, missing_baseline)
+    if rules.min_quality is not None:
+        checks.append(
+            _minimum_check(
+                "min-quality",
+                "average watcher quality",
+                current.avg_watcher_quality,
+                rules.min_quality,
+                missing="the run has no watcher scores",
+            )
+        )
+    if rules.max_run_cost_usd is not None:
+        checks.append(_run_cost_check(connection, current, rules.max_run_cost_usd))
+    if rules.no_new_issues:
+        checks.append(_new_issues_check(connection, current.id, rules.include_flaky))
+    return checks
+
+
 def evaluate_gate(
     connection: Connection,
     rules: GateRules,
@@ -210,100 +358,10 @@ def evaluate_gate(
             " min-pass-rate = 95"
         )
     current = find_run(connection, run)
-    needs_baseline = any(
-        value is not None
-        for value in (rules.max_new_failures, rules.max_cost_increase, rules.max_duration_increase)
+    comparison, missing_baseline = _baseline_comparison(
+        connection, rules, current, baseline, baseline_branch, flaky_config
     )
-    comparison: RunComparison | None = None
-    missing_baseline = ""
-    if needs_baseline:
-        if baseline is None:
-            try:
-                find_baseline(connection, current, baseline_branch=baseline_branch)
-            except NotFound as exc:
-                missing_baseline = str(exc)
-        if not missing_baseline:
-            comparison = compare_runs(
-                connection,
-                current.id,
-                baseline,
-                baseline_branch=baseline_branch,
-                flaky_config=flaky_config,
-            )
-
-    checks: list[GateCheck] = []
-    if rules.max_new_failures is not None:
-        limit = rules.max_new_failures
-        rule = "max-new-failures"
-        if comparison is None:
-            checks.append(_not_applicable(rule, limit, missing_baseline))
-        else:
-            failures = list(comparison.new_failures)
-            if rules.include_flaky:
-                failures += comparison.flaky_failures
-            ids = sorted(f.test_id for f in failures)
-            passed = len(ids) <= limit
-            flaky_note = (
-                f"; {len(comparison.flaky_failures)} flaky not counted"
-                if comparison.flaky_failures and not rules.include_flaky
-                else ""
-            )
-            message = f"{len(ids)} new failure(s) (limit {limit})" + (
-                f": {_names(ids)}" if ids else ""
-            )
-            checks.append(GateCheck(rule, passed, True, len(ids), limit, message + flaky_note))
-    if rules.min_pass_rate is not None:
-        checks.append(
-            _minimum_check(
-                "min-pass-rate",
-                "pass rate",
-                current.pass_rate,
-                rules.min_pass_rate,
-                "%",
-                missing="the run executed no tests",
-            )
-        )
-    for rule, limit_pct, what, field in (
-        ("max-cost-increase", rules.max_cost_increase, "cost $", "total_cost_usd"),
-        ("max-duration-increase", rules.max_duration_increase, "duration s", "duration_secs"),
-    ):
-        if limit_pct is None:
-            continue
-        if comparison is None:
-            checks.append(_not_applicable(rule, limit_pct, missing_baseline))
-        else:
-            before = getattr(comparison.baseline, field)
-            checks.append(_increase_check(rule, what, before, getattr(current, field), limit_pct))
-    if rules.min_quality is not None:
-        checks.append(
-            _minimum_check(
-                "min-quality",
-                "average watcher quality",
-                current.avg_watcher_quality,
-                rules.min_quality,
-                missing="the run has no watcher scores",
-            )
-        )
-    if rules.max_run_cost_usd is not None:
-        budget = rules.max_run_cost_usd
-        watcher_cost, _ = watcher_spend_by_run(connection, [current.id]).get(
-            current.id, (None, None)
-        )
-        spent = (current.total_cost_usd or 0.0) + (watcher_cost or 0.0)
-        checks.append(
-            GateCheck(
-                "max-run-cost-usd",
-                spent <= budget,
-                True,
-                round(spent, 6),
-                budget,
-                f"run cost ${spent:.4f} incl. watcher (budget ${budget:.4f})",
-            )
-        )
-    if rules.no_new_issues:
-        codes = _new_issue_codes(connection, current.id, rules.include_flaky)
-        message = f"{len(codes)} new issue(s)" + (f": {_names(codes)}" if codes else "")
-        checks.append(GateCheck("no-new-issues", not codes, True, len(codes), 0, message))
+    checks = _checks(connection, rules, current, comparison, missing_baseline)
     return GateResult(
         passed=all(check.passed for check in checks),
         run=current,

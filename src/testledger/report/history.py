@@ -10,10 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound, TestledgerError
 from testledger.store.tables import issue_occurrences, issues, test_results, test_runs
 
-__all__ = ["AmbiguousTest", "HistoryEntry", "TestHistory", "resolve_test", "test_history"]
+__all__ = ["AmbiguousTest", "HistoryEntry", "ResultHistory", "resolve_test", "result_history"]
 
 MAX_CANDIDATES = 10
 
@@ -55,10 +56,8 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class TestHistory:
+class ResultHistory(JsonData):
     """The test's runs, newest first (at most ``limit``)."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     test_id: str
     tool_name: str
@@ -115,15 +114,10 @@ def _sum(values: list[Any], digits: int) -> float | None:
     return round(sum(present), digits) if present else None
 
 
-def test_history(
-    connection: Connection,
-    test: str,
-    *,
-    limit: int = 30,
-    branch: str | None = None,
-) -> TestHistory:
-    """The last ``limit`` runs of the test (of a branch), newest first."""
-    test_id = resolve_test(connection, test)
+def _runs_of_test(
+    connection: Connection, test_id: str, limit: int, branch: str | None
+) -> list[Any]:
+    """The last ``limit`` runs (of a branch) that have a result of the test, newest first."""
     runs_query = (
         sa.select(
             test_runs.c.id,
@@ -143,8 +137,13 @@ def test_history(
     )
     if branch is not None:
         runs_query = runs_query.where(test_runs.c.branch_name == branch)
-    runs = list(connection.execute(runs_query))
-    run_ids = [int(run.id) for run in runs]
+    return list(connection.execute(runs_query))
+
+
+def _attempts_by_run(
+    connection: Connection, test_id: str, run_ids: list[int]
+) -> dict[int, list[Any]]:
+    """The test's results in each of these runs, in attempt order."""
     attempts: dict[int, list[Any]] = {run_id: [] for run_id in run_ids}
     result_rows = connection.execute(
         sa.select(
@@ -169,7 +168,12 @@ def test_history(
     )
     for row in result_rows:
         attempts[int(row.run_id)].append(row)
-    result_ids = [int(row.id) for rows in attempts.values() for row in rows]
+    return attempts
+
+
+def _issue_codes(connection: Connection, result_ids: list[int]) -> dict[int, str]:
+    """The issue code of each of these results that is an issue's occurrence; 500 ids per
+    query, well below SQLite's bound-parameter limit."""
     issue_of: dict[int, str] = {}
     for start in range(0, len(result_ids), 500):
         issue_of.update(
@@ -180,39 +184,61 @@ def test_history(
                 .where(issue_occurrences.c.test_result_id.in_(result_ids[start : start + 500]))
             )
         )
-    entries: list[HistoryEntry] = []
-    for run in runs:
-        rows = attempts[int(run.id)]
-        last = rows[-1]
-        tokens = [row.tokens_total for row in rows if row.tokens_total is not None]
-        codes = [issue_of[int(row.id)] for row in reversed(rows) if int(row.id) in issue_of]
-        entries.append(
-            HistoryEntry(
-                run_id=int(run.id),
-                run_key=run.run_key,
-                run_timestamp=run.run_timestamp,
-                branch=run.branch_name,
-                commit=run.commit_hash,
-                attempts=len(rows),
-                status=last.status,
-                duration_secs=_sum([row.duration_secs for row in rows], 3),
-                cost_usd=_sum([row.cost_usd for row in rows], 6),
-                tokens_total=sum(int(value) for value in tokens) if tokens else None,
-                watcher_quality=last.watcher_quality,
-                provider=last.provider,
-                model=last.model,
-                error_type=last.error_type,
-                error_message=last.error_message,
-                issue_code=codes[0] if codes else None,
-            )
-        )
-    latest = connection.execute(
+    return issue_of
+
+
+def _entry(run: Any, rows: list[Any], issue_of: dict[int, str]) -> HistoryEntry:
+    """The test in one run, from its attempts there (see :class:`HistoryEntry`)."""
+    last = rows[-1]
+    tokens = [row.tokens_total for row in rows if row.tokens_total is not None]
+    # The last attempt's issue, else the latest earlier attempt's.
+    codes = [issue_of[int(row.id)] for row in reversed(rows) if int(row.id) in issue_of]
+    return HistoryEntry(
+        run_id=int(run.id),
+        run_key=run.run_key,
+        run_timestamp=run.run_timestamp,
+        branch=run.branch_name,
+        commit=run.commit_hash,
+        attempts=len(rows),
+        status=last.status,
+        duration_secs=_sum([row.duration_secs for row in rows], 3),
+        cost_usd=_sum([row.cost_usd for row in rows], 6),
+        tokens_total=sum(int(value) for value in tokens) if tokens else None,
+        watcher_quality=last.watcher_quality,
+        provider=last.provider,
+        model=last.model,
+        error_type=last.error_type,
+        error_message=last.error_message,
+        issue_code=codes[0] if codes else None,
+    )
+
+
+def _latest_names(connection: Connection, test_id: str) -> Any:
+    """The test's tool name and variation as its latest result has them (they may change)."""
+    return connection.execute(
         sa.select(test_results.c.tool_name, test_results.c.variation)
         .where(test_results.c.test_id == test_id)
         .order_by(test_results.c.id.desc())
         .limit(1)
     ).one()
-    return TestHistory(
+
+
+def result_history(
+    connection: Connection,
+    test: str,
+    *,
+    limit: int = 30,
+    branch: str | None = None,
+) -> ResultHistory:
+    """The last ``limit`` runs of the test (of a branch), newest first."""
+    test_id = resolve_test(connection, test)
+    runs = _runs_of_test(connection, test_id, limit, branch)
+    attempts = _attempts_by_run(connection, test_id, [int(run.id) for run in runs])
+    result_ids = [int(row.id) for rows in attempts.values() for row in rows]
+    issue_of = _issue_codes(connection, result_ids)
+    entries = [_entry(run, attempts[int(run.id)], issue_of) for run in runs]
+    latest = _latest_names(connection, test_id)
+    return ResultHistory(
         test_id=test_id,
         tool_name=latest.tool_name,
         variation=latest.variation,
@@ -220,7 +246,3 @@ def test_history(
         limit=limit,
         branch=branch,
     )
-
-
-# Keep pytest from collecting the function where a test module imports it.
-test_history.__test__ = False  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from testledger.analyze.flaky.finder import FlakyTest, find_flaky
-from testledger.common.jsondata import as_json
+from testledger.common.jsondata import JsonData, as_json
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, compare_runs
 from testledger.report.runs import RunSummary, find_run
@@ -109,7 +109,7 @@ class TrendSeries:
 
 
 @dataclass(frozen=True, slots=True)
-class HtmlReport:
+class HtmlReport(JsonData):
     run: RunSummary
     verdict: Verdict
     generated_at: datetime

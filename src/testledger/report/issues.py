@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound, TestledgerError
 from testledger.store.tables import (
     issue_events,
@@ -28,7 +29,7 @@ SORTS = ("priority", "last-seen", "occurrences", "code", "created")
 
 
 @dataclass(frozen=True, slots=True)
-class IssueSummary:
+class IssueSummary(JsonData):
     code: str
     title: str
     status: str
@@ -169,7 +170,7 @@ class IssueEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class IssueDetail:
+class IssueDetail(JsonData):
     issue: IssueSummary
     description: str
     root_cause: str | None
@@ -183,77 +184,106 @@ class IssueDetail:
     events: list[IssueEvent]
 
 
-def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) -> IssueDetail:
-    row = connection.execute(_summary_query([issues.c.issue_code == code], [])).first()
-    if row is None:
-        raise NotFound(f"no issue {code!r}")
-    summary = _summary(row)
-    prints = [
+def _fingerprints(connection: Connection, issue_id: int) -> list[str]:
+    """The issue's fingerprints as ``HASH (vN)``, in the order they were linked."""
+    return [
         f"{fp} (v{version})"
         for fp, version in connection.execute(
             sa.select(issue_fingerprints.c.fingerprint, issue_fingerprints.c.fingerprint_version)
-            .where(issue_fingerprints.c.issue_id == row.id)
+            .where(issue_fingerprints.c.issue_id == issue_id)
             .order_by(issue_fingerprints.c.id)
         )
     ]
-    tests = {
+
+
+def _affected_tests(connection: Connection, issue_id: int) -> dict[str, int]:
+    """The issue's occurrences per test, most first (occurrences without a test left out)."""
+    return {
         test_id: int(count)
         for test_id, count in connection.execute(
             sa.select(issue_occurrences.c.test_id, sa.func.count())
-            .where(issue_occurrences.c.issue_id == row.id)
+            .where(issue_occurrences.c.issue_id == issue_id)
             .group_by(issue_occurrences.c.test_id)
             .order_by(sa.func.count().desc(), issue_occurrences.c.test_id)
         )
         if test_id is not None
     }
-    span = connection.execute(
+
+
+def _seen_span(connection: Connection, issue_id: int) -> tuple[datetime | None, datetime | None]:
+    """The timestamps of the first and the last run the issue occurred in (None, None: none)."""
+    first, last = connection.execute(
         sa.select(sa.func.min(test_runs.c.run_timestamp), sa.func.max(test_runs.c.run_timestamp))
         .join(issue_occurrences, issue_occurrences.c.run_id == test_runs.c.id)
-        .where(issue_occurrences.c.issue_id == row.id)
+        .where(issue_occurrences.c.issue_id == issue_id)
     ).one()
-    history = [
-        Occurrence(
-            run_id=r.run_id,
-            run_timestamp=r.run_timestamp,
-            branch=r.branch_name,
-            commit=r.commit_hash,
-            test_id=r.test_id,
-            result_id=r.test_result_id,
-            status=r.status,
-            attempt=r.attempt,
-            flaky=bool(r.flaky),
-            error_message=(r.error_message or "").splitlines()[0][:300]
-            if r.error_message
-            else None,
+    return first, last
+
+
+def _occurrence(row: Any) -> Occurrence:
+    """One occurrence, its error cut to the first line and 300 characters: enough to tell
+    occurrences apart in a list."""
+    return Occurrence(
+        run_id=row.run_id,
+        run_timestamp=row.run_timestamp,
+        branch=row.branch_name,
+        commit=row.commit_hash,
+        test_id=row.test_id,
+        result_id=row.test_result_id,
+        status=row.status,
+        attempt=row.attempt,
+        flaky=bool(row.flaky),
+        error_message=(row.error_message or "").splitlines()[0][:300]
+        if row.error_message
+        else None,
+    )
+
+
+def _latest_occurrences(connection: Connection, issue_id: int, limit: int) -> list[Occurrence]:
+    """The issue's last ``limit`` occurrences, newest first. Outer join: an occurrence keeps
+    its run even when its result is gone."""
+    rows = connection.execute(
+        sa.select(
+            issue_occurrences.c.run_id,
+            test_runs.c.run_timestamp,
+            test_runs.c.branch_name,
+            test_runs.c.commit_hash,
+            issue_occurrences.c.test_id,
+            issue_occurrences.c.test_result_id,
+            issue_occurrences.c.flaky,
+            test_results.c.status,
+            test_results.c.attempt,
+            test_results.c.error_message,
         )
-        for r in connection.execute(
-            sa.select(
-                issue_occurrences.c.run_id,
-                test_runs.c.run_timestamp,
-                test_runs.c.branch_name,
-                test_runs.c.commit_hash,
-                issue_occurrences.c.test_id,
-                issue_occurrences.c.test_result_id,
-                issue_occurrences.c.flaky,
-                test_results.c.status,
-                test_results.c.attempt,
-                test_results.c.error_message,
-            )
-            .join(test_runs, test_runs.c.id == issue_occurrences.c.run_id)
-            .outerjoin(test_results, test_results.c.id == issue_occurrences.c.test_result_id)
-            .where(issue_occurrences.c.issue_id == row.id)
-            .order_by(test_runs.c.run_timestamp.desc(), issue_occurrences.c.id.desc())
-            .limit(occurrences)
-        )
-    ]
-    events = [
+        .join(test_runs, test_runs.c.id == issue_occurrences.c.run_id)
+        .outerjoin(test_results, test_results.c.id == issue_occurrences.c.test_result_id)
+        .where(issue_occurrences.c.issue_id == issue_id)
+        .order_by(test_runs.c.run_timestamp.desc(), issue_occurrences.c.id.desc())
+        .limit(limit)
+    )
+    return [_occurrence(row) for row in rows]
+
+
+def _events(connection: Connection, issue_id: int) -> list[IssueEvent]:
+    """The issue's history, oldest first."""
+    return [
         IssueEvent(e.created_at, e.kind, e.run_id, e.status_from, e.status_to, e.note, e.actor)
         for e in connection.execute(
             sa.select(issue_events)
-            .where(issue_events.c.issue_id == row.id)
+            .where(issue_events.c.issue_id == issue_id)
             .order_by(issue_events.c.created_at, issue_events.c.id)
         )
     ]
+
+
+def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) -> IssueDetail:
+    row = connection.execute(_summary_query([issues.c.issue_code == code], [])).first()
+    if row is None:
+        raise NotFound(f"no issue {code!r}")
+    summary = _summary(row)
+    prints = _fingerprints(connection, row.id)
+    tests = _affected_tests(connection, row.id)
+    first_seen, last_seen = _seen_span(connection, row.id)
     return IssueDetail(
         issue=summary,
         description=row.description,
@@ -262,10 +292,10 @@ def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) ->
         backfill_source=row.backfill_source,
         fingerprints=prints,
         affected_tests=tests,
-        first_seen=span[0],
-        last_seen=span[1],
-        occurrences=history,
-        events=events,
+        first_seen=first_seen,
+        last_seen=last_seen,
+        occurrences=_latest_occurrences(connection, row.id, occurrences),
+        events=_events(connection, row.id),
     )
 
 

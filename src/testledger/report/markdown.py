@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from testledger.analyze.flaky.finder import FlakyConfig
+from testledger.common.formatting import format_seconds
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, TestChange, compare_runs, find_baseline
 from testledger.report.gate import GateResult, GateRules, evaluate_gate
-from testledger.report.runs import RunSummary, find_run, format_seconds
+from testledger.report.runs import RunSummary, find_run
 
 __all__ = ["SummaryData", "build_summary", "render_markdown"]
 
@@ -27,7 +29,7 @@ TOP = 5
 
 
 @dataclass(frozen=True, slots=True)
-class SummaryData:
+class SummaryData(JsonData):
     run: RunSummary
     comparison: RunComparison | None
     no_comparison_reason: str | None
@@ -137,89 +139,118 @@ def _section(title: str, rows: list[str]) -> list[str]:
     return [f"#### {title}", "", *rows, ""] if rows else []
 
 
-def render_markdown(data: SummaryData) -> str:
-    """The markdown text of a summary (ends with one newline)."""
-    run = data.run
+def _heading(run: RunSummary) -> list[str]:
+    """The title (marked failed when any test failed) and the run's counts."""
     marker = "❌" if run.tests_failed else "✅"
-    lines = [
+    return [
         f"### {marker} testledger: {run.suite} on {run.branch}",
         "",
         f"✅ {run.tests_passed} passed · ❌ {run.tests_failed} failed"
         f" · ⏭️ {run.tests_skipped} skipped · {run.total_tests} tests",
         "",
     ]
-    where = f"Run `{run.run_key}` (id {run.id}), branch `{run.branch}`"
+
+
+def _run_line(run: RunSummary, intro: str) -> str:
+    """Which run this is, by key, id, branch and short commit (without the final period)."""
+    line = f"{intro} `{run.run_key}` (id {run.id}), branch `{run.branch}`"
     if run.commit:
-        where += f", commit `{run.commit[:12]}`"
-    comparison = data.comparison
-    if comparison is None:
-        lines += [where + ".", "", f"_{data.no_comparison_reason or 'no baseline'}._", ""]
-        lines += ["| | This run |", "|---|---:|"]
-        for metric, label, fmt, _ in _TOTALS:
-            lines.append(f"| {label} | {_number(getattr(run, metric), fmt)} |")
-        lines.append("")
+        line += f", commit `{run.commit[:12]}`"
+    return line
+
+
+def _run_alone(run: RunSummary, reason: str | None) -> list[str]:
+    """The run's own totals, when there is no baseline to compare with (and why not)."""
+    lines = [_run_line(run, "Run") + ".", "", f"_{reason or 'no baseline'}._", ""]
+    lines += ["| | This run |", "|---|---:|"]
+    for metric, label, fmt, _ in _TOTALS:
+        lines.append(f"| {label} | {_number(getattr(run, metric), fmt)} |")
+    lines.append("")
+    return lines
+
+
+def _totals_table(comparison: RunComparison) -> list[str]:
+    """Both runs' totals side by side, with the change of each."""
+    lines = ["| | Before | After | Δ |", "|---|---:|---:|---:|"]
+    totals = {total.metric: total for total in comparison.totals}
+    for metric, label, fmt, delta_fmt in _TOTALS:
+        total = totals[metric]
+        lines.append(
+            f"| {label} | {_number(total.before, fmt)} | {_number(total.after, fmt)}"
+            f" | {_delta(total.delta, delta_fmt)} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _failure_sections(comparison: RunComparison) -> list[str]:
+    """New, flaky and still failing tests with their error and issue, then the fixed ones;
+    each list cut at MAX_FAILURES so that a PR comment stays readable."""
+    lines: list[str] = []
+    for title, changes in (
+        ("❌ New failures", comparison.new_failures),
+        ("🎲 Flaky failures", comparison.flaky_failures),
+        ("🔁 Still failing", comparison.still_failing),
+    ):
+        lines += _section(
+            f"{title} ({len(changes)})",
+            _limited([_failure(c) for c in changes], MAX_FAILURES),
+        )
+    lines += _section(
+        f"✅ Fixed ({len(comparison.fixed)})",
+        _limited([f"- `{c.test_id}`" for c in comparison.fixed], MAX_FAILURES),
+    )
+    return lines
+
+
+def _slower_and_costlier_sections(comparison: RunComparison) -> list[str]:
+    """The TOP slower and costlier tests, before and after."""
+    slower = [
+        f"- `{c.test_id}` {c.before:.2f} s → {c.after:.2f} s{_percent_change(c)}"
+        for c in comparison.slower
+    ]
+    costlier = [
+        f"- `{c.test_id}` ${c.before:.4f} → ${c.after:.4f}{_percent_change(c)}"
+        for c in comparison.costlier
+    ]
+    return [
+        *_section(f"🐢 Slower ({len(comparison.slower)})", _limited(slower, TOP)),
+        *_section(f"💸 Costlier ({len(comparison.costlier)})", _limited(costlier, TOP)),
+    ]
+
+
+def _compared(run: RunSummary, comparison: RunComparison) -> list[str]:
+    """The run against its baseline: which runs, the totals, then what changed."""
+    lines = [
+        _run_line(run, "Run") + ".",
+        _run_line(comparison.baseline, "Compared with run") + ".",
+        "",
+    ]
+    lines += _totals_table(comparison)
+    lines += _failure_sections(comparison)
+    lines += _slower_and_costlier_sections(comparison)
+    return lines
+
+
+def _gate_section(gate: GateResult) -> list[str]:
+    """The gate's verdict and one line per check (➖: not applicable)."""
+    rows = []
+    for check in gate.checks:
+        mark = "➖" if not check.applicable else ("✅" if check.passed else "❌")
+        rows.append(f"- {mark} {check.rule}: {check.message}")
+    return _section(f"Gate: {'✅ passed' if gate.passed else '❌ failed'}", rows)
+
+
+def render_markdown(data: SummaryData) -> str:
+    """The markdown text of a summary (ends with one newline)."""
+    lines = _heading(data.run)
+    if data.comparison is None:
+        lines += _run_alone(data.run, data.no_comparison_reason)
     else:
-        base = comparison.baseline
-        lines += [
-            where + ".",
-            f"Compared with run `{base.run_key}` (id {base.id}), branch `{base.branch}`"
-            + (f", commit `{base.commit[:12]}`" if base.commit else "")
-            + ".",
-            "",
-            "| | Before | After | Δ |",
-            "|---|---:|---:|---:|",
-        ]
-        totals = {total.metric: total for total in comparison.totals}
-        for metric, label, fmt, delta_fmt in _TOTALS:
-            total = totals[metric]
-            lines.append(
-                f"| {label} | {_number(total.before, fmt)} | {_number(total.after, fmt)}"
-                f" | {_delta(total.delta, delta_fmt)} |"
-            )
-        lines.append("")
-        lines += _section(
-            f"❌ New failures ({len(comparison.new_failures)})",
-            _limited([_failure(c) for c in comparison.new_failures], MAX_FAILURES),
-        )
-        lines += _section(
-            f"🎲 Flaky failures ({len(comparison.flaky_failures)})",
-            _limited([_failure(c) for c in comparison.flaky_failures], MAX_FAILURES),
-        )
-        lines += _section(
-            f"🔁 Still failing ({len(comparison.still_failing)})",
-            _limited([_failure(c) for c in comparison.still_failing], MAX_FAILURES),
-        )
-        lines += _section(
-            f"✅ Fixed ({len(comparison.fixed)})",
-            _limited([f"- `{c.test_id}`" for c in comparison.fixed], MAX_FAILURES),
-        )
-        lines += _section(
-            f"🐢 Slower ({len(comparison.slower)})",
-            _limited(
-                [
-                    f"- `{c.test_id}` {c.before:.2f} s → {c.after:.2f} s{_percent_change(c)}"
-                    for c in comparison.slower
-                ],
-                TOP,
-            ),
-        )
-        lines += _section(
-            f"💸 Costlier ({len(comparison.costlier)})",
-            _limited(
-                [
-                    f"- `{c.test_id}` ${c.before:.4f} → ${c.after:.4f}{_percent_change(c)}"
-                    for c in comparison.costlier
-                ],
-                TOP,
-            ),
-        )
-    gate = data.gate
-    if gate is not None:
-        rows = []
-        for check in gate.checks:
-            mark = "➖" if not check.applicable else ("✅" if check.passed else "❌")
-            rows.append(f"- {mark} {check.rule}: {check.message}")
-        lines += _section(f"Gate: {'✅ passed' if gate.passed else '❌ failed'}", rows)
+        lines += _compared(data.run, data.comparison)
+    if data.gate is not None:
+        lines += _gate_section(data.gate)
+    # Sections end with a blank line; the text ends with exactly one newline.
     while lines and lines[-1] == "":
         lines.pop()
     return "\n".join(lines) + "\n"

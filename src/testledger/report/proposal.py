@@ -1,7 +1,7 @@
-"""The proposal's four example queries, verbatim (``shared/spec/queries.sql`` is the contract).
+"""The proposal's four example queries, verbatim: the schema must run them unchanged.
 
-They run unchanged on the PostgreSQL schema, and on SQLite too. ``tests/report`` checks both
-against data recorded through testledger.
+They run on PostgreSQL and on SQLite; docs/schema.md reproduces them with what each answers.
+``tests/report`` checks both databases against data recorded through testledger.
 """
 
 from __future__ import annotations
@@ -94,6 +94,6 @@ def run_proposal_query(connection: Connection, name: str) -> list[dict[str, Any]
         query = PROPOSAL_QUERIES[name]
     except KeyError:
         known = ", ".join(PROPOSAL_QUERIES)
-        raise NotFound(f"no proposal query {name!r}: choose one of {known}") from None
+        raise NotFound(f"no query {name!r}: choose one of {known}") from None
     result = connection.exec_driver_sql(query.sql)
     return [dict(row._mapping) for row in result]

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.store.tables import test_results, test_runs
 
@@ -21,7 +22,6 @@ __all__ = [
     "RunDetail",
     "RunSummary",
     "find_run",
-    "format_seconds",
     "list_runs",
     "run_duration_secs",
     "show_run",
@@ -29,7 +29,7 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class RunSummary:
+class RunSummary(JsonData):
     id: int
     run_key: str
     suite: str
@@ -56,21 +56,9 @@ class RunSummary:
 
 
 def run_duration_secs() -> sa.ColumnElement[Any]:
-    """A run's duration with its fractions, or the proposal's rounded integer for runs recorded
+    """A run's duration with its fractions, or the rounded ``total_duration_secs`` for runs recorded
     before ``duration_secs`` existed (migration 0007) or imported without it."""
     return sa.func.coalesce(test_runs.c.duration_secs, test_runs.c.total_duration_secs)
-
-
-def format_seconds(value: float | None) -> str:
-    """A duration at a precision that suits its size: 0.84, 12.3, 1,234 ("-" when unknown).
-    Short runs are the common case, and the integer column showed them all as 0."""
-    if value is None:
-        return "-"
-    if abs(value) < 10:
-        return f"{value:.2f}"
-    if abs(value) < 100:
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
 
 
 SUMMARY_COLUMNS = (
@@ -168,7 +156,7 @@ class FailingTest:
 
 
 @dataclass(frozen=True, slots=True)
-class RunDetail:
+class RunDetail(JsonData):
     run: RunSummary
     failing: list[FailingTest]
     retried_tests: int

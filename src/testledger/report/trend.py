@@ -1,7 +1,7 @@
 """The trend of the last runs: pass rate, watcher quality, cost, duration and tokens, each with
 its change from the previous run.
 
-This is the proposal's run-over-run query (``LAG(pass_rate) OVER (ORDER BY run_timestamp)``)
+This is the run-over-run example query (``LAG(pass_rate) OVER (ORDER BY run_timestamp)``)
 generalised to every metric, as the ``v_run_trend`` view does. Without a tool, provider or model
 filter the run-level columns of ``test_runs`` are the numbers; with one, each run's numbers are
 aggregated over its matching results (the last attempt of a test decides its status and quality,
@@ -13,8 +13,6 @@ Runs still being recorded (status ``running``) are left out: their numbers are n
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,42 +20,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.report.runs import run_duration_secs
 from testledger.store.tables import test_results, test_runs
 
 __all__ = [
-    "SPARK_LEVELS",
     "TREND_METRICS",
     "Trend",
     "TrendFilters",
     "TrendMetric",
     "TrendPoint",
     "run_trend",
-    "sparkline",
 ]
-
-SPARK_LEVELS = "▁▂▃▄▅▆▇█"
-
-
-def sparkline(values: Sequence[float | int | None]) -> str:
-    """One character per value, scaled between the smallest and largest value; None (and NaN)
-    is a space. A flat series sits mid-height: no level says "high" or "low" when all are equal.
-    """
-    present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    if not present:
-        return " " * len(values)
-    low, high = min(present), max(present)
-    top = len(SPARK_LEVELS) - 1
-    chars = []
-    for value in values:
-        if value is None or math.isnan(float(value)):
-            chars.append(" ")
-        elif high == low:
-            chars.append(SPARK_LEVELS[3])
-        else:
-            level = round((float(value) - low) / (high - low) * top)
-            chars.append(SPARK_LEVELS[level])
-    return "".join(chars)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +97,7 @@ class TrendFilters:
 
 
 @dataclass(frozen=True, slots=True)
-class Trend:
+class Trend(JsonData):
     """The runs oldest to newest. The first point's changes are against the run just before
     the window (None when there is none), as ``LAG()`` over all runs would give."""
 
@@ -245,20 +219,9 @@ def _change(current: float | None, previous: float | None, digits: int) -> float
     return round(current - previous, digits)
 
 
-def run_trend(
-    connection: Connection,
-    *,
-    limit: int = 20,
-    branch: str | None = None,
-    suite: str | None = None,
-    tool: str | None = None,
-    provider: str | None = None,
-    model: str | None = None,
-) -> Trend:
-    """The last ``limit`` finished runs (of a branch / suite; with a tool, provider or model
-    filter only runs that have matching results), oldest to newest, with each number's change
-    from the run before."""
-    filters = TrendFilters(branch, suite, tool, provider, model)
+def _runs_query(filters: TrendFilters) -> sa.Select[Any]:
+    """Finished runs of the branch / suite, with their run-level numbers; with a tool,
+    provider or model filter, only runs that have a matching result."""
     query = sa.select(
         test_runs.c.id,
         test_runs.c.run_key,
@@ -276,10 +239,10 @@ def run_trend(
         run_duration_secs().label("duration_secs"),
         test_runs.c.total_tokens,
     ).where(test_runs.c.status != "running")
-    if branch is not None:
-        query = query.where(test_runs.c.branch_name == branch)
-    if suite is not None:
-        query = query.where(test_runs.c.suite == suite)
+    if filters.branch is not None:
+        query = query.where(test_runs.c.branch_name == filters.branch)
+    if filters.suite is not None:
+        query = query.where(test_runs.c.suite == filters.suite)
     if filters.per_result:
         query = query.where(
             sa.select(test_results.c.id)
@@ -287,59 +250,83 @@ def run_trend(
             .where(*_result_conditions(test_results, filters))
             .exists()
         )
-    # One run more than asked for: the oldest shown run's change is against it (LAG semantics).
-    rows = list(
-        connection.execute(
-            query.order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc()).limit(limit + 1)
+    return query
+
+
+def _run_numbers(rows: list[Any]) -> dict[int, _Numbers]:
+    """Each run's numbers from its own ``test_runs`` columns (no result filter)."""
+    return {
+        int(row.id): _Numbers(
+            tests=int(row.total_tests),
+            passed=int(row.tests_passed),
+            failed=int(row.tests_failed),
+            pass_rate=_optional_float(row.pass_rate, 2),
+            quality=_optional_float(row.avg_watcher_quality, 2),
+            cost=_optional_float(row.total_cost_usd, 4),
+            duration=_optional_float(row.duration_secs, 3),
+            tokens=None if row.total_tokens is None else int(row.total_tokens),
         )
+        for row in rows
+    }
+
+
+def _point(row: Any, now: _Numbers, previous: _Numbers) -> TrendPoint:
+    """One run's point: its numbers and their change from the run before it."""
+    tokens_change = (
+        None if now.tokens is None or previous.tokens is None else now.tokens - previous.tokens
     )
+    return TrendPoint(
+        run_id=int(row.id),
+        run_key=row.run_key,
+        suite=row.suite,
+        branch=row.branch_name,
+        commit=row.commit_hash,
+        run_timestamp=row.run_timestamp,
+        status=row.status,
+        tests=now.tests,
+        passed=now.passed,
+        failed=now.failed,
+        pass_rate=now.pass_rate,
+        avg_watcher_quality=now.quality,
+        total_cost_usd=now.cost,
+        duration_secs=now.duration,
+        total_tokens=now.tokens,
+        pass_rate_change=_change(now.pass_rate, previous.pass_rate, 2),
+        quality_change=_change(now.quality, previous.quality, 2),
+        cost_change=_change(now.cost, previous.cost, 6),
+        duration_change=_change(now.duration, previous.duration, 3),
+        tokens_change=tokens_change,
+    )
+
+
+def run_trend(
+    connection: Connection,
+    *,
+    limit: int = 20,
+    branch: str | None = None,
+    suite: str | None = None,
+    tool: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+) -> Trend:
+    """The last ``limit`` finished runs (of a branch / suite; with a tool, provider or model
+    filter only runs that have matching results), oldest to newest, with each number's change
+    from the run before."""
+    filters = TrendFilters(branch, suite, tool, provider, model)
+    newest_first = _runs_query(filters).order_by(
+        test_runs.c.run_timestamp.desc(), test_runs.c.id.desc()
+    )
+    # One run more than asked for: the oldest shown run's change is against it (LAG semantics).
+    rows = list(connection.execute(newest_first.limit(limit + 1)))
     rows.reverse()
     if filters.per_result:
         numbers = _per_result_numbers(connection, [int(row.id) for row in rows], filters)
     else:
-        numbers = {
-            int(row.id): _Numbers(
-                tests=int(row.total_tests),
-                passed=int(row.tests_passed),
-                failed=int(row.tests_failed),
-                pass_rate=_optional_float(row.pass_rate, 2),
-                quality=_optional_float(row.avg_watcher_quality, 2),
-                cost=_optional_float(row.total_cost_usd, 4),
-                duration=_optional_float(row.duration_secs, 3),
-                tokens=None if row.total_tokens is None else int(row.total_tokens),
-            )
-            for row in rows
-        }
+        numbers = _run_numbers(rows)
     points: list[TrendPoint] = []
     previous = _NO_NUMBERS
     for row in rows:
         now = numbers[int(row.id)]
-        tokens_change = (
-            None if now.tokens is None or previous.tokens is None else now.tokens - previous.tokens
-        )
-        points.append(
-            TrendPoint(
-                run_id=int(row.id),
-                run_key=row.run_key,
-                suite=row.suite,
-                branch=row.branch_name,
-                commit=row.commit_hash,
-                run_timestamp=row.run_timestamp,
-                status=row.status,
-                tests=now.tests,
-                passed=now.passed,
-                failed=now.failed,
-                pass_rate=now.pass_rate,
-                avg_watcher_quality=now.quality,
-                total_cost_usd=now.cost,
-                duration_secs=now.duration,
-                total_tokens=now.tokens,
-                pass_rate_change=_change(now.pass_rate, previous.pass_rate, 2),
-                quality_change=_change(now.quality, previous.quality, 2),
-                cost_change=_change(now.cost, previous.cost, 6),
-                duration_change=_change(now.duration, previous.duration, 3),
-                tokens_change=tokens_change,
-            )
-        )
+        points.append(_point(row, now, previous))
         previous = now
     return Trend(points=points[-limit:] if limit > 0 else [], filters=filters, limit=limit)

@@ -1,9 +1,10 @@
 """Running testledger's Alembic migrations programmatically, and adopting proposal databases.
 
-A team that followed the proposal already has its five tables, created from ``schema.sql`` by
-hand, with rows in them and no ``alembic_version``. ``upgrade`` recognises that state, checks the
-tables really are the proposal's, stamps the database at revision ``0001`` (the proposal's schema)
-and migrates on from there, so every existing row is kept as it was.
+A team that followed the proposal already has its five tables (docs/schema.md), created from
+its DDL (``schema.sql``) by hand, with rows in them and no ``alembic_version``. ``upgrade``
+recognises that state, checks the tables really are the proposal's, stamps the database at
+revision ``0001`` (the proposal's schema) and migrates on from there, so every existing row is
+kept as it was.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import SchemaError
 
 if TYPE_CHECKING:  # Alembic is imported only when a migration has to run (it is slow to load).
@@ -132,7 +134,7 @@ def head_revision() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SchemaState:
+class SchemaState(JsonData):
     """What a database holds: its Alembic revision, and whether it is empty or adoptable."""
 
     revision: str | None
@@ -185,7 +187,7 @@ def _check_adoptable(connection: Connection, state: SchemaState) -> None:
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; returns (revision before, revision after).
 
-    A database created from the proposal's ``schema.sql`` is stamped at ``0001`` first.
+    A database created from the proposal's DDL (docs/schema.md) is stamped at ``0001`` first.
     All of it happens in one transaction (PostgreSQL and SQLite both have transactional DDL).
     """
     from alembic import command

@@ -4,8 +4,9 @@ The database itself is only ever created and changed by the Alembic migrations i
 ``store/migrations``; ``tests/store/test_schema.py`` checks that these tables and the migrated
 database agree, on SQLite and on PostgreSQL.
 
-Every column, type, default, constraint and index of the proposal (``schema.sql``) is here under
-its own name. testledger's additions are marked ``# +``. Two NOT NULLs are relaxed, and only these:
+Every column, type, default, constraint and index of the proposal's five tables is here under
+its own name (docs/schema.md describes every table and view, and which columns are the
+proposal's). testledger's additions are marked ``# +``. Two NOT NULLs are relaxed, and only these:
 
 * ``test_results.provider`` / ``test_results.model``: a plain pytest test calls no LLM, so it has
   neither; NULL says so instead of an invented value.

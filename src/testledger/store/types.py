@@ -1,9 +1,9 @@
-"""Column types that keep the proposal's PostgreSQL types and give SQLite faithful equivalents.
+"""Column types: the schema's PostgreSQL types (docs/schema.md), faithful equivalents on SQLite.
 
 PostgreSQL keeps JSONB, TEXT[], NUMERIC, TIMESTAMPTZ and BIGSERIAL. SQLite stores JSON as text,
 arrays as JSON text arrays, numbers with numeric affinity, timestamps as fixed-width ISO-8601 UTC
 text (``2025-10-07T13:47:15.894173Z``: fixed width, so text order is time order and the
-proposal's ``ORDER BY run_timestamp`` / ``MAX(run_timestamp)`` work unchanged), and ids as
+example queries' ``ORDER BY run_timestamp`` / ``MAX(run_timestamp)`` work unchanged), and ids as
 ``INTEGER PRIMARY KEY`` (SQLite only auto-increments that exact spelling).
 """
 

@@ -51,6 +51,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError, NotFound
 from testledger.store.tables import test_results, test_runs
 
@@ -131,7 +132,7 @@ class FlakyConfig:
 
 
 @dataclass(frozen=True)
-class FlakyTest:
+class FlakyTest(JsonData):
     """One flaky test with the evidence that makes it so (run ids are ``test_runs.id``)."""
 
     test_id: str
@@ -210,19 +211,12 @@ def _horizon(connection: Connection, scope: list[sa.ColumnElement[bool]], runs: 
     ).scalar()
 
 
-def _window_query(
-    config: FlakyConfig,
-    scope: list[sa.ColumnElement[bool]],
-    since: Any,
-    test_ids: Sequence[str] | None,
-) -> sa.Select[Any]:
-    """Per suite and test: its last ``config.keep`` counted runs, newest first, for tests with
-    a failing attempt in their last ``config.window``; one row (with its run count ``n``) for
-    every other test, so the caller knows whether the slice held its whole window."""
+def _counted_runs(scope: list[sa.ColumnElement[bool]], since: Any) -> sa.CTE:
+    """The runs that count (``scope``), from ``since`` on when given: the slice being read."""
     run_where = list(scope)
     if since is not None:
         run_where.append(test_runs.c.run_timestamp >= since)
-    runs = (
+    return (
         sa.select(
             test_runs.c.id,
             test_runs.c.run_timestamp.label("ts"),
@@ -232,9 +226,14 @@ def _window_query(
         .where(*run_where)
         .cte("counted_runs")
     )
+
+
+def _per_run(runs: sa.CTE, test_ids: Sequence[str] | None) -> sa.Subquery:
+    """Per counted run and test: its attempts, and which attempts passed and failed (to tell
+    its final status and whether a retry passed after a failure)."""
     r = test_results.c
     failing = r.status.in_(_FAILING)
-    per_run_query = (
+    query = (
         sa.select(
             r.run_id,
             r.test_id,
@@ -250,8 +249,13 @@ def _window_query(
         .group_by(r.run_id, r.test_id)
     )
     if test_ids is not None:
-        per_run_query = per_run_query.where(r.test_id.in_(test_ids))
-    per_run = per_run_query.subquery("per_run")
+        query = query.where(r.test_id.in_(test_ids))
+    return query.subquery("per_run")
+
+
+def _ranked(runs: sa.CTE, per_run: sa.Subquery) -> sa.Subquery:
+    """Each test's runs with a pass or fail final status, numbered newest first (``rn``) and
+    counted (``n``) per suite and test."""
     p = per_run.c
     # The last attempt decides, as in the run's own statistics.
     final = sa.case(
@@ -260,7 +264,7 @@ def _window_query(
         else_="S",
     )
     test_key = (runs.c.suite, p.test_id)
-    ranked = (
+    return (
         sa.select(
             runs.c.suite,
             p.test_id,
@@ -280,7 +284,19 @@ def _window_query(
         .where(final != "S")
         .subquery("ranked")
     )
-    k = ranked.c
+
+
+def _window_query(
+    config: FlakyConfig,
+    scope: list[sa.ColumnElement[bool]],
+    since: Any,
+    test_ids: Sequence[str] | None,
+) -> sa.Select[Any]:
+    """Per suite and test: its last ``config.keep`` counted runs, newest first, for tests with
+    a failing attempt in their last ``config.window``; one row (with its run count ``n``) for
+    every other test, so the caller knows whether the slice held its whole window."""
+    runs = _counted_runs(scope, since)
+    k = _ranked(runs, _per_run(runs, test_ids)).c
     failed_in_window = sa.case((sa.and_(k.rn <= config.window, k.first_fail.is_not(None)), 1))
     kept = (
         sa.select(

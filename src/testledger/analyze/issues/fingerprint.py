@@ -1,6 +1,8 @@
 """Sentry-style failure fingerprints: which failing results are the same issue.
 
-A fingerprint is a hash over ordered, normalised *components* of a failure:
+A fingerprint is a hash made by a *fingerprint algorithm*: a named, documented strategy
+registered under a version number, which is stored beside every hash it makes. Version 1
+(``ComponentsV1``) hashes ordered, normalised *components* of a failure:
 
 1. ``exception_type``: ``TestResult.error_type``, else parsed from the message
    (``"KeyError: ..."``) or from the traceback's last exception line (``E   KeyError``).
@@ -16,35 +18,61 @@ raised in two tests is one issue, as in Sentry (one broken fixture failing 40 te
 problem). Only when a failure carries nothing but its status does ``test_id`` + status
 contribute, so unrelated unexplained failures do not all merge into one issue.
 
-Every hash is stored with ``ALGORITHM_VERSION``. Changing the normaliser or the components
-changes hashes; bump the version so old issues are never silently regrouped (the snapshot
-tests pin version 1's hashes).
+Versions, as Sentry's grouping configs: a registered algorithm's hashes never change (the
+snapshot tests pin version 1's), so changing what is hashed means registering a new algorithm
+under a new version and selecting it as CURRENT, with the one it replaces as SECONDARY
+(``select_algorithms``; ``CURRENT_VERSION`` / ``SECONDARY_VERSION`` are the shipped choice).
+New failures are hashed with the current algorithm; detection (``analyze.detect``) looks a
+failure's issue up by that hash and, when no issue has it, by the failure's secondary hash, and
+the issue found that way learns the new hash. So a new version moves open issues over as they
+fail again instead of splitting each into a new one; once they have, the secondary can go.
 """
 
 from __future__ import annotations
 
+import abc
 import hashlib
+import inspect
 import re
-from typing import NamedTuple
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
 
 from testledger.analyze.issues.normalize import (
     normalize_first_lines,
     normalize_message,
     normalize_with_trace,
 )
+from testledger.errors import NotFound
 from testledger.model import Status, TestResult
 
 __all__ = [
-    "ALGORITHM_VERSION",
+    "CURRENT_VERSION",
     "MAX_APP_FRAMES",
+    "SECONDARY_VERSION",
     "Component",
+    "ComponentsV1",
     "ExplainedComponent",
+    "Explanation",
     "Fingerprint",
+    "FingerprintAlgorithm",
+    "current_algorithm",
     "explain",
     "fingerprint",
+    "get_algorithm",
+    "hash_components",
+    "register_algorithm",
+    "registered_algorithms",
+    "secondary_algorithm",
+    "select_algorithms",
+    "unregister_algorithm",
 ]
 
-ALGORITHM_VERSION = 1
+#: The shipped selection: new failures are hashed with CURRENT_VERSION; SECONDARY_VERSION (the
+#: version CURRENT replaced, while its open issues move over, else None) is looked up second.
+CURRENT_VERSION = 1
+SECONDARY_VERSION: int | None = None
+
 MAX_APP_FRAMES = 3
 #: Only the end of a traceback is read: the innermost frames and the exception are there
 #: (the last 64 lines of at most 8 KB; a traceback under 2 KB is read whole).
@@ -93,12 +121,52 @@ class Fingerprint(NamedTuple):
     the hot path, and ``components`` (for ``explain``) is only built when asked for."""
 
     hash: str  # hex SHA-1 of the contributing components
-    version: int
-    parsed: _Parsed
+    version: int  # the version of the algorithm that made it
+    algorithm: FingerprintAlgorithm
+    result: TestResult
 
     @property
     def components(self) -> tuple[Component, ...]:
-        return tuple(_components_of(self.parsed))
+        return tuple(self.algorithm.components(self.result))
+
+
+def hash_components(components: Iterable[Component]) -> str:
+    """The hash of components: SHA-1 over ``name\\x1fnormalized`` of each contributing one,
+    joined by ``\\x1e``."""
+    payload = "\x1e".join(f"{c.name}\x1f{c.normalized}" for c in components if c.contributes)
+    data = payload.encode("utf-8", "surrogatepass")
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+class FingerprintAlgorithm(abc.ABC):
+    """A way of grouping failures: a named strategy registered under a version number.
+
+    A subclass sets ``version`` and ``name``, says in its docstring what it hashes (the first
+    paragraph is its ``description``, which ``explain`` shows) and lists a failure's
+    ``components``; its hash is ``hash_components`` of them. ``fingerprint`` may be overridden
+    for speed, never to hash anything else.
+    """
+
+    version: ClassVar[int]
+    name: ClassVar[str]
+
+    @property
+    def description(self) -> str:
+        doc = inspect.cleandoc(type(self).__doc__ or "")
+        return " ".join(doc.split("\n\n", 1)[0].split())
+
+    @abc.abstractmethod
+    def components(self, result: TestResult) -> list[Component]:
+        """Every input of the hash, in order (those not contributing are shown only)."""
+
+    def fingerprint(self, result: TestResult) -> Fingerprint:
+        return Fingerprint(hash_components(self.components(result)), self.version, self, result)
+
+    def rules(self, component: Component) -> tuple[str, ...]:
+        """The normalisation rules that fired on a component, for ``explain``."""
+        if component.name in ("message", "test_id"):
+            return tuple(normalize_with_trace(component.raw)[1])
+        return ()
 
 
 # --- traceback parsing -------------------------------------------------------------------------
@@ -227,7 +295,7 @@ def _exception_line(tail: str) -> tuple[str, str]:
     return "", ""
 
 
-# --- fingerprint -------------------------------------------------------------------------------
+# --- version 1 ---------------------------------------------------------------------------------
 
 
 _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: hot path
@@ -279,36 +347,143 @@ def _components_of(parsed: _Parsed) -> list[Component]:
     return components
 
 
-def _components(result: TestResult) -> list[Component]:
-    return _components_of(_parse(result))
+class ComponentsV1(FingerprintAlgorithm):
+    """Exception type, normalised message and innermost application frames.
+
+    The components listed in this module's docstring: the exception type, the message's first
+    lines normalised, up to three innermost application frames as ``file:function``, and only
+    when a failure carries none of these, its normalised test id and status.
+    """
+
+    version = 1
+    name = "components"
+
+    def components(self, result: TestResult) -> list[Component]:
+        return _components_of(_parse(result))
+
+    def fingerprint(self, result: TestResult) -> Fingerprint:
+        parsed = _parse(result)
+        exc_type, message, normalized, frames, test_id, status = parsed
+        # The bytes ``hash_components`` would hash, built without the components: hot path.
+        parts = [f"exception_type\x1f{exc_type}"] if exc_type else []
+        if message:
+            parts.append(f"message\x1f{normalized}")
+        for _, text in frames:
+            parts.append(f"frame\x1f{text}")
+        if not (exc_type or message or frames):
+            parts.append(f"test_id\x1f{normalize_message(test_id)}")
+            parts.append(f"status\x1f{status.value}")
+        digest = hashlib.sha1(
+            "\x1e".join(parts).encode("utf-8", "surrogatepass"), usedforsecurity=False
+        ).hexdigest()
+        return _new(Fingerprint, (digest, 1, self, result))
 
 
-def fingerprint(result: TestResult) -> Fingerprint:
-    """The fingerprint of one failing result (deterministic: same input, same hash)."""
-    parsed = _parse(result)
-    exc_type, message, normalized, frames, test_id, status = parsed
-    # The hash input is "name\x1fnormalized" for each contributing component, joined by
-    # "\x1e": built here directly (the same bytes ``_components_of`` describes).
-    parts = [f"exception_type\x1f{exc_type}"] if exc_type else []
-    if message:
-        parts.append(f"message\x1f{normalized}")
-    for _, text in frames:
-        parts.append(f"frame\x1f{text}")
-    if not (exc_type or message or frames):
-        parts.append(f"test_id\x1f{normalize_message(test_id)}")
-        parts.append(f"status\x1f{status.value}")
-    digest = hashlib.sha1(
-        "\x1e".join(parts).encode("utf-8", "surrogatepass"), usedforsecurity=False
-    ).hexdigest()
-    return _new(Fingerprint, (digest, ALGORITHM_VERSION, parsed))
+# --- the registry ------------------------------------------------------------------------------
 
 
-def explain(result: TestResult) -> list[ExplainedComponent]:
-    """The components of ``fingerprint(result)`` with the normalisation rules that fired."""
-    explained = []
-    for component in fingerprint(result).components:
-        rules: tuple[str, ...] = ()
-        if component.name in ("message", "test_id"):
-            rules = tuple(normalize_with_trace(component.raw)[1])
-        explained.append(ExplainedComponent(*component, rules))
-    return explained
+class _Registry:
+    """The registered algorithms by version, and the current and secondary ones."""
+
+    def __init__(self, *algorithms: FingerprintAlgorithm) -> None:
+        self.algorithms = {algorithm.version: algorithm for algorithm in algorithms}
+        self.current = self.get(CURRENT_VERSION)
+        self.secondary = None if SECONDARY_VERSION is None else self.get(SECONDARY_VERSION)
+
+    def get(self, version: int) -> FingerprintAlgorithm:
+        found = self.algorithms.get(version)
+        if found is None:
+            known = ", ".join(str(v) for v in sorted(self.algorithms))
+            raise NotFound(f"no fingerprint algorithm version {version} (known: {known})")
+        return found
+
+
+_REGISTRY = _Registry(ComponentsV1())
+
+
+def register_algorithm(algorithm: FingerprintAlgorithm) -> None:
+    """Make an algorithm available under its version; ``select_algorithms`` puts it to use."""
+    version = getattr(algorithm, "version", None)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"a fingerprint algorithm's version is an int >= 1, not {version!r}")
+    if not getattr(algorithm, "name", "") or not algorithm.description:
+        raise ValueError(f"fingerprint algorithm {version} needs a name and a docstring")
+    known = _REGISTRY.algorithms.get(version)
+    if known is not None and known is not algorithm:
+        raise ValueError(f"fingerprint algorithm version {version} is taken by {known.name!r}")
+    _REGISTRY.algorithms[version] = algorithm
+
+
+def unregister_algorithm(version: int) -> None:
+    """Forget an algorithm that is neither current nor secondary."""
+    selected = (_REGISTRY.current, _REGISTRY.secondary)
+    if any(algorithm is not None and algorithm.version == version for algorithm in selected):
+        raise ValueError(f"fingerprint algorithm {version} is selected: select others first")
+    _REGISTRY.algorithms.pop(version, None)
+
+
+def select_algorithms(current: int, secondary: int | None = None) -> tuple[int, int | None]:
+    """Hash new failures with algorithm ``current``; with ``secondary`` (the one it replaces),
+    a failure whose current hash no issue has joins the issue that has its secondary hash.
+    Returns the selection replaced, as ``(current, secondary)``, to restore it."""
+    if current == secondary:
+        raise ValueError(f"fingerprint algorithm {current} cannot be its own secondary")
+    chosen = _REGISTRY.get(current)
+    second = None if secondary is None else _REGISTRY.get(secondary)
+    old = _REGISTRY.secondary
+    before = (_REGISTRY.current.version, None if old is None else old.version)
+    _REGISTRY.current, _REGISTRY.secondary = chosen, second
+    return before
+
+
+def get_algorithm(version: int) -> FingerprintAlgorithm:
+    return _REGISTRY.get(version)
+
+
+def current_algorithm() -> FingerprintAlgorithm:
+    return _REGISTRY.current
+
+
+def secondary_algorithm() -> FingerprintAlgorithm | None:
+    return _REGISTRY.secondary
+
+
+def registered_algorithms() -> list[FingerprintAlgorithm]:
+    return [_REGISTRY.algorithms[version] for version in sorted(_REGISTRY.algorithms)]
+
+
+# --- fingerprint and explain -------------------------------------------------------------------
+
+
+def fingerprint(result: TestResult, version: int | None = None) -> Fingerprint:
+    """The fingerprint of one failing result (deterministic: same input, same hash), made by
+    the current algorithm or by the one registered under ``version``."""
+    algorithm = _REGISTRY.current if version is None else _REGISTRY.get(version)
+    return algorithm.fingerprint(result)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """How a fingerprint is made: by which algorithm, from which components. Iterating it
+    yields the components."""
+
+    hash: str
+    version: int
+    algorithm: str
+    description: str
+    components: tuple[ExplainedComponent, ...]
+
+    def __iter__(self) -> Iterator[ExplainedComponent]:
+        return iter(self.components)
+
+    def __len__(self) -> int:
+        return len(self.components)
+
+
+def explain(result: TestResult, version: int | None = None) -> Explanation:
+    """``fingerprint(result, version)``: the algorithm that made it, and its components with
+    the normalisation rules that fired on each."""
+    made = fingerprint(result, version)
+    algorithm = made.algorithm
+    parts = tuple(ExplainedComponent(*c, algorithm.rules(c)) for c in made.components)
+    return Explanation(made.hash, made.version, algorithm.name, algorithm.description, parts)

@@ -310,9 +310,19 @@ def edit_issue(
 
 
 def link_fingerprint(
-    connection: Connection, code: str, fingerprint: str, version: int, *, actor: str = "user"
+    connection: Connection,
+    code: str,
+    fingerprint: str,
+    version: int,
+    *,
+    actor: str = "user",
+    run_id: int | None = None,
+    because: str | None = None,
+    at: datetime | None = None,
 ) -> None:
-    """Attach later failures with this fingerprint to the issue (e.g. a backfilled one)."""
+    """Attach later failures with this fingerprint to the issue (e.g. a backfilled one, or
+    an issue that detection found by a failure's secondary fingerprint). ``because`` ends
+    the ``linked`` event's note; ``run_id`` is the run that caused the link, if any."""
     issue = find_issue(connection, code)
     owner = connection.execute(
         sa.select(issues.c.issue_code)
@@ -322,6 +332,7 @@ def link_fingerprint(
     ).scalar()
     if owner == code:
         return
+    at = at or utcnow()
     if owner is not None:
         connection.execute(
             sa.update(issue_fingerprints)
@@ -335,11 +346,13 @@ def link_fingerprint(
                 issue_id=issue.id,
                 fingerprint=fingerprint,
                 fingerprint_version=version,
-                created_at=utcnow(),
+                created_at=at,
             )
         )
-    moved = f" (moved from {owner})" if owner else ""
-    add_event(connection, issue.id, "linked", note=f"fingerprint {fingerprint}{moved}", actor=actor)
+    note = f"fingerprint {fingerprint} (v{version})"
+    note += f" (moved from {owner})" if owner else ""
+    note += f": {because}" if because else ""
+    add_event(connection, issue.id, "linked", run_id=run_id, note=note, actor=actor, at=at)
 
 
 def link_rule(connection: Connection, code: str, rule_name: str, *, actor: str = "user") -> None:

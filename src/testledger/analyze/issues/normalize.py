@@ -23,7 +23,9 @@ no rule's end may touch a following '<'. So a second pass finds nothing the firs
 Speed is the other constraint (100,000 failures/s is the goal): see the notes above the table
 for how the patterns are shaped so CPython's regex engine can skip most characters cheaply.
 
-Changing any rule here changes fingerprints: bump ``ALGORITHM_VERSION`` in ``fingerprint.py``.
+Changing any rule here changes the hashes of fingerprint algorithm version 1, which must never
+change: a changed rule belongs to a new algorithm version, version 1 keeping the rules it has
+(see ``fingerprint.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 __all__ = [
     "MAX_MESSAGE_CHARS",
     "NORMALIZATION_RULES",
-    "Rule",
+    "NormalizationRule",
     "normalize_first_lines",
     "normalize_message",
     "normalize_with_trace",
@@ -47,7 +49,7 @@ MAX_MESSAGE_CHARS = 2048
 
 
 @dataclass(frozen=True, slots=True)
-class Rule:
+class NormalizationRule:
     """One normalisation rule: regex alternatives (verbose syntax) and what matches become.
 
     Each alternative is ``(kind, pattern)``: ``kind`` says what its first character is
@@ -113,8 +115,8 @@ _UUID_REST = r"""[0-9a-fA-F]{7}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 #   same answers, without the futile backtracking (~1 µs a message).
 
 #: The ordered rule table. Order matters only between rules that can match at the same start.
-NORMALIZATION_RULES: tuple[Rule, ...] = (
-    Rule(
+NORMALIZATION_RULES: tuple[NormalizationRule, ...] = (
+    NormalizationRule(
         "pytest_diff",
         (
             (
@@ -131,14 +133,14 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         " whole matching lines go before the token rules run (so '- 5' is not '- <num>').",
         line=True,
     ),
-    Rule(
+    NormalizationRule(
         "url",
         (("letter", r"""[A-Za-z](?<![\w+.-].)[A-Za-z0-9+.-]{0,30}://[^\s'"<>]+"""),),
         "<url>",
         "A URL holds a host, a port, a path and ids: one placeholder for all of it, so it must"
         " precede email, host_port, ip and num.",
     ),
-    Rule(
+    NormalizationRule(
         "email",
         (
             ("letter", r"""[A-Za-z](?<![\w.+-].)[\w.+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b"""),
@@ -147,7 +149,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "<email>",
         "Before host_port and num: the domain part looks like a host name.",
     ),
-    Rule(
+    NormalizationRule(
         "tmp_path",
         (
             (
@@ -164,7 +166,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "Temp directories (pytest's tmp_path, macOS /var/folders, Windows AppData\\Local\\Temp)"
         " differ every run and hold numbered dirs: before uuid/hex/num so the whole path goes.",
     ),
-    Rule(
+    NormalizationRule(
         "uuid",
         (
             ("digit", r"\d(?<!\w.)" + _UUID_REST),
@@ -173,7 +175,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "<uuid>",
         "Before hex and num: a UUID starts with 8 hex digits, which may all be decimal.",
     ),
-    Rule(
+    NormalizationRule(
         "timestamp",
         (
             (
@@ -225,7 +227,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         " and Apache ('05/Jan/2024:10:00:00 +0000') times. Before date, time and num, which"
         " would each take a piece of it.",
     ),
-    Rule(
+    NormalizationRule(
         "date",
         (
             (
@@ -237,13 +239,13 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "<date>",
         "Bare dates; after timestamp (a date is a timestamp's prefix), before num.",
     ),
-    Rule(
+    NormalizationRule(
         "time",
         (("digit", r"""\d(?<![\w:.].)\d?:[0-5]\d:[0-5]\d(?:[.,]\d+)?(?![\w:])"""),),
         "<time>",
         "Clock times '10:04:59.123'. Before host_port/ip (colons) and num.",
     ),
-    Rule(
+    NormalizationRule(
         "host_port",
         (
             ("letter", r"""l(?<![\w.-]l)ocalhost:\d{1,5}\b(?!\.\d)"""),
@@ -256,7 +258,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         " ports. Before ip and num. Dotted names ending in a source extension ('foo.py:12')"
         " are file:line, not host:port.",
     ),
-    Rule(
+    NormalizationRule(
         "ip",
         (
             ("digit", r"""\d(?<![\w.].)\d{0,2}(?:\.\d{1,3}){3}(?!\w|\.\d)"""),
@@ -267,7 +269,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "<ip>",
         "IPv4 and IPv6 addresses. Before hex (IPv6 groups are hex) and num (IPv4 is digits).",
     ),
-    Rule(
+    NormalizationRule(
         "hex",
         (
             ("digit", r"""0(?<!\w0)[xX][0-9a-fA-F]+\b"""),
@@ -281,13 +283,13 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         " (all-letter words stay; all-digit runs are num), one case, 7+ chars (8+ upper case)."
         " Before num, which would take the '0' of '0x7f'.",
     ),
-    Rule(
+    NormalizationRule(
         "size",
         (("digit", r"""\d(?<![\w.].)\d*(?:\.\d+)?\ ?(?:[KMGTPE]i?B|[kmgtpe]i?b|bytes?|B)\b"""),),
         "<size>",
         "Memory and file sizes ('12.5 MB', '1024KiB', '512 bytes'). Before duration and num.",
     ),
-    Rule(
+    NormalizationRule(
         "duration",
         (
             (
@@ -299,13 +301,13 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "<duration>",
         "'1.5s', '250ms', '3 minutes': timeouts and elapsed times. Before num.",
     ),
-    Rule(
+    NormalizationRule(
         "port",
         (("digit", r"""\d(?<=\bport[\ =:]\d)\d{0,4}\b"""),),
         "<port>",
         "'port 54321' / 'port=5432' without a host. Before num.",
     ),
-    Rule(
+    NormalizationRule(
         "quoted_identifier",
         (
             ("quote", r"""'(?<!\w')[A-Za-z_][A-Za-z_.]{0,59}'(?![\w<])"""),
@@ -317,7 +319,7 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         " matches only to shield the text from 'quoted', so it must precede it.",
         keep=True,
     ),
-    Rule(
+    NormalizationRule(
         "quoted",
         (
             ("quote", r"""'(?<!\w')[^'\n<>]+'(?![\w<])"""),
@@ -327,13 +329,13 @@ NORMALIZATION_RULES: tuple[Rule, ...] = (
         "Other quoted values are data (keys, inputs, file names). Before param and num. The"
         " no-word-before guard keeps apostrophes (\"can't ... 'x'\") from opening a quote.",
     ),
-    Rule(
+    NormalizationRule(
         "param",
         (("letter", r"""[tT](?<![\w.].)est\w*\[[^\]\n]+\]"""),),
         "test_name[<param>]",
         "Parametrisation ids: 'test_foo[case-3-abc]' becomes 'test_foo[<param>]'. Before num.",
     ),
-    Rule(
+    NormalizationRule(
         "num",
         (
             ("punct", r"""-(?<![\w.]-)\d+(?:\.\d+)*(?:[eE][+-]?\d+)?(?!\w|\.\w)"""),
@@ -429,11 +431,11 @@ def _split_first_class(pattern: str) -> tuple[str, str]:
     return pattern[:size], pattern[size:]
 
 
-def _build_combined() -> tuple[re.Pattern[str], dict[str, Rule]]:
+def _build_combined() -> tuple[re.Pattern[str], dict[str, NormalizationRule]]:
     # Each alternative is followed by an EMPTY named group: ``match.lastgroup`` (the last group
     # closed) names the alternative. An alternative listed under several digit gates gets one
     # group per gate (names must be unique).
-    by_group: dict[str, Rule] = {}
+    by_group: dict[str, NormalizationRule] = {}
     gated: dict[str, list[str]] = {gate: [] for gate in _DIGIT_GATES}
     branches: list[str] = []
     for kind, gate in _KIND_GATES.items():

@@ -41,7 +41,7 @@ command and the detection at the end of a recorded run import this module.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -65,6 +65,11 @@ from testledger.analyze.regressions.metrics import (
 from testledger.errors import TestledgerError
 from testledger.store.tables import test_runs
 
+if TYPE_CHECKING:  # the modules that import numpy: for the annotations only
+    from testledger.analyze.regressions.changepoint import SeriesAnalysis
+    from testledger.analyze.regressions.metric_series import Scope
+    from testledger.analyze.regressions.metrics import Metric
+
 __all__ = [
     "METRICS",
     "MetricChange",
@@ -80,6 +85,113 @@ __all__ = [
 
 
 # --- the report ------------------------------------------------------------------------------
+
+
+def _scopes_query(branch: str | None, suite: str | None) -> sa.Select[Any]:
+    """Every (suite, branch) pair that has runs, within the filters: each is its own series."""
+    scopes = sa.select(test_runs.c.suite, test_runs.c.branch_name).distinct()
+    if branch is not None:
+        scopes = scopes.where(test_runs.c.branch_name == branch)
+    if suite is not None:
+        scopes = scopes.where(test_runs.c.suite == suite)
+    return scopes
+
+
+def _series_changes(
+    scope: Scope,
+    spec: Metric,
+    row: int,
+    analysis: SeriesAnalysis,
+    known: list[Any],
+    run_column: dict[int, int],
+    config: RegressionConfig,
+    include_improvements: bool,
+) -> list[MetricChange]:
+    """One series' change points, oldest first (regressions only unless
+    ``include_improvements``); a regression names the issue opened for it (``known``: the
+    series' regression issues), found by its first run within half a window of the change
+    (``run_column``: each run id's position in the series)."""
+    # Imported here, as in find_regressions: it imports numpy.
+    from testledger.analyze.regressions.metric_series import describe_change
+
+    changes: list[MetricChange] = []
+    for number, cp in enumerate(analysis.change_points):
+        if not include_improvements and not is_regression(spec, cp):
+            continue
+        code = (
+            _issue_near(known, run_column, cp.index, config.window // 2)
+            if is_regression(spec, cp)
+            else None
+        )
+        changes.append(describe_change(scope, spec, row, analysis, number, code))
+    return changes
+
+
+def _recent_outliers(
+    scope: Scope,
+    spec: Metric,
+    row: int,
+    analysis: SeriesAnalysis,
+    window: int,
+    include_improvements: bool,
+) -> list[MetricOutlier]:
+    """One series' single-run outliers among its latest ``window`` values, each against the
+    cleaned level at its position; outliers in the good direction only with
+    ``include_improvements``."""
+    present = analysis.positions
+    recent = set(present[-window:].tolist())
+    outliers: list[MetricOutlier] = []
+    for i in analysis.outliers:
+        if i not in recent:
+            continue
+        k = int(present.searchsorted(i))
+        value = float(scope.values[spec.name][row, i])
+        median = float(analysis.cleaned[k])
+        worse = (value > median) == spec.higher_is_worse
+        if not worse and not include_improvements:
+            continue
+        outliers.append(
+            MetricOutlier(
+                scope.suite,
+                scope.branch,
+                scope.tests[row],
+                spec.name,
+                "regression" if worse else "improvement",
+                scope.runs[i],
+                value,
+                median,
+            )
+        )
+    return outliers
+
+
+def _analyze_scope(
+    scope: Scope,
+    metrics: list[str],
+    config: RegressionConfig,
+    known: dict[tuple[str, str, str, str], list[Any]],
+    include_improvements: bool,
+) -> RegressionReport:
+    """The change points and recent outliers of every series of one suite and branch."""
+    # Imported here, as in find_regressions: it imports numpy.
+    from testledger.analyze.regressions.metric_series import analyze_metric
+
+    run_column = {r.id: i for i, r in enumerate(scope.runs)}
+    changes: list[MetricChange] = []
+    outliers: list[MetricOutlier] = []
+    analyzed = 0
+    for name in metrics:
+        spec = METRICS[name]
+        for row, analysis in analyze_metric(scope, name, config):
+            analyzed += 1
+            series_issues = known.get((scope.suite, scope.branch, scope.tests[row], name), [])
+            changes += _series_changes(
+                scope, spec, row, analysis, series_issues, run_column, config, include_improvements
+            )
+            outliers += _recent_outliers(
+                scope, spec, row, analysis, config.window, include_improvements
+            )
+    return RegressionReport(changes, outliers, analyzed)
 
 
 def find_regressions(
@@ -99,18 +211,10 @@ def find_regressions(
     if metric is not None and metric not in METRICS:
         raise TestledgerError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     # Here, not at the top: the series and their analysis import numpy (see the docstring).
-    from testledger.analyze.regressions.metric_series import (
-        analyze_metric,
-        describe_change,
-        load_scope,
-    )
+    from testledger.analyze.regressions.metric_series import load_scope
 
     metrics = [metric] if metric is not None else list(config.metrics)
-    scopes = sa.select(test_runs.c.suite, test_runs.c.branch_name).distinct()
-    if branch is not None:
-        scopes = scopes.where(test_runs.c.branch_name == branch)
-    if suite is not None:
-        scopes = scopes.where(test_runs.c.suite == suite)
+    scopes = _scopes_query(branch, suite)
     known = regression_issues(connection)
     changes: list[MetricChange] = []
     outliers: list[MetricOutlier] = []
@@ -120,49 +224,10 @@ def find_regressions(
         if len(runs) < 2 * config.min_runs:
             continue
         scope = load_scope(connection, scope_suite, scope_branch, runs, metrics, test=test)
-        run_column = {r.id: i for i, r in enumerate(runs)}
-        for name in metrics:
-            spec = METRICS[name]
-            for row, analysis in analyze_metric(scope, name, config):
-                analyzed += 1
-                test_id = scope.tests[row]
-                for number, cp in enumerate(analysis.change_points):
-                    if not include_improvements and not is_regression(spec, cp):
-                        continue
-                    code = (
-                        _issue_near(
-                            known.get((scope_suite, scope_branch, test_id, name), []),
-                            run_column,
-                            cp.index,
-                            config.window // 2,
-                        )
-                        if is_regression(spec, cp)
-                        else None
-                    )
-                    changes.append(describe_change(scope, spec, row, analysis, number, code))
-                present = analysis.positions
-                recent = set(present[-config.window :].tolist())
-                for i in analysis.outliers:
-                    if i not in recent:
-                        continue
-                    k = int(present.searchsorted(i))
-                    value = float(scope.values[name][row, i])
-                    median = float(analysis.cleaned[k])
-                    worse = (value > median) == spec.higher_is_worse
-                    if not worse and not include_improvements:
-                        continue
-                    outliers.append(
-                        MetricOutlier(
-                            scope_suite,
-                            scope_branch,
-                            test_id,
-                            name,
-                            "regression" if worse else "improvement",
-                            scope.runs[i],
-                            value,
-                            median,
-                        )
-                    )
+        found = _analyze_scope(scope, metrics, config, known, include_improvements)
+        changes += found.changes
+        outliers += found.outliers
+        analyzed += found.series_analyzed
     return RegressionReport(changes, outliers, analyzed)
 
 

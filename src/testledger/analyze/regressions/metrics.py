@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.common.jsondata import JsonData
 from testledger.store.tables import test_results, test_runs
 from testledger.store.types import format_utc
 
@@ -173,7 +174,7 @@ class MetricOutlier:
 
 
 @dataclass(frozen=True, slots=True)
-class RegressionReport:
+class RegressionReport(JsonData):
     changes: list[MetricChange]
     outliers: list[MetricOutlier]
     series_analyzed: int

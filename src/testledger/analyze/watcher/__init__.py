@@ -10,8 +10,8 @@ from __future__ import annotations
 from testledger.analyze.watcher.base import (
     HistoryPoint,
     PreviousObservation,
+    RecentHistory,
     ResultContext,
-    TestHistory,
     Watcher,
     available_watchers,
     load_watcher,
@@ -21,8 +21,8 @@ from testledger.analyze.watcher.service import WatchSummary, watch_run
 __all__ = [
     "HistoryPoint",
     "PreviousObservation",
+    "RecentHistory",
     "ResultContext",
-    "TestHistory",
     "WatchSummary",
     "Watcher",
     "available_watchers",

@@ -26,8 +26,8 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "HistoryPoint",
     "PreviousObservation",
+    "RecentHistory",
     "ResultContext",
-    "TestHistory",
     "Watcher",
     "WatcherFactory",
     "available_watchers",
@@ -93,10 +93,8 @@ class PreviousObservation:
 
 
 @dataclass(frozen=True, slots=True)
-class TestHistory:
+class RecentHistory:
     """A test's recent history, newest first."""
-
-    __test__ = False  # not a pytest test class, despite the name
 
     points: tuple[HistoryPoint, ...] = ()
     observations: tuple[PreviousObservation, ...] = ()
@@ -111,7 +109,7 @@ class Watcher(Protocol):
     wants_observations: bool
 
     def watch(
-        self, items: Sequence[tuple[ResultContext, TestHistory]]
+        self, items: Sequence[tuple[ResultContext, RecentHistory]]
     ) -> list[WatcherObservation | None]:
         """One observation (or None) per item, in order. Must not raise for a bad answer."""
         ...

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from testledger.analyze.regressions.metrics import METRICS as REGRESSION_METRICS
-from testledger.analyze.watcher.base import HistoryPoint, ResultContext, TestHistory
+from testledger.analyze.watcher.base import HistoryPoint, RecentHistory, ResultContext
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS
 from testledger.errors import ConfigError
 from testledger.model import WatcherObservation
@@ -92,11 +92,11 @@ class HeuristicWatcher:
         return 0.0, 0
 
     def watch(
-        self, items: Sequence[tuple[ResultContext, TestHistory]]
+        self, items: Sequence[tuple[ResultContext, RecentHistory]]
     ) -> list[WatcherObservation | None]:
         return [self.observe(result, history) for result, history in items]
 
-    def observe(self, result: ResultContext, history: TestHistory) -> WatcherObservation | None:
+    def observe(self, result: ResultContext, history: RecentHistory) -> WatcherObservation | None:
         status = result.status.upper()
         if status not in _BASE_SCORE:
             return None  # a skipped test did nothing to judge

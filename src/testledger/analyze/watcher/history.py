@@ -16,8 +16,8 @@ from sqlalchemy.engine import Connection
 from testledger.analyze.watcher.base import (
     HistoryPoint,
     PreviousObservation,
+    RecentHistory,
     ResultContext,
-    TestHistory,
 )
 from testledger.store.tables import test_results, test_runs, watcher_insights
 
@@ -89,7 +89,7 @@ def load_histories(
     *,
     runs: int = DEFAULT_HISTORY_RUNS,
     with_observations: bool = False,
-) -> dict[str, TestHistory]:
+) -> dict[str, RecentHistory]:
     """Each test of the run's last ``runs`` results in earlier runs of the same suite and branch
     (newest first), and with ``with_observations`` its last observations there."""
     this = connection.execute(
@@ -156,7 +156,7 @@ def load_histories(
     if with_observations and result_test:
         observations = _previous_observations(connection, result_test, points)
     return {
-        test_id: TestHistory(tuple(points[test_id]), tuple(observations.get(test_id, ())))
+        test_id: RecentHistory(tuple(points[test_id]), tuple(observations.get(test_id, ())))
         for test_id in set(points) | set(observations)
     }
 

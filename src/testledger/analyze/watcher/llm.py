@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from testledger.analyze.watcher.base import ResultContext, TestHistory
+from testledger.analyze.watcher.base import RecentHistory, ResultContext
 from testledger.errors import ConfigError
 from testledger.model import WatcherObservation
 
@@ -81,7 +81,7 @@ class LlmWatcher:
             return self._cost, self._tokens
 
     def watch(
-        self, items: Sequence[tuple[ResultContext, TestHistory]]
+        self, items: Sequence[tuple[ResultContext, RecentHistory]]
     ) -> list[WatcherObservation | None]:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.settings.api_key_env)
@@ -105,7 +105,7 @@ class LlmWatcher:
             return self.budget_reached
 
     def _observe(
-        self, client: httpx.Client, result: ResultContext, history: TestHistory
+        self, client: httpx.Client, result: ResultContext, history: RecentHistory
     ) -> WatcherObservation | None:
         if result.status.upper() == "SKIP" or self._over_budget():
             return None
@@ -255,7 +255,7 @@ def _bound(label: str, text: str, limit: int, notes: list[str]) -> str:
     return text[:limit] + f"\n[... {len(text) - limit} more characters truncated]"
 
 
-def build_prompt(result: ResultContext, history: TestHistory, max_chars: int) -> tuple[str, bool]:
+def build_prompt(result: ResultContext, history: RecentHistory, max_chars: int) -> tuple[str, bool]:
     """The user message for one result, and whether any of its text was truncated. The error
     and the output excerpt share ``max_chars`` (half each); the metrics and history are short."""
     notes: list[str] = []

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from testledger.analyze.watcher.base import TestHistory, Watcher
+from testledger.analyze.watcher.base import RecentHistory, Watcher
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS, load_histories, load_results
+from testledger.common.jsondata import JsonData
 from testledger.model import NO_WATCHER, utcnow
 from testledger.store.runs import compute_stats
 from testledger.store.tables import test_runs
@@ -27,7 +28,7 @@ CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
-class WatchSummary:
+class WatchSummary(JsonData):
     """What ``watch_run`` did."""
 
     run_id: int
@@ -69,7 +70,7 @@ def watch_run(
             if results
             else {}
         )
-    empty = TestHistory()
+    empty = RecentHistory()
     watched = failed = anomalies = 0
     total = len(results)
     if progress is not None:
@@ -102,8 +103,8 @@ def watch_run(
             sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
         )
         if watched:
-            # The proposal's test_runs.watcher_model says who judged the run; a run recorded
-            # without a watcher says "none" until one has watched it.
+            # test_runs.watcher_model says who judged the run; a run recorded without a watcher
+            # says "none" until one has watched it.
             connection.execute(
                 sa.update(test_runs)
                 .where(test_runs.c.id == run_id, test_runs.c.watcher_model == NO_WATCHER)

@@ -39,9 +39,13 @@ from testledger.ingest._common import (
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "parse", "sniff"]
+__all__ = ["FORMAT", "PARSE_AHEAD", "READS_FOLDERS", "SUFFIXES", "parse", "sniff"]
 
 FORMAT = "allure"
+# The usual source is a results folder (one small *-result.json per test): nothing to parse ahead.
+PARSE_AHEAD = False
+READS_FOLDERS = True
+SUFFIXES = (".json",)
 
 _RESULT_SUFFIX = "-result.json"
 

@@ -38,7 +38,8 @@ import io
 import re
 import weakref
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,9 @@ __all__ = [
     "FORMAT",
     "MESSAGE_LIMIT",
     "OUTPUT_LIMIT",
+    "PARSE_AHEAD",
+    "READS_FOLDERS",
+    "SUFFIXES",
     "TRACEBACK_LIMIT",
     "parse",
     "parse_duration",
@@ -68,6 +72,10 @@ __all__ = [
 ]
 
 FORMAT = "junit"
+# Streamed element by element: a large file is worth parsing ahead (ingest.parse_ahead).
+PARSE_AHEAD = True
+READS_FOLDERS = False
+SUFFIXES = (".xml",)
 
 #: Roots of other formats' XML, named so the user learns what the file is instead of a vague
 #: "wrong root" (and which importer to use).
@@ -286,6 +294,8 @@ class _Reader:
         return _Suite(name=name, file=file or (outer[-1].file if outer else None))
 
     def _testcase(self, elem: Element, suite: _Suite | None) -> list[TestResult]:
+        """The testcase's results, numbered after the attempts this file already had of the
+        test (Gradle's repeated testcases)."""
         get = elem.get
         name = get("name") or ""
         classname = get("classname") or get("class") or ""
@@ -296,21 +306,14 @@ class _Reader:
         suite_name = suite.name if suite else None
         file = get("file") or (suite.file if suite else None) or self.root_file
         tool_name = classname or suite_name or file or name
-
-        details: dict[str, Any] = {}
-        if suite_name:
-            details["suite"] = suite_name
-        if file:
-            details["file"] = file
-        line_text = get("line")
-        if line_text is not None and (line := int_or_none(line_text)) is not None:
-            details["line"] = line
+        details = _case_details(suite_name, file, get("line"))
         stamp = get("timestamp")
         started_at = parse_timestamp(stamp) if stamp else None
         previous = self.failing.get(test_id, 0) if self.failing else 0
 
         if not len(elem):
-            # The common case by far: a passing testcase without children.
+            # The common case by far: a passing testcase without children. Handled here, with
+            # no object made for it, since this runs for nearly every testcase of a file.
             if previous:
                 del self.failing[test_id]
             return [
@@ -325,78 +328,146 @@ class _Reader:
                     started_at=started_at,
                 )
             ]
+        case = _Case(test_id, tool_name, name, details, started_at)
+        return self._attempts(elem, case, previous)
 
-        outcomes: list[Element] = []
-        skipped: Element | None = None
-        retries: list[Element] = []
-        output: list[tuple[str, str]] = []
-        for child in elem:
-            tag = _local(child.tag)
-            if tag in ("failure", "error"):
-                outcomes.append(child)
-            elif tag == "skipped":
-                skipped = skipped if skipped is not None else child
-            elif tag in _RETRY_TAGS:
-                retries.append(child)
-            elif tag in ("system-out", "system-err") and _has_text(child.text):
-                output.append((tag, child.text or ""))
-            elif tag == "properties":
-                details.setdefault("properties", {}).update(_properties(child))
-
-        results: list[TestResult] = []
-        for attempt, retry in enumerate(retries, start=previous + 1):
-            message, error_type, trace = _problem(retry, nested_trace=True)
-            results.append(
-                TestResult(
-                    test_id,
-                    tool_name,
-                    name,
-                    _RETRY_TAGS[_local(retry.tag)],
-                    duration_secs=parse_duration(retry.get("time")),
-                    error_type=error_type,
-                    error_message=message,
-                    traceback=trace,
-                    output_excerpt=join_output(_nested_output(retry)),
-                    details={**details, "retry_kind": _local(retry.tag)},
-                    attempt=attempt,
-                    started_at=started_at,
-                )
-            )
-
-        message = error_type = trace = None
-        if outcomes:
-            status = Status.FAIL if _local(outcomes[0].tag) == "failure" else Status.ERROR
-            message, error_type, trace = _problem(outcomes[0], nested_trace=False)
-            if len(outcomes) > 1:
-                texts = [t for o in outcomes if _has_text(t := o.text or "")]
-                trace = bounded("\n\n".join(texts), TRACEBACK_LIMIT) if texts else trace
-        elif skipped is not None:
-            status = Status.SKIP
-            message, error_type, trace = _problem(skipped, nested_trace=False)
-        else:
-            status = Status.PASS
-        attempt = previous + len(retries) + 1
+    def _attempts(self, elem: Element, case: _Case, previous: int) -> list[TestResult]:
+        """A testcase with children: its Surefire reruns as earlier attempts, then its own
+        outcome, each numbered after the ``previous`` attempts."""
+        children = _sort_children(elem)
+        if children.properties is not None:
+            case.details["properties"] = children.properties
+        results = [
+            _retry_result(case, retry, attempt)
+            for attempt, retry in enumerate(children.retries, start=previous + 1)
+        ]
+        status, (message, error_type, trace) = _verdict(children)
+        attempt = previous + len(children.retries) + 1
+        # Only a failing last attempt is remembered: a repeat of the testcase is its retry.
         if status.is_failure:
-            self.failing[test_id] = attempt
+            self.failing[case.test_id] = attempt
         else:
-            self.failing.pop(test_id, None)
+            self.failing.pop(case.test_id, None)
         results.append(
             TestResult(
-                test_id,
-                tool_name,
-                name,
+                case.test_id,
+                case.tool_name,
+                case.name,
                 status,
-                duration_secs=parse_duration(get("time")),
+                duration_secs=parse_duration(elem.get("time")),
                 error_type=error_type,
                 error_message=message,
                 traceback=trace,
-                output_excerpt=join_output(output),
-                details=details,
+                output_excerpt=join_output(children.output),
+                details=case.details,
                 attempt=attempt,
-                started_at=started_at,
+                started_at=case.started_at,
             )
         )
         return results
+
+
+# --------------------------------------------------------------------------------------------
+# One testcase
+
+
+@dataclass(slots=True)
+class _Case:
+    """What every result of one testcase shares."""
+
+    test_id: str
+    tool_name: str
+    name: str
+    details: dict[str, Any]
+    started_at: datetime | None
+
+
+@dataclass(slots=True)
+class _Children:
+    """A testcase's child elements by role. ``properties`` is None without a ``<properties>``
+    child, ``{}`` with an empty one (which still shows in the details)."""
+
+    outcomes: list[Element] = field(default_factory=list)
+    skipped: Element | None = None
+    retries: list[Element] = field(default_factory=list)
+    output: list[tuple[str, str]] = field(default_factory=list)
+    properties: dict[str, Any] | None = None
+
+
+def _case_details(
+    suite_name: str | None, file: str | None, line_text: str | None
+) -> dict[str, Any]:
+    """Where the testcase is: its innermost suite, its file and line (each when known)."""
+    details: dict[str, Any] = {}
+    if suite_name:
+        details["suite"] = suite_name
+    if file:
+        details["file"] = file
+    if line_text is not None and (line := int_or_none(line_text)) is not None:
+        details["line"] = line
+    return details
+
+
+def _sort_children(elem: Element) -> _Children:
+    """The testcase's children by role; children of no role here are ignored."""
+    children = _Children()
+    for child in elem:
+        tag = _local(child.tag)
+        if tag in ("failure", "error"):
+            children.outcomes.append(child)
+        elif tag == "skipped":
+            # The first <skipped> gives the reason; later ones add nothing.
+            if children.skipped is None:
+                children.skipped = child
+        elif tag in _RETRY_TAGS:
+            children.retries.append(child)
+        elif tag in ("system-out", "system-err") and _has_text(child.text):
+            children.output.append((tag, child.text or ""))
+        elif tag == "properties":
+            # Several <properties> children add up.
+            if children.properties is None:
+                children.properties = {}
+            children.properties.update(_properties(child))
+    return children
+
+
+def _retry_result(case: _Case, retry: Element, attempt: int) -> TestResult:
+    """An earlier attempt from a Surefire rerun element (``retry_kind`` in its details names
+    which): its status from the element's tag, its trace and output nested inside it."""
+    message, error_type, trace = _problem(retry, nested_trace=True)
+    return TestResult(
+        case.test_id,
+        case.tool_name,
+        case.name,
+        _RETRY_TAGS[_local(retry.tag)],
+        duration_secs=parse_duration(retry.get("time")),
+        error_type=error_type,
+        error_message=message,
+        traceback=trace,
+        output_excerpt=join_output(_nested_output(retry)),
+        details={**case.details, "retry_kind": _local(retry.tag)},
+        attempt=attempt,
+        started_at=case.started_at,
+    )
+
+
+def _verdict(
+    children: _Children,
+) -> tuple[Status, tuple[str | None, str | None, str | None]]:
+    """The testcase's own status with its ``(message, type, traceback)``: FAIL or ERROR by
+    its first ``<failure>``/``<error>``, else SKIP, else PASS. With several failures and errors,
+    the traceback holds all their texts, so that none is lost."""
+    if children.outcomes:
+        first = children.outcomes[0]
+        status = Status.FAIL if _local(first.tag) == "failure" else Status.ERROR
+        message, error_type, trace = _problem(first, nested_trace=False)
+        if len(children.outcomes) > 1:
+            texts = [t for o in children.outcomes if _has_text(t := o.text or "")]
+            trace = bounded("\n\n".join(texts), TRACEBACK_LIMIT) if texts else trace
+        return status, (message, error_type, trace)
+    if children.skipped is not None:
+        return Status.SKIP, _problem(children.skipped, nested_trace=False)
+    return Status.PASS, (None, None, None)
 
 
 # --------------------------------------------------------------------------------------------

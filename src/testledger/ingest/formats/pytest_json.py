@@ -51,9 +51,13 @@ from testledger.ingest._common import (
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "parse", "sniff"]
+__all__ = ["FORMAT", "PARSE_AHEAD", "READS_FOLDERS", "SUFFIXES", "parse", "sniff"]
 
 FORMAT = "pytest-json"
+# One JSON document, loaded whole: parsing it in a second process would hold it twice.
+PARSE_AHEAD = False
+READS_FOLDERS = False
+SUFFIXES = (".json",)
 
 _STAGES = ("setup", "call", "teardown")
 

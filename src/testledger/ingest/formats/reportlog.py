@@ -44,9 +44,13 @@ from testledger.ingest._common import epoch_to_utc, head_text, open_maybe_gzip, 
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.model import RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "parse", "sniff"]
+__all__ = ["FORMAT", "PARSE_AHEAD", "READS_FOLDERS", "SUFFIXES", "parse", "sniff"]
 
 FORMAT = "pytest-reportlog"
+# Streamed line by line: a large file is worth parsing ahead (ingest.parse_ahead).
+PARSE_AHEAD = True
+READS_FOLDERS = False
+SUFFIXES = (".jsonl", ".ndjson")
 
 _PHASES = ("setup", "call", "teardown")
 _KNOWN_TYPES = frozenset({"SessionStart", "SessionFinish", "WarningMessage", "CollectReport"})

@@ -63,7 +63,23 @@ from testledger.ingest.tool_validation.prompts import (
 from testledger.ingest.tool_validation.scripts import parse_simple_runner
 from testledger.model import NO_WATCHER, RunInfo, Status, TestResult
 
-__all__ = ["FORMAT", "SUITE", "parse", "parse_folder", "sniff", "watcher_from_observation"]
+__all__ = [
+    "FORMAT",
+    "PARSE_AHEAD",
+    "READS_FOLDERS",
+    "SUFFIXES",
+    "SUITE",
+    "parse",
+    "parse_folder",
+    "sniff",
+    "watcher_from_observation",
+]
+
+# The suite's JSON documents are loaded whole (nothing to parse ahead); its results folders, with
+# their side files and archived history, are its usual source (see parse_folder).
+PARSE_AHEAD = False
+READS_FOLDERS = True
+SUFFIXES = (".json",)
 
 _STATUSES = {"passed": Status.PASS, "failed": Status.FAIL, "skipped": Status.SKIP}
 _STATUSES.update({"error": Status.ERROR, "errored": Status.ERROR, "timeout": Status.ERROR})

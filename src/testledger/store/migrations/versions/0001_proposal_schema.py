@@ -1,8 +1,9 @@
-"""The proposal's five tables, exactly as ``schema.sql`` has them.
+"""The proposal's five tables with their indexes: test_runs, test_results, issues,
+issue_occurrences and watcher_insights (docs/schema.md).
 
-A PostgreSQL database that a team created from ``schema.sql`` by hand is *stamped* at this
-revision instead of running it (see ``store/migrate.py``), so everything after it must work from
-exactly this state.
+On PostgreSQL they are exactly the proposal's DDL; on SQLite, ids are ``INTEGER PRIMARY KEY``
+and timestamps, JSON and arrays are TEXT. A database created from the proposal's DDL by hand
+is stamped at this revision instead of running it (``store/migrate.py``).
 
 Revision ID: 0001
 Revises:
@@ -16,13 +17,20 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from testledger.store.types import now_default
+from sqlalchemy.sql.elements import TextClause
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
+
+#: Server default for "now" on SQLite: the fixed-width ISO-8601 UTC text testledger writes.
+_SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')"
+
+
+def _now(dialect: str) -> TextClause:
+    """The server default for "now", frozen here: ``now()`` on PostgreSQL."""
+    return sa.text(_SQLITE_NOW if dialect == "sqlite" else "now()")
 
 
 def _types(dialect: str) -> tuple[sa.types.TypeEngine[Any], ...]:
@@ -41,7 +49,7 @@ def _types(dialect: str) -> tuple[sa.types.TypeEngine[Any], ...]:
 def upgrade() -> None:
     dialect = op.get_context().dialect.name
     id_type, ts, json_type, text_array = _types(dialect)
-    now = now_default(dialect)
+    now = _now(dialect)
 
     def pk() -> sa.Column[Any]:
         return sa.Column("id", id_type, primary_key=True, autoincrement=True)

@@ -1,13 +1,16 @@
-"""testledger's additions to the proposal's schema.
+"""testledger's columns on the proposal's tables.
 
-Runs get an idempotency key, a suite, a lifecycle (running / finished / aborted) with start and end
-times, an error count, token totals and CI / environment metadata. Results get a stable test_id,
-an attempt number, the evidence (exception type, traceback, output excerpt), input/output tokens
-and custom metrics. Watcher insights may record a failed watcher.
+* ``test_runs``: ``run_key`` (unique), ``suite``, ``status``, ``started_at`` / ``finished_at``,
+  ``tests_errored``, ``total_tokens``, CI and host metadata, ``source``, ``run_metadata``; an
+  index on (suite, branch_name, run_timestamp).
+* ``test_results``: ``test_id`` and ``attempt`` (unique within a run), ``started_at``, the
+  failure's evidence, input/output tokens, ``metrics``, ``details``; ``provider`` and ``model``
+  become nullable.
+* ``watcher_insights``: ``confidence``, ``watcher``, ``watcher_error``; ``quality_score`` becomes
+  nullable, with a CHECK that a row has a score or an error.
 
-Rows that already exist (a database adopted from ``schema.sql``) are kept as they are; the new
-NOT NULL columns are filled from them: ``run_key`` = ``adopted-<id>``, ``test_id`` =
-``tool_name/variation``, ``attempt`` numbering repeats of a test in a run by id order.
+Existing rows (an adopted database) get ``run_key`` = ``adopted-<id>``, ``test_id`` =
+``tool_name/variation`` and attempts numbered by id.
 
 Revision ID: 0002
 Revises: 0001

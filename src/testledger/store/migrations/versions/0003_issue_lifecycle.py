@@ -1,18 +1,13 @@
-"""Issue detection and lifecycle: fingerprints, rules, events, flaky occurrences.
+"""Issue detection and lifecycle.
 
-* ``test_results.fingerprint`` / ``fingerprint_version``: each failure's grouping hash, stored
-  with the version of the algorithm that made it.
-* ``issues``: how the issue came to be (``origin``: detected / backfill / regression / manual),
-  the rule or fingerprint it groups, its lifecycle mark (new / recurring / regressed) with the
-  run that regressed it, when and where it was last seen, and when a person last edited it
-  (a later backfill keeps such edits).
-* ``issue_fingerprints``: every fingerprint (with version) that attaches failures to an issue;
-  a backfilled issue can be linked to one.
-* ``issue_occurrences``: the fingerprint and test of each occurrence, and whether the failure
-  was flaky.
-* ``issue_events``: every change to an issue, by testledger or a person, with its run: the
-  evidence behind each lifecycle decision.
-* ``test_runs.detected_at``: when issue detection last ran over the run.
+* ``test_results``: ``fingerprint`` / ``fingerprint_version`` (indexed), a failure's grouping hash.
+* ``test_runs``: ``detected_at``, when issue detection last ran over the run.
+* ``issues``: ``origin``, ``rule_name`` (indexed), ``lifecycle``, ``regressed_run_id``,
+  ``last_seen_run_id`` / ``last_seen_at``, ``edited_at``, ``backfill_source`` / ``backfill_hash``,
+  ``details``.
+* ``issue_occurrences``: ``test_id``, ``fingerprint``, ``flaky``; an index on ``test_result_id``.
+* New tables ``issue_fingerprints`` (the fingerprints that attach failures to an issue, unique
+  per version) and ``issue_events`` (every change to an issue, with its run and actor).
 
 Revision ID: 0003
 Revises: 0002
@@ -26,13 +21,20 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
-
-from testledger.store.types import now_default
+from sqlalchemy.sql.elements import TextClause
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
+
+#: Server default for "now" on SQLite: the fixed-width ISO-8601 UTC text testledger writes.
+_SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')"
+
+
+def _now(dialect: str) -> TextClause:
+    """The server default for "now", frozen here: ``now()`` on PostgreSQL."""
+    return sa.text(_SQLITE_NOW if dialect == "sqlite" else "now()")
 
 
 def upgrade() -> None:
@@ -41,7 +43,7 @@ def upgrade() -> None:
     ts: sa.types.TypeEngine[Any] = postgresql.TIMESTAMP(timezone=True) if postgres else sa.Text()
     json_type: sa.types.TypeEngine[Any] = postgresql.JSONB() if postgres else sa.Text()
     id_type: sa.types.TypeEngine[Any] = sa.BigInteger() if postgres else sa.Integer()
-    now = now_default(dialect)
+    now = _now(dialect)
 
     with op.batch_alter_table("test_results") as batch:
         batch.add_column(sa.Column("fingerprint", sa.Text()))

@@ -1,41 +1,80 @@
-"""SQL views, so that a Supabase dashboard or any SQL tool reads the same numbers.
+"""The report views, plain SQL that PostgreSQL and SQLite (3.25+) both run.
 
 * ``v_latest_run_summary``, ``v_latest_failing_tests``, ``v_issue_resolution``,
   ``v_run_over_run``: the proposal's four example queries, verbatim;
-* ``v_run_trend``: every run with its pass rate, watcher quality, cost, duration and tokens
-  and each one's change from the previous run of the same suite and branch;
-* ``v_cost_by_model``: cost, tokens and results per run, provider and model (every attempt
-  counts: retries are paid for), with cost per passing test;
-* ``v_latest_comparison``: for each suite and branch, every test of the latest run against the
-  previous run (final attempts): new failure, fixed, still failing, added, removed, unchanged;
-* ``v_flaky_evidence``: the plain evidence behind ``testledger flaky``: tests that passed and
-  failed on the same commit, and tests that passed on a retry (the command adds the flip rule,
-  outage exclusion, expiry and a score).
-
-Plain SQL that both PostgreSQL and SQLite (3.25+, window functions) run unchanged.
+* ``v_run_trend``: each run's figures and their change from the previous run of its suite and
+  branch;
+* ``v_cost_by_model``: cost, tokens, results and cost per passing result by run, provider and
+  model;
+* ``v_latest_comparison``: each test of a suite and branch's latest run against the run before;
+* ``v_flaky_evidence``: tests that passed and failed on one commit, or passed on a retry.
 
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-11-28
 """
 
+# The proposal's queries are kept byte for byte, trailing spaces included.
+# ruff: noqa: W291
+
 from __future__ import annotations
 
 from alembic import op
-
-from testledger.report.proposal import PROPOSAL_QUERIES
 
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
 
-_PROPOSAL_VIEWS = {
-    "v_latest_run_summary": "latest-run",
-    "v_latest_failing_tests": "failing-tests",
-    "v_issue_resolution": "issue-resolution",
-    "v_run_over_run": "run-over-run",
-}
+#: The proposal's "latest test run summary" query.
+_LATEST_RUN_SUMMARY = """SELECT 
+  run_timestamp,
+  branch_name,
+  total_tests,
+  pass_rate,
+  avg_watcher_quality,
+  total_cost_usd
+FROM test_runs
+ORDER BY run_timestamp DESC
+LIMIT 1"""
+
+#: The proposal's "failing tests of the latest run" query.
+_LATEST_FAILING_TESTS = """SELECT 
+  tr.tool_name,
+  tr.variation,
+  tr.status,
+  tr.error_message,
+  tr.watcher_quality
+FROM test_results tr
+JOIN test_runs r ON tr.run_id = r.id
+WHERE r.run_timestamp = (SELECT MAX(run_timestamp) FROM test_runs)
+  AND tr.status = 'FAIL'
+ORDER BY tr.watcher_quality ASC"""
+
+#: The proposal's "issue resolution tracking" query.
+_ISSUE_RESOLUTION = """SELECT 
+  i.issue_code,
+  i.title,
+  i.status,
+  i.created_at,
+  i.resolved_at,
+  COUNT(io.id) as occurrence_count
+FROM issues i
+LEFT JOIN issue_occurrences io ON i.id = io.issue_id
+GROUP BY i.id
+ORDER BY i.priority, i.created_at DESC"""
+
+#: The proposal's "run-over-run comparison" query.
+_RUN_OVER_RUN = """SELECT 
+  run_timestamp,
+  pass_rate,
+  avg_watcher_quality,
+  total_cost_usd,
+  LAG(pass_rate) OVER (ORDER BY run_timestamp) as prev_pass_rate,
+  pass_rate - LAG(pass_rate) OVER (ORDER BY run_timestamp) as pass_rate_change
+FROM test_runs
+ORDER BY run_timestamp DESC
+LIMIT 10"""
 
 _RUN_TREND = """
 SELECT
@@ -154,10 +193,10 @@ WHERE t.status = 'PASS' AND r.status <> 'running'
 """
 
 _VIEWS = {
-    **{
-        name: PROPOSAL_QUERIES[key].sql.rstrip().rstrip(";")
-        for name, key in _PROPOSAL_VIEWS.items()
-    },
+    "v_latest_run_summary": _LATEST_RUN_SUMMARY,
+    "v_latest_failing_tests": _LATEST_FAILING_TESTS,
+    "v_issue_resolution": _ISSUE_RESOLUTION,
+    "v_run_over_run": _RUN_OVER_RUN,
     "v_run_trend": _RUN_TREND,
     "v_cost_by_model": _COST_BY_MODEL,
     "v_latest_comparison": _LATEST_COMPARISON,

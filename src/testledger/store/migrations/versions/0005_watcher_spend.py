@@ -1,11 +1,8 @@
-"""What a watcher itself spent and saw: ``watcher_insights`` gains its own usage columns.
+"""The watcher's own model, usage and spend on ``watcher_insights``.
 
-* ``watcher_model``: the model that produced the observation (an LLM watcher), kept apart from
-  the model the test used.
-* ``watcher_input_tokens`` / ``watcher_output_tokens`` / ``watcher_cost_usd``: the watcher's own
-  usage and price, never mixed into the test's tokens and cost.
-* ``truncated``: whether the text sent to the watcher was cut to fit its input bound, so a
-  verdict made on partial text is never mistaken for one made on everything.
+``watcher_model``, ``watcher_input_tokens``, ``watcher_output_tokens``, ``watcher_cost_usd``
+(kept apart from the test's own model, tokens and cost) and ``truncated`` (the watcher's input
+was cut to fit its bound).
 
 Revision ID: 0005
 Revises: 0004

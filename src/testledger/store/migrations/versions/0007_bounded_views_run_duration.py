@@ -1,33 +1,14 @@
-"""Bounded flaky evidence, cost per model readable newest first, and a run's fractional duration.
+"""A run's fractional duration; bounded flaky evidence; cost per model computed run by run.
 
-* ``v_flaky_evidence`` looks only at each suite and branch's last ``FLAKY_EVIDENCE_RUNS`` (30)
-  finished or aborted runs: the same window as ``testledger flaky`` (``FlakyConfig.window``),
-  so the view no longer finds the final attempt of every result in the ledger before it can
-  answer. Same columns as before. Measured on ``bench/reports.py``'s ledger (20,000 runs, 1M
-  results, ``LIMIT 100``, the 0004 view's SQL as the peer in the same run): SQLite 1,209 -> 47 ms,
-  PostgreSQL 1,810 -> 35 ms.
-* ``v_cost_by_model`` (same columns) is computed run by run, so reading it newest first
-  (``ORDER BY run_timestamp DESC, run_id DESC LIMIT 100``, as a dashboard does) walks
-  ``idx_test_runs_timestamp`` and stops after 100 rows instead of aggregating all 1M results
-  and sorting them: SQLite 612 -> 2.3 ms, PostgreSQL 436 -> 1.0 ms. A full read (``COUNT(*)``
-  over all 80,000 rows) costs about the same on PostgreSQL (370 -> 410 ms) and ~1.6x on SQLite
-  (550 -> 870 ms).
-* ``test_runs.duration_secs``: the run's wall-clock duration with its fractions (a 0.84 s run
-  showed as "0 s" from the proposal's integer ``total_duration_secs``, which is still written,
-  rounded). Backfilled from ``total_duration_secs``.
-* ``v_run_trend`` gains ``duration_secs`` (``total_duration_secs`` where a run has no
-  fractional duration, e.g. rows from before this migration) and ``duration_change`` follows it.
+* ``test_runs.duration_secs`` NUMERIC(12, 3): the run's wall-clock duration with its fractions
+  (``total_duration_secs`` is whole seconds), backfilled from ``total_duration_secs``.
+* ``v_run_trend`` gains ``duration_secs``; ``duration_change`` follows it.
+* ``v_flaky_evidence`` (same columns) looks only at each suite and branch's last 30 finished or
+  aborted runs, the window of ``testledger flaky``.
+* ``v_cost_by_model`` (same columns) is computed run by run, so a newest-first read stops early.
 
-The two rewritten views differ by dialect. PostgreSQL gets ``LATERAL``: one small query per
-suite/branch (or per run) that the planner sizes right, where it estimates a window function's
-``rn <= 30`` as every run and hash-joins all 1M results to it. SQLite, which has no ``LATERAL``,
-keeps ``ROW_NUMBER()`` for the flaky window (it loops over the few runs kept through
-``idx_test_results_run``) and computes cost per model with correlated subqueries on
-``idx_test_results_run_provider_model``: it cannot push an outer ``ORDER BY ... LIMIT`` into an
-aggregate view.
-
-``watcher_insights.test_result_id`` already has its index since 0001
-(``idx_watcher_insights_test_result``, the proposal's), so none is added here.
+The two rewritten views differ by dialect: ``LATERAL`` on PostgreSQL; on SQLite, which has no
+``LATERAL``, ``ROW_NUMBER()`` and correlated subqueries.
 
 Revision ID: 0007
 Revises: 0006
@@ -49,6 +30,9 @@ depends_on = None
 #: Runs per suite and branch that ``v_flaky_evidence`` looks at (``FlakyConfig.window``).
 FLAKY_EVIDENCE_RUNS = 30
 
+# PostgreSQL gets LATERAL: one small query per suite and branch (or per run) that the planner
+# sizes right, where it estimates a window function's ``rn <= 30`` as every run. SQLite has no
+# LATERAL: ROW_NUMBER() for the flaky window, correlated subqueries for cost per model.
 _RECENT_RUNS = {
     "postgresql": f"""
   SELECT r.id, r.suite, r.commit_hash

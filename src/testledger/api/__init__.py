@@ -1,0 +1,313 @@
+"""testledger's library API: every operation the command line, the web app and the MCP server
+offer, as one typed call.
+
+Each function takes a :class:`~testledger.Ledger` (a database URL and a results folder; see
+:func:`open_ledger`) and returns dataclasses whose ``as_json()`` gives JSON-ready data::
+
+    from testledger import api
+
+    with api.open_ledger("sqlite:///.testledger/ledger.db") as ledger:
+        api.import_paths(ledger, ["junit.xml"])
+        latest = api.show_run(ledger)
+        for issue in api.list_issues(ledger, api.IssueFilter(statuses=["OPEN"])):
+            print(issue.code, issue.title)
+
+Thresholds travel as small option objects (:class:`CompareThresholds`, :class:`FlakyConfig`,
+:class:`RegressionConfig`, :class:`GateRules`); left out, they come from the project's
+``[tool.testledger]`` settings. Errors are :class:`~testledger.TestledgerError` subclasses with a
+message fit for a user. Only the names in ``__all__`` are stable; the modules below them are not.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from testledger.analyze.detect import DetectionReport
+    from testledger.analyze.flaky.finder import FlakyConfig
+    from testledger.analyze.regressions.metrics import (
+        MetricChange,
+        RegressionConfig,
+        RegressionReport,
+    )
+    from testledger.analyze.watcher.service import WatchSummary
+    from testledger.api._admin import (
+        SchemaStatus,
+        SchemaUpgrade,
+        run_demo,
+        schema_sql,
+        schema_status,
+        upgrade_schema,
+    )
+    from testledger.api._analysis import (
+        FlakyTestReport,
+        find_flaky,
+        find_regressions,
+        flaky_settings,
+        watch,
+    )
+    from testledger.api._constants import (
+        EXPORT_FORMATS,
+        EXPORT_TABLES,
+        ISSUE_SORTS,
+        REGRESSION_METRICS,
+        TREND_METRICS,
+        WATCH_HISTORY_RUNS,
+    )
+    from testledger.api._imports import (
+        ImportFailure,
+        ImportOptions,
+        ImportProgress,
+        ImportReport,
+        import_formats,
+        import_paths,
+        sync,
+    )
+    from testledger.api._issues import (
+        FingerprintExplanation,
+        IssueChange,
+        IssueFilter,
+        backfill,
+        detect,
+        explain_result,
+        issue_detail,
+        list_issues,
+        update_issue,
+    )
+    from testledger.api._reports import (
+        HtmlReportFile,
+        QueryResult,
+        compare,
+        cost,
+        export,
+        gate,
+        gate_rules,
+        history,
+        html_report,
+        html_report_data,
+        query,
+        query_names,
+        render_markdown,
+        summary,
+        trend,
+    )
+    from testledger.api._runs import list_runs, show_run
+    from testledger.demo.runner import DemoResult
+    from testledger.ingest.backfill import BackfillReport
+    from testledger.ingest.importer import ImportOutcome
+    from testledger.record.runner import Ledger, open_ledger
+    from testledger.record.sync import SyncReport
+    from testledger.report.compare import (
+        CompareThresholds,
+        GroupChange,
+        RunComparison,
+        TestChange,
+    )
+    from testledger.report.cost import CostGroup, CostReport
+    from testledger.report.explain import ExplainedPart
+    from testledger.report.export import ExportSummary
+    from testledger.report.gate import GateResult, GateRules
+    from testledger.report.history import ResultHistory
+    from testledger.report.html import HtmlReport
+    from testledger.report.issues import IssueDetail, IssueSummary
+    from testledger.report.markdown import SummaryData
+    from testledger.report.runs import RunDetail, RunSummary
+    from testledger.report.trend import Trend, TrendMetric
+    from testledger.store.engine import mask_url, mask_urls_in
+
+# Loaded on first use (PEP 562), like the package's own names: importing the API is free until
+# a function is called, and each call pulls in only what it needs.
+_EXPORTS = {
+    # handles and runs
+    "Ledger": "testledger.record.runner",
+    "open_ledger": "testledger.record.runner",
+    "list_runs": "testledger.api._runs",
+    "show_run": "testledger.api._runs",
+    "RunSummary": "testledger.report.runs",
+    "RunDetail": "testledger.report.runs",
+    # importing and syncing
+    "import_paths": "testledger.api._imports",
+    "sync": "testledger.api._imports",
+    "ImportOptions": "testledger.api._imports",
+    "ImportProgress": "testledger.api._imports",
+    "ImportReport": "testledger.api._imports",
+    "ImportFailure": "testledger.api._imports",
+    "ImportOutcome": "testledger.ingest.importer",
+    "SyncReport": "testledger.record.sync",
+    # issues
+    "detect": "testledger.api._issues",
+    "list_issues": "testledger.api._issues",
+    "issue_detail": "testledger.api._issues",
+    "update_issue": "testledger.api._issues",
+    "explain_result": "testledger.api._issues",
+    "backfill": "testledger.api._issues",
+    "IssueFilter": "testledger.api._issues",
+    "IssueChange": "testledger.api._issues",
+    "FingerprintExplanation": "testledger.api._issues",
+    "DetectionReport": "testledger.analyze.detect",
+    "IssueSummary": "testledger.report.issues",
+    "IssueDetail": "testledger.report.issues",
+    "BackfillReport": "testledger.ingest.backfill",
+    # analysis
+    "find_flaky": "testledger.api._analysis",
+    "find_regressions": "testledger.api._analysis",
+    "watch": "testledger.api._analysis",
+    "FlakyConfig": "testledger.analyze.flaky.finder",
+    "FlakyTestReport": "testledger.api._analysis",
+    "RegressionConfig": "testledger.analyze.regressions.metrics",
+    "RegressionReport": "testledger.analyze.regressions.metrics",
+    "WatchSummary": "testledger.analyze.watcher.service",
+    # reports
+    "compare": "testledger.api._reports",
+    "gate": "testledger.api._reports",
+    "summary": "testledger.api._reports",
+    "render_markdown": "testledger.api._reports",
+    "trend": "testledger.api._reports",
+    "history": "testledger.api._reports",
+    "cost": "testledger.api._reports",
+    "query": "testledger.api._reports",
+    "query_names": "testledger.api._reports",
+    "export": "testledger.api._reports",
+    "html_report": "testledger.api._reports",
+    "html_report_data": "testledger.api._reports",
+    "gate_rules": "testledger.api._reports",
+    "HtmlReport": "testledger.report.html",
+    "flaky_settings": "testledger.api._analysis",
+    "CompareThresholds": "testledger.report.compare",
+    "QueryResult": "testledger.api._reports",
+    "HtmlReportFile": "testledger.api._reports",
+    "RunComparison": "testledger.report.compare",
+    "GateRules": "testledger.report.gate",
+    "GateResult": "testledger.report.gate",
+    "SummaryData": "testledger.report.markdown",
+    "Trend": "testledger.report.trend",
+    "ResultHistory": "testledger.report.history",
+    "CostReport": "testledger.report.cost",
+    "ExportSummary": "testledger.report.export",
+    # the schema and the demo
+    "upgrade_schema": "testledger.api._admin",
+    "schema_status": "testledger.api._admin",
+    "schema_sql": "testledger.api._admin",
+    "run_demo": "testledger.api._admin",
+    "SchemaStatus": "testledger.api._admin",
+    "SchemaUpgrade": "testledger.api._admin",
+    "DemoResult": "testledger.demo.runner",
+    # names for choices and rendering
+    "BUILT_IN_IMPORT_FORMATS": "testledger.api._constants",
+    "EXPORT_FORMATS": "testledger.api._constants",
+    "EXPORT_TABLES": "testledger.api._constants",
+    "ISSUE_SORTS": "testledger.api._constants",
+    "REGRESSION_METRICS": "testledger.api._constants",
+    "TREND_METRICS": "testledger.api._constants",
+    "WATCH_HISTORY_RUNS": "testledger.api._constants",
+    "import_formats": "testledger.api._imports",
+    "TestChange": "testledger.report.compare",
+    "GroupChange": "testledger.report.compare",
+    "CostGroup": "testledger.report.cost",
+    "MetricChange": "testledger.analyze.regressions.metrics",
+    "TrendMetric": "testledger.report.trend",
+    "ExplainedPart": "testledger.report.explain",
+    "mask_url": "testledger.store.engine",
+    "mask_urls_in": "testledger.store.engine",
+}
+
+__all__ = [
+    "BUILT_IN_IMPORT_FORMATS",
+    "EXPORT_FORMATS",
+    "EXPORT_TABLES",
+    "ISSUE_SORTS",
+    "REGRESSION_METRICS",
+    "TREND_METRICS",
+    "WATCH_HISTORY_RUNS",
+    "BackfillReport",
+    "CompareThresholds",
+    "CostGroup",
+    "CostReport",
+    "DemoResult",
+    "DetectionReport",
+    "ExplainedPart",
+    "ExportSummary",
+    "FingerprintExplanation",
+    "FlakyConfig",
+    "FlakyTestReport",
+    "GateResult",
+    "GateRules",
+    "GroupChange",
+    "HtmlReport",
+    "HtmlReportFile",
+    "ImportFailure",
+    "ImportOptions",
+    "ImportOutcome",
+    "ImportProgress",
+    "ImportReport",
+    "IssueChange",
+    "IssueDetail",
+    "IssueFilter",
+    "IssueSummary",
+    "Ledger",
+    "MetricChange",
+    "QueryResult",
+    "RegressionConfig",
+    "RegressionReport",
+    "ResultHistory",
+    "RunComparison",
+    "RunDetail",
+    "RunSummary",
+    "SchemaStatus",
+    "SchemaUpgrade",
+    "SummaryData",
+    "SyncReport",
+    "TestChange",
+    "Trend",
+    "TrendMetric",
+    "WatchSummary",
+    "backfill",
+    "compare",
+    "cost",
+    "detect",
+    "explain_result",
+    "export",
+    "find_flaky",
+    "find_regressions",
+    "flaky_settings",
+    "gate",
+    "gate_rules",
+    "history",
+    "html_report",
+    "html_report_data",
+    "import_formats",
+    "import_paths",
+    "issue_detail",
+    "list_issues",
+    "list_runs",
+    "mask_url",
+    "mask_urls_in",
+    "open_ledger",
+    "query",
+    "query_names",
+    "render_markdown",
+    "run_demo",
+    "schema_sql",
+    "schema_status",
+    "show_run",
+    "summary",
+    "sync",
+    "trend",
+    "update_issue",
+    "upgrade_schema",
+    "watch",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'testledger.api' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

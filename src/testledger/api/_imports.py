@@ -1,0 +1,80 @@
+"""Getting runs into the ledger: report files imported, spooled runs synced."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from testledger.errors import DatabaseUnavailable
+from testledger.ingest.importer import ImportOptions
+from testledger.ingest.paths import ImportFailure, ImportProgress, ImportReport
+from testledger.ingest.paths import import_paths as _import_paths
+from testledger.ingest.registry import FORMATS
+from testledger.record.archive import ArchivedRun
+from testledger.record.runner import Ledger
+from testledger.record.sync import SyncReport, pending_runs, sync_runs
+
+__all__ = [
+    "ImportFailure",
+    "ImportOptions",
+    "ImportProgress",
+    "ImportReport",
+    "import_formats",
+    "import_paths",
+    "sync",
+]
+
+
+def import_formats() -> list[str]:
+    """The names ``format_name`` accepts, in the order formats are detected."""
+    return list(FORMATS)
+
+
+def import_paths(
+    ledger: Ledger,
+    paths: Sequence[str | Path],
+    options: ImportOptions | None = None,
+    *,
+    format_name: str | None = None,
+    progress: ImportProgress | None = None,
+) -> ImportReport:
+    """Import report files, folders (searched for reports) and globs, one run per file (or all
+    into ``options.run_key``), then detect the new runs' issues oldest first. A bad file is in
+    ``errors`` with none of its rows written; importing a file again adds nothing."""
+    return _import_paths(
+        ledger.engine(),
+        ledger.settings,
+        paths,
+        options,
+        format_name=format_name,
+        progress=progress,
+    )
+
+
+def sync(
+    ledger: Ledger,
+    *,
+    include_unfinished: bool = False,
+    include_synced: bool = False,
+    progress: Callable[[ArchivedRun], None] | None = None,
+) -> SyncReport:
+    """Load the runs recorded while the database was away (the JSON spool in the results
+    folder) into the database, and detect them. Raises DatabaseUnavailable, saying how many
+    runs stay in the spool."""
+    settings = ledger.settings
+    waiting = sum(1 for _ in pending_runs(settings.results_dir, include_synced=include_synced))
+    if not waiting:
+        return SyncReport()
+    try:
+        engine = ledger.engine()
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnavailable(f"{exc}; {waiting} run(s) stay in the spool") from None
+    return sync_runs(
+        engine,
+        settings.database_url,
+        settings.results_dir,
+        include_unfinished=include_unfinished,
+        include_synced=include_synced,
+        progress=progress,
+        settings=settings,
+    )

@@ -1,0 +1,33 @@
+"""Runs: the list, one run in detail."""
+
+from __future__ import annotations
+
+from testledger.record.runner import Ledger
+from testledger.report import runs
+
+__all__ = ["list_runs", "show_run"]
+
+
+def list_runs(
+    ledger: Ledger,
+    *,
+    branch: str | None = None,
+    suite: str | None = None,
+    limit: int = 20,
+) -> list[runs.RunSummary]:
+    """Recorded runs, newest first, optionally of one branch and suite."""
+    with ledger.engine().connect() as connection:
+        return runs.list_runs(connection, branch=branch, suite=suite, limit=limit)
+
+
+def show_run(
+    ledger: Ledger,
+    run: str | int | None = None,
+    *,
+    branch: str | None = None,
+    suite: str | None = None,
+) -> runs.RunDetail:
+    """One run (an id or run key; default the latest, of a branch and suite when given) with
+    its failing tests. Raises NotFound."""
+    with ledger.engine().connect() as connection:
+        return runs.show_run(connection, run, branch=branch, suite=suite)

@@ -1,0 +1,79 @@
+"""How a stored failure's fingerprint is made: each part, what it was normalised to, the rules
+that fired, and the fingerprint stored at detection time beside the one made now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from testledger.analyze.detect import result_from_row
+from testledger.analyze.issues.fingerprint import explain, fingerprint
+from testledger.common.jsondata import JsonData
+from testledger.errors import NotFound
+from testledger.store.tables import test_results
+
+__all__ = ["ExplainedPart", "FingerprintExplanation", "explain_result"]
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainedPart(JsonData):
+    """One part of the fingerprint: its raw text, its normalised text and the rules that fired;
+    ``contributes`` is False for a part left out of the hash."""
+
+    name: str
+    raw: str | None
+    normalized: str | None
+    rules: tuple[str, ...]
+    contributes: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintExplanation(JsonData):
+    result_id: int
+    test_id: str
+    status: str
+    fingerprint: str
+    version: int
+    stored_fingerprint: str | None
+    stored_version: int | None
+    components: tuple[ExplainedPart, ...]
+
+    @property
+    def stored_differs(self) -> bool:
+        """Whether detection grouped the result under another fingerprint than the one made
+        now (an older algorithm): the stored one is kept for grouping."""
+        return self.stored_fingerprint is not None and (
+            self.stored_fingerprint,
+            self.stored_version,
+        ) != (self.fingerprint, self.version)
+
+
+def explain_result(connection: Connection, result_id: int) -> FingerprintExplanation:
+    """The explanation of result ``result_id``'s fingerprint. Raises NotFound."""
+    row = connection.execute(sa.select(test_results).where(test_results.c.id == result_id)).first()
+    if row is None:
+        raise NotFound(f"no result with id {result_id}")
+    result = result_from_row(row)
+    made = fingerprint(result)
+    parts = tuple(
+        ExplainedPart(
+            name=part.name,
+            raw=part.raw,
+            normalized=part.normalized,
+            rules=tuple(part.rules),
+            contributes=part.contributes,
+        )
+        for part in explain(result)
+    )
+    return FingerprintExplanation(
+        result_id=result_id,
+        test_id=result.test_id,
+        status=result.status.value,
+        fingerprint=made.hash,
+        version=made.version,
+        stored_fingerprint=row.fingerprint,
+        stored_version=row.fingerprint_version,
+        components=parts,
+    )
