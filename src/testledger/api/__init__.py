@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.api._admin import (
         SchemaStatus,
         SchemaUpgrade,
+        check_demo_target,
         run_demo,
         schema_sql,
         schema_status,
@@ -190,6 +191,7 @@ _EXPORTS = {
     "schema_status": "testledger.api._admin",
     "schema_sql": "testledger.api._admin",
     "run_demo": "testledger.api._admin",
+    "check_demo_target": "testledger.api._admin",
     "SchemaStatus": "testledger.api._admin",
     "SchemaUpgrade": "testledger.api._admin",
     "DemoResult": "testledger.demo.runner",
@@ -263,6 +265,7 @@ __all__ = [
     "TrendMetric",
     "WatchSummary",
     "backfill",
+    "check_demo_target",
     "compare",
     "cost",
     "detect",

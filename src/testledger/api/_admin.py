@@ -15,6 +15,7 @@ from testledger.store.migrate import render_sql, schema_state, upgrade
 __all__ = [
     "SchemaStatus",
     "SchemaUpgrade",
+    "check_demo_target",
     "run_demo",
     "schema_sql",
     "schema_status",
@@ -82,6 +83,14 @@ def schema_sql(dialect: str = "postgresql") -> str:
     return render_sql(dialect)
 
 
+def check_demo_target(
+    directory: Path, *, force: bool = False, database_url: str | None = None
+) -> None:
+    """Refuse (ConfigError) a demo folder that is neither new, empty nor an earlier demo (with
+    ``force``), or a database that already holds runs: what :func:`run_demo` checks first."""
+    check_target(directory.resolve(), force=force, database_url=database_url)
+
+
 def run_demo(
     directory: Path,
     *,
@@ -93,7 +102,7 @@ def run_demo(
     """Record a realistic history: a small example suite really run with ``pytest --ledger``,
     commit after commit, into a fresh ledger in ``directory`` (or the empty database at
     ``database_url``). Raises ConfigError when the target is not empty or an earlier demo."""
-    check_target(directory.resolve(), force=force, database_url=database_url)
+    check_demo_target(directory, force=force, database_url=database_url)
     return build_demo(
         directory, runs=runs, force=force, database_url=database_url, progress=progress
     )

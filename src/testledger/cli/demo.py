@@ -71,6 +71,8 @@ def demo_command(
     the last two runs, the issues, the flaky tests and the regressions, and writes the HTML
     report."""
     database_url = state(ctx).db
+    # Checked before the progress display starts, so that a refusal is one plain line.
+    api.check_demo_target(directory, force=force, database_url=database_url)
     if as_json:
         result = api.run_demo(directory, runs=runs, force=force, database_url=database_url)
         emit_json({**result.as_json(), "database_url": _shown_url(result)})

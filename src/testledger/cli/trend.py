@@ -75,7 +75,7 @@ def _describe_filters(trend: api.Trend) -> str:
 
 def render_trend(trend: api.Trend) -> None:
     count = len(trend.points)
-    console.print(f"[bold]api.Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
+    console.print(f"[bold]Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
     if trend.filters.per_result:
         console.print("numbers over the matching results of each run")
     table = Table(box=None, header_style="bold")
