@@ -42,7 +42,7 @@ def find_flaky(
 ) -> list[FlakyTestReport]:
     """Flaky tests with their evidence (run ids, reasons), most flaky first."""
     config = config or flaky_settings(ledger)
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         found = _find_flaky(connection, config=config, suite=suite, branch=branch)
         result_ids = [f.last_failure_result_id for f in found if f.last_failure_result_id]
         codes = issue_codes_for_results(connection, result_ids)
@@ -69,7 +69,7 @@ def find_regressions(
     CPU, tokens, cost and watcher quality, with the latest window's single-run outliers.
     ``config`` defaults to ``[tool.testledger.regressions]``."""
     config = config or regression_settings(ledger.settings)
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return _find_regressions(
             connection,
             config,
@@ -96,7 +96,7 @@ def watch(
     ``[tool.testledger.watcher] name``, else heuristic; ``options`` override its settings
     (None values ignored). ``progress(done, total)`` is called as results are watched."""
     chosen = load_watcher(watcher, ledger.settings.tool, options or {})
-    engine = ledger.engine()
+    engine = ledger.engine(create=False)
     with engine.connect() as connection:
         run_id = find_run(connection, run).id
     return watch_run(

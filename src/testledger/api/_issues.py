@@ -43,7 +43,7 @@ def detect(
     """Group a run's failures into issues and move their lifecycle (default: the latest run;
     ``all_runs``: every run, oldest first). Detecting a run again changes nothing."""
     rules, config = detection_settings(ledger.settings, rules_path)
-    engine = ledger.engine()
+    engine = ledger.engine(create=False)
     run_ids: list[int] | None = None
     if not all_runs:
         with engine.connect() as connection:
@@ -70,7 +70,7 @@ def list_issues(
     sort."""
     where = where or IssueFilter()
     statuses = [IssueStatus.parse(status).value for status in where.statuses]
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return issue_reports.list_issues(
             connection,
             statuses=statuses,
@@ -84,7 +84,7 @@ def list_issues(
 
 def issue_detail(ledger: Ledger, code: str, *, occurrences: int = 50) -> issue_reports.IssueDetail:
     """One issue with its history, occurrences and affected tests. Raises NotFound."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return issue_reports.issue_detail(connection, code, occurrences=occurrences)
 
 
@@ -118,7 +118,7 @@ def update_issue(ledger: Ledger, code: str, change: IssueChange) -> issue_report
     as it now is. Raises NotFound, or TestledgerError for a bad status or fingerprint."""
     link = _fingerprint_link(change.link_fingerprint) if change.link_fingerprint else None
     target = IssueStatus.parse(change.status) if change.status else None
-    engine = ledger.engine()
+    engine = ledger.engine(create=False)
     with engine.begin() as connection:
         if target is not None or change.note is not None:
             if target is None:
@@ -142,7 +142,7 @@ def update_issue(ledger: Ledger, code: str, change: IssueChange) -> issue_report
 
 def explain_result(ledger: Ledger, result_id: int) -> FingerprintExplanation:
     """How result ``result_id``'s fingerprint is made. Raises NotFound."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return _explain_result(connection, result_id)
 
 

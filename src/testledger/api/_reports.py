@@ -64,7 +64,7 @@ def compare(
         from testledger.errors import ConfigError
 
         raise ConfigError("give either a baseline run or a baseline branch, not both")
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return comparing.compare_runs(
             connection,
             current,
@@ -96,7 +96,7 @@ def gate(
     """Whether a run (default the latest) passes the gate's rules (default the project's); one
     check per rule, each PASS, FAIL or not applicable."""
     rules = rules or gate_rules(ledger)
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return gating.evaluate_gate(
             connection, rules, run, baseline_branch=baseline_branch, flaky_config=_flaky(ledger)
         )
@@ -109,7 +109,7 @@ def summary(
     the previous run, new failures with their issues, fixed and flaky tests, the slowest and
     costliest changes, and the gate when the project has rules."""
     rules = gate_rules(ledger)
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return markdown.build_summary(
             connection,
             run,
@@ -131,7 +131,7 @@ def trend(
 ) -> trends.Trend:
     """Pass rate, watcher quality, cost, duration and tokens of the last ``limit`` finished
     runs, oldest first; with tool / provider / model, over each run's matching results."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return trends.run_trend(
             connection,
             limit=limit,
@@ -148,7 +148,7 @@ def history(
 ) -> histories.ResultHistory:
     """One test's last ``limit`` runs, newest first. ``test`` is its id, tool/variation, or a
     unique part of its id; raises NotFound, or AmbiguousTest listing the tests it matches."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return histories.result_history(connection, test, limit=limit, branch=branch)
 
 
@@ -164,7 +164,7 @@ def cost(
     ``budget_usd`` (default ``[tool.testledger] max_run_cost_usd``) marks runs over it."""
     if budget_usd is None:
         budget_usd = costs.budget_from_settings(ledger.settings.tool)
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return costs.cost_report(
             connection, runs=runs, branch=branch, suite=suite, budget_usd=budget_usd
         )
@@ -207,7 +207,7 @@ def plain_value(value: Any) -> Any:
 
 def query(ledger: Ledger, name: str) -> QueryResult:
     """Run one of the proposal's four example queries, unchanged. Raises NotFound."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         rows = proposal.run_proposal_query(connection, name)
     plain = [{key: plain_value(value) for key, value in row.items()} for row in rows]
     return QueryResult(name=name, title=proposal.PROPOSAL_QUERIES[name].title, rows=plain)
@@ -226,7 +226,7 @@ def export(
     """Stream one table (runs, results, issues, occurrences, watcher insights) as CSV, JSON,
     JSON Lines or Parquet to ``output`` (else ``stdout``); a failed export leaves no partial
     file. Raises ConfigError for an unknown table or format."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return exporting.export_table(
             connection, table, format_name, output, run_from=run_from, run_to=run_to, stdout=stdout
         )
@@ -254,5 +254,5 @@ def html_report_data(
     ledger: Ledger, run: str | int | None = None, *, history_runs: int = 100
 ) -> html_reports.HtmlReport:
     """What the HTML report of a run shows, as data."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return html_reports.build_report(connection, run, history=history_runs)

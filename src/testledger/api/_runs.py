@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from testledger.record.runner import Ledger
 from testledger.report import runs
 
@@ -14,10 +16,16 @@ def list_runs(
     branch: str | None = None,
     suite: str | None = None,
     limit: int = 20,
+    status: str | None = None,
+    since: datetime | None = None,
 ) -> list[runs.RunSummary]:
-    """Recorded runs, newest first, optionally of one branch and suite."""
-    with ledger.engine().connect() as connection:
-        return runs.list_runs(connection, branch=branch, suite=suite, limit=limit)
+    """Recorded runs, newest first, optionally of one branch and suite, in one state
+    (``running``, ``finished``, ``aborted``) and started at or after ``since`` (naive: UTC).
+    Raises ConfigError for an unknown status."""
+    with ledger.engine(create=False).connect() as connection:
+        return runs.list_runs(
+            connection, branch=branch, suite=suite, limit=limit, status=status, since=since
+        )
 
 
 def show_run(
@@ -29,5 +37,5 @@ def show_run(
 ) -> runs.RunDetail:
     """One run (an id or run key; default the latest, of a branch and suite when given) with
     its failing tests. Raises NotFound."""
-    with ledger.engine().connect() as connection:
+    with ledger.engine(create=False).connect() as connection:
         return runs.show_run(connection, run, branch=branch, suite=suite)

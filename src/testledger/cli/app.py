@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
 from testledger import api
@@ -35,6 +38,7 @@ __all__ = [
     "ledger_of",
     "run_app",
     "state",
+    "visible",
 ]
 
 EXIT_ERROR = 1
@@ -48,9 +52,34 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (terminal escape sequences, NUL, bell...) written
+    out as ``\\x1b``: shown to the reader, never sent raw to their terminal."""
+    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
+
+
+class TextConsole(Console):
+    """A console that prints every string as text. Test ids (``test_x[a-b]``), messages
+    (``[red]x[/red]``), branches and notes are data, so no string is read as Rich markup or
+    emoji codes, and control characters are shown visibly. Styling is given with ``style=``
+    and Text objects instead of markup."""
+
+    def render_str(self, text: str, **options: Any) -> Text:
+        options.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(visible(text), **options)
+
+
 # Piped output (CI logs, files) gets a wide console instead of Rich's 80 columns, so tables
-# are not squeezed into unreadable stubs; a terminal keeps its own width.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# are not squeezed into unreadable stubs; a terminal keeps its own width, and $COLUMNS wins.
+console = TextConsole(
+    highlight=False,
+    markup=False,
+    emoji=False,
+    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160,
+)
 
 DB_HELP = (
     "Database URL (sqlite:///path.db, postgresql://user:pass@host/db, or a file path). "
@@ -182,11 +211,11 @@ def run_app(argv: list[str] | None = None) -> int:
         typer.echo(str(exc.code), err=True)
         return EXIT_ERROR
     except TestledgerError as exc:
-        typer.echo(f"error: {api.mask_urls_in(str(exc))}", err=True)
+        typer.echo(f"error: {visible(api.mask_urls_in(str(exc)))}", err=True)
         return EXIT_ERROR
     except SQLAlchemyError as exc:
         original = getattr(exc, "orig", None) or exc
-        detail = api.mask_urls_in(" ".join(str(original).split()))
+        detail = visible(api.mask_urls_in(" ".join(str(original).split())))
         typer.echo(f"error: database error: {detail}", err=True)
         return EXIT_ERROR
     return 0

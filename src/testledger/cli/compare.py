@@ -12,6 +12,7 @@ from rich.table import Table
 
 from testledger import api
 from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.tables import Column, fitted_table
 from testledger.common.formatting import format_seconds
 from testledger.errors import ConfigError
 
@@ -78,25 +79,28 @@ def _render_totals(comparison: api.RunComparison) -> None:
 def _render_tests(title: str, rows: list[api.TestChange], value_fmt: str | None = None) -> None:
     if not rows:
         return
-    table = Table(
-        title=f"{title} ({len(rows)})", box=None, header_style="bold", title_justify="left"
-    )
-    for header in ("test", "provider", "model", "before", "after"):
-        table.add_column(header, overflow="fold")
-    extra = "issue / error" if value_fmt is None else "change"
-    table.add_column(extra, overflow="fold")
+    columns = [
+        Column("test", main=True),
+        Column("provider", keep=3),
+        Column("model", keep=2),
+        Column("before"),
+        Column("after"),
+        Column("issue / error" if value_fmt is None else "change", main=value_fmt is None),
+    ]
+    cells = []
     for row in rows:
         if value_fmt is None:
             before, after = row.status_before or "-", row.status_after or "-"
             message = (row.error_message or "").strip().splitlines()
             error = f"{row.error_type or ''}: {message[0] if message else ''}".strip(": ")
-            detail = " ".join(part for part in (row.issue_code or "", error[:120]) if part)
+            detail = " ".join(part for part in (row.issue_code or "", error[:200]) if part)
         else:
             before, after = _number(row.before, value_fmt), _number(row.after, value_fmt)
             delta = None if row.before is None or row.after is None else row.after - row.before
             detail = _delta(delta, value_fmt)
-        table.add_row(row.test_id, row.provider or "-", row.model or "-", before, after, detail)
-    console.print(table)
+        cells.append([row.test_id, row.provider or "-", row.model or "-", before, after, detail])
+    title = f"{title} ({len(rows)})"
+    console.print(fitted_table(columns, cells, width=console.width, title=title))
 
 
 def _render_groups(title: str, groups: list[api.GroupChange]) -> None:
@@ -167,9 +171,10 @@ def compare_command(
         return
     a, b = comparison.current, comparison.baseline
     console.print(
-        f"[bold]Run {a.id}[/bold] ({a.run_key}, {a.branch} @ {(a.commit or '-')[:10]}) vs "
-        f"[bold]run {b.id}[/bold] ({b.run_key}, {b.branch} @ {(b.commit or '-')[:10]})"
-        f"  suite {a.suite}"
+        f"Run {a.id} ({a.run_key}, {a.branch} @ {(a.commit or '-')[:10]}) vs "
+        f"run {b.id} ({b.run_key}, {b.branch} @ {(b.commit or '-')[:10]})"
+        f"  suite {a.suite}",
+        style="bold",
     )
     _render_totals(comparison)
     _render_tests("New failures", comparison.new_failures)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from testledger import api
 from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.tables import Column, fitted_table
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of text.")
 
@@ -82,13 +82,19 @@ def issues_command(
     if not found:
         console.print("No issues.")
         return
-    table = Table(box=None, header_style="bold")
-    for header in ("code", "priority", "status", "life", "category", "seen", "flaky"):
-        table.add_column(header, justify="right" if header in ("seen", "flaky") else "left")
-    table.add_column("last seen")
-    table.add_column("title", overflow="fold")
-    for issue in found:
-        table.add_row(
+    columns = [
+        Column("code"),
+        Column("priority", keep=3),
+        Column("status"),
+        Column("life", keep=2),
+        Column("category", keep=4),
+        Column("seen", justify="right", keep=1),
+        Column("flaky", justify="right", keep=3),
+        Column("last seen", keep=5),
+        Column("title", main=True),
+    ]
+    rows = [
+        [
             issue.code,
             issue.priority,
             issue.status,
@@ -97,9 +103,11 @@ def issues_command(
             str(issue.occurrences),
             str(issue.flaky_occurrences or ""),
             _when(issue.last_seen_at),
-            issue.title[:90],
-        )
-    console.print(table)
+            issue.title[:200],
+        ]
+        for issue in found
+    ]
+    console.print(fitted_table(columns, rows, width=console.width))
 
 
 @command("issue")
@@ -150,7 +158,7 @@ def issue_command(
 
 def _print_detail(detail: api.IssueDetail) -> None:
     i = detail.issue
-    console.print(f"[bold]{i.code}[/bold]  {i.title}")
+    console.print(f"{i.code}  {i.title}", style="bold")
     console.print(
         f"  {i.priority} · {i.status} · {i.lifecycle or i.origin} · {i.category} · "
         f"{i.occurrences} occurrence(s), {i.flaky_occurrences} flaky"
@@ -172,32 +180,41 @@ def _print_detail(detail: api.IssueDetail) -> None:
     if detail.description:
         console.print(f"\n{detail.description}")
     if detail.root_cause:
-        console.print(f"\n[bold]Root cause:[/bold] {detail.root_cause}")
+        console.print(f"\nRoot cause: {detail.root_cause}", style="bold")
     if detail.resolution:
-        console.print(f"[bold]Resolution:[/bold] {detail.resolution}")
+        console.print(f"Resolution: {detail.resolution}", style="bold")
     if detail.affected_tests:
-        console.print("\n[bold]Affected tests[/bold]")
+        console.print("\nAffected tests", style="bold")
         for test_id, count in list(detail.affected_tests.items())[:20]:
             console.print(f"  {count:>4}  {test_id}")
     if detail.occurrences:
-        table = Table(
-            title="Occurrences (newest first)", box=None, header_style="bold", title_justify="left"
-        )
-        for header in ("run", "when", "branch", "commit", "test", "status", "flaky"):
-            table.add_column(header)
-        for o in detail.occurrences:
-            table.add_row(
+        columns = [
+            Column("run", justify="right"),
+            Column("result", justify="right", keep=2),
+            Column("when", keep=3),
+            Column("branch", keep=4),
+            Column("commit", keep=5),
+            Column("test", main=True),
+            Column("status"),
+            Column("flaky", keep=1),
+        ]
+        rows = [
+            [
                 str(o.run_id),
+                str(o.result_id or "-"),
                 _when(o.run_timestamp),
                 o.branch,
                 (o.commit or "-")[:10],
                 o.test_id or "-",
                 o.status or "-",
                 "yes" if o.flaky else "",
-            )
-        console.print(table)
+            ]
+            for o in detail.occurrences
+        ]
+        title = "Occurrences (newest first)"
+        console.print(fitted_table(columns, rows, width=console.width, title=title))
     if detail.events:
-        console.print("\n[bold]History[/bold]")
+        console.print("\nHistory", style="bold")
         for e in detail.events:
             move = f" {e.status_from or ''}->{e.status_to}" if e.status_to else ""
             run = f" run {e.run_id}" if e.run_id else ""
@@ -272,17 +289,25 @@ def flaky_command(
     if not found:
         console.print("No flaky tests.")
         return
-    table = Table(box=None, header_style="bold")
-    for header in ("test", "suite", "score", "evidence runs", "last failure", "issue", "why"):
-        table.add_column(header, overflow="fold")
-    for flaky in found:
-        table.add_row(
+    columns = [
+        Column("test", main=True),
+        Column("suite", keep=4),
+        Column("score", justify="right"),
+        Column("evidence runs", keep=3),
+        Column("last failure", keep=2),
+        Column("issue", keep=1),
+        Column("why", main=True),
+    ]
+    rows = [
+        [
             flaky.test_id,
             flaky.suite,
             f"{flaky.score:.2f}",
             ", ".join(str(r) for r in flaky.evidence_run_ids[:8]),
             str(flaky.last_failure_run_id or "-"),
             flaky.last_failure_issue or "-",
-            "; ".join(flaky.reasons)[:160],
-        )
-    console.print(table)
+            "; ".join(flaky.reasons)[:200],
+        ]
+        for flaky in found
+    ]
+    console.print(fitted_table(columns, rows, width=console.width))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from testledger import api
 from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.tables import Column, fitted_table
 
 
 def format_p_value(p_value: float) -> str:
@@ -62,13 +62,22 @@ def regressions_command(
         console.print(f"No {what} in {report.series_analyzed} series.")
     scopes = sorted({(change.suite, change.branch) for change in report.changes})
     for scope_suite, scope_branch in scopes:
-        console.print(f"[bold]suite {scope_suite}, branch {scope_branch}[/bold]")
-        table = Table(box=None, header_style="bold")
-        columns = ["test", "metric"] + (["kind"] if include_improvements else [])
-        columns += ["before -> after", "change", "first run", "when (UTC)", "commits"]
-        columns += ["p-value", "runs", "latest", "outliers", "issue"]
-        for header in columns:
-            table.add_column(header, justify="right" if header == "change" else "left")
+        console.print(f"suite {scope_suite}, branch {scope_branch}", style="bold")
+        columns = [Column("test", main=True), Column("metric")]
+        columns += [Column("kind")] if include_improvements else []
+        columns += [
+            Column("before -> after"),
+            Column("change", justify="right"),
+            Column("first run", keep=3),
+            Column("when (UTC)", keep=2),
+            Column("commits", keep=4),
+            Column("p-value", keep=5),
+            Column("runs", keep=5),
+            Column("latest", keep=4),
+            Column("outliers", keep=5),
+            Column("issue", keep=1),
+        ]
+        rows = []
         for change in report.changes:
             if (change.suite, change.branch) != (scope_suite, scope_branch):
                 continue
@@ -87,24 +96,35 @@ def regressions_command(
                 ", ".join(str(run) for run in change.outlier_runs) or "-",
                 change.issue_code or "-",
             ]
-            table.add_row(*cells)
-        console.print(table)
+            rows.append(cells)
+        console.print(fitted_table(columns, rows, width=console.width))
     if report.changes:
         console.print(f"{len(report.changes)} {what} in {report.series_analyzed} series.")
     if report.outliers:
-        table = Table(title="Outliers (latest window)", box=None, header_style="bold")
-        for header in ("suite", "branch", "test", "metric", "run", "when (UTC)", "value", "median"):
-            table.add_column(header)
+        columns = [
+            Column("suite", keep=3),
+            Column("branch", keep=3),
+            Column("test", main=True),
+            Column("metric"),
+            Column("run", keep=2),
+            Column("when (UTC)", keep=1),
+            Column("value"),
+            Column("median"),
+        ]
+        rows = []
         for outlier in report.outliers:
             spec = api.REGRESSION_METRICS[outlier.metric]
-            table.add_row(
-                outlier.suite,
-                outlier.branch,
-                outlier.test_id,
-                outlier.metric,
-                f"{outlier.run.id} {outlier.run.key}",
-                outlier.run.at.strftime("%Y-%m-%d %H:%M"),
-                spec.show(outlier.value),
-                spec.show(outlier.median),
+            rows.append(
+                [
+                    outlier.suite,
+                    outlier.branch,
+                    outlier.test_id,
+                    outlier.metric,
+                    f"{outlier.run.id} {outlier.run.key}",
+                    outlier.run.at.strftime("%Y-%m-%d %H:%M"),
+                    spec.show(outlier.value),
+                    spec.show(outlier.median),
+                ]
             )
-        console.print(table)
+        title = "Outliers (latest window)"
+        console.print(fitted_table(columns, rows, width=console.width, title=title))

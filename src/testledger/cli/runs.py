@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from testledger import api
 from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.tables import Column, fitted_table
 from testledger.common.formatting import format_seconds
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -34,15 +34,27 @@ def runs_command(
         emit_json(runs)
         return
     if not runs:
-        console.print("No runs recorded yet.")
+        filtered = branch is not None or suite is not None
+        console.print("No runs match." if filtered else "No runs recorded yet.")
         return
-    table = Table(box=None, header_style="bold")
-    for header in ("id", "when (UTC)", "suite", "branch", "commit", "status", "tests"):
-        table.add_column(header)
-    for header in ("pass", "fail", "skip", "pass %", "quality", "cost $", "secs"):
-        table.add_column(header, justify="right")
-    for run in runs:
-        table.add_row(
+    columns = [
+        Column("id", justify="right"),
+        Column("when (UTC)", keep=3),
+        Column("suite", main=True),
+        Column("branch", main=True),
+        Column("commit", keep=4),
+        Column("status"),
+        Column("tests", justify="right", keep=2),
+        Column("pass", justify="right", keep=5),
+        Column("fail", justify="right"),
+        Column("skip", justify="right", keep=5),
+        Column("pass %", justify="right"),
+        Column("quality", justify="right", keep=3),
+        Column("cost $", justify="right", keep=2),
+        Column("secs", justify="right", keep=1),
+    ]
+    rows = [
+        [
             str(run.id),
             _when(run),
             run.suite,
@@ -57,8 +69,10 @@ def runs_command(
             _number(run.avg_watcher_quality),
             _number(run.total_cost_usd, "{:.4f}"),
             format_seconds(run.duration_secs),
-        )
-    console.print(table)
+        ]
+        for run in runs
+    ]
+    console.print(fitted_table(columns, rows, width=console.width))
 
 
 @command("show")
@@ -75,7 +89,7 @@ def show_command(
         emit_json(detail)
         return
     r = detail.run
-    console.print(f"[bold]Run {r.id}[/bold]  {r.run_key}")
+    console.print(f"Run {r.id}  {r.run_key}", style="bold")
     console.print(
         f"  {_when(r)} UTC  suite {r.suite}  branch {r.branch}  commit {(r.commit or '-')[:12]}"
         f"  status {r.status}  watcher {r.watcher_model}"
@@ -95,20 +109,29 @@ def show_command(
     if not detail.failing:
         console.print("No failing tests.")
         return
-    table = Table(title="Failing tests", box=None, header_style="bold", title_justify="left")
-    for header in ("test", "status", "attempt", "error", "quality"):
-        table.add_column(header, overflow="fold")
+    columns = [
+        Column("result", justify="right", keep=2),
+        Column("test", main=True),
+        Column("status"),
+        Column("attempt", keep=3),
+        Column("error", main=True),
+        Column("quality", keep=1),
+    ]
+    rows = []
     for test in detail.failing:
         first_line = (test.error_message or "").splitlines()[0] if test.error_message else ""
         error = f"{test.error_type}: {first_line}" if test.error_type else first_line
-        table.add_row(
-            test.test_id,
-            test.status,
-            str(test.attempt),
-            error[:160],
-            _number(test.watcher_quality, "{}"),
+        rows.append(
+            [
+                str(test.result_id),
+                test.test_id,
+                test.status,
+                str(test.attempt),
+                error[:300],
+                _number(test.watcher_quality, "{}"),
+            ]
         )
-    console.print(table)
+    console.print(fitted_table(columns, rows, width=console.width, title="Failing tests"))
 
 
 @command("sync")

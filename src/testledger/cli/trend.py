@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from testledger import api
-from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.app import command, console, emit_json, ledger_of, visible
+from testledger.cli.tables import Cell, Column, fitted_table
 from testledger.common.formatting import format_seconds, sparkline
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
@@ -75,7 +76,7 @@ def _describe_filters(trend: api.Trend) -> str:
 
 def render_trend(trend: api.Trend) -> None:
     count = len(trend.points)
-    console.print(f"[bold]Trend of the last {count} run(s)[/bold]{_describe_filters(trend)}")
+    console.print(f"Trend of the last {count} run(s){_describe_filters(trend)}", style="bold")
     if trend.filters.per_result:
         console.print("numbers over the matching results of each run")
     table = Table(box=None, header_style="bold")
@@ -144,37 +145,48 @@ def render_history(history: api.ResultHistory) -> None:
     runs = len(history.entries)
     on_branch = f" on branch {history.branch}" if history.branch else ""
     console.print(
-        f"[bold]{history.test_id}[/bold]  (tool {history.tool_name}, variation "
-        f"{history.variation}) - {runs} run(s){on_branch}, newest first"
+        f"{history.test_id}  (tool {history.tool_name}, variation "
+        f"{history.variation}) - {runs} run(s){on_branch}, newest first",
+        style="bold",
     )
     if not history.entries:
         return
-    table = Table(box=None, header_style="bold")
-    for header in ("run", "when (UTC)", "branch", "commit", "tries", "status"):
-        table.add_column(header, justify="right" if header in ("run", "tries") else "left")
-    for header in ("secs", "cost $", "tokens", "quality"):
-        table.add_column(header, justify="right")
-    table.add_column("issue")
-    table.add_column("error", overflow="fold")
+    columns = [
+        Column("run", justify="right"),
+        Column("when (UTC)", keep=4),
+        Column("branch", keep=5),
+        Column("commit", keep=6),
+        Column("tries", justify="right", keep=3),
+        Column("status"),
+        Column("secs", justify="right", keep=2),
+        Column("cost $", justify="right", keep=3),
+        Column("tokens", justify="right", keep=4),
+        Column("quality", justify="right", keep=3),
+        Column("issue", keep=1),
+        Column("error", main=True),
+    ]
     status_styles = {"PASS": "green", "FAIL": "red", "ERROR": "red", "SKIP": "yellow"}
+    rows: list[list[Cell]] = []
     for entry in history.entries:
         first_line = (entry.error_message or "").splitlines()[0] if entry.error_message else ""
         error = f"{entry.error_type}: {first_line}" if entry.error_type else first_line
-        table.add_row(
-            str(entry.run_id),
-            _when(entry.run_timestamp),
-            entry.branch,
-            (entry.commit or "-")[:10],
-            str(entry.attempts),
-            Text(entry.status, style=status_styles.get(entry.status, "")),
-            _or_dash(entry.duration_secs, "{:.2f}".format),
-            _money(entry.cost_usd),
-            _tokens(entry.tokens_total),
-            _or_dash(entry.watcher_quality),
-            entry.issue_code or "",
-            error[:100],
+        rows.append(
+            [
+                str(entry.run_id),
+                _when(entry.run_timestamp),
+                entry.branch,
+                (entry.commit or "-")[:10],
+                str(entry.attempts),
+                Text(visible(entry.status), style=status_styles.get(entry.status, "")),
+                _or_dash(entry.duration_secs, "{:.2f}".format),
+                _money(entry.cost_usd),
+                _tokens(entry.tokens_total),
+                _or_dash(entry.watcher_quality),
+                entry.issue_code or "",
+                error[:200],
+            ]
         )
-    console.print(table)
+    console.print(fitted_table(columns, rows, width=console.width))
 
 
 @command("history")
@@ -229,9 +241,10 @@ def render_cost(report: api.CostReport) -> None:
         if value is not None
     )
     console.print(
-        f"[bold]Cost of the last {total.runs} run(s)[/bold]{' - ' + scope if scope else ''}: "
+        f"Cost of the last {total.runs} run(s){' - ' + scope if scope else ''}: "
         f"${_money(total.cost_usd)} for {total.passed} passing test(s) "
-        f"(${_money(total.cost_per_passing_test)} each), {_tokens(total.tokens_total)} tokens"
+        f"(${_money(total.cost_per_passing_test)} each), {_tokens(total.tokens_total)} tokens",
+        style="bold",
     )
     console.print(
         f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens;"
@@ -353,7 +366,7 @@ def query_command(
     if as_json:
         emit_json(rows)
         return
-    console.print(f"[bold]{result.title}[/bold]")
+    console.print(f"{result.title}", style="bold")
     if not rows:
         console.print("No rows.")
         return

@@ -95,12 +95,12 @@ class Ledger:
     def results_dir(self) -> Path:
         return self.settings.results_dir
 
-    def engine(self) -> Engine:
-        """The connected engine, its schema created on first use of an empty database.
-
-        Raises DatabaseUnavailable or SchemaError."""
+    def engine(self, *, create: bool = True) -> Engine:
+        """The connected engine, its schema created on first use of an empty database. With
+        ``create`` False (for reading) nothing is created: a ledger that does not exist yet is
+        NotFound. Raises DatabaseUnavailable or SchemaError."""
         if self._engine is None:
-            self._engine = connect_engine(self.settings.database_url)
+            self._engine = connect_engine(self.settings.database_url, create=create)
         return self._engine
 
     def start_run(

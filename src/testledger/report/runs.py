@@ -7,14 +7,15 @@ render them (``as_json`` gives the ``--json`` shape).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from testledger.common.jsondata import JsonData
-from testledger.errors import NotFound
+from testledger.errors import ConfigError, NotFound
+from testledger.model import RunStatus
 from testledger.store.tables import test_results, test_runs
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "RunSummary",
     "find_run",
     "list_runs",
+    "parse_run_status",
     "run_duration_secs",
     "show_run",
 ]
@@ -91,14 +93,27 @@ def summary_from_row(row: Any) -> RunSummary:
     return RunSummary(**row._asdict())
 
 
+def parse_run_status(value: str) -> str:
+    """A run status as stored (``running``, ``finished``, ``aborted``; any case). Raises
+    ConfigError naming the known ones."""
+    try:
+        return RunStatus(value.strip().lower()).value
+    except ValueError:
+        known = ", ".join(status.value for status in RunStatus)
+        raise ConfigError(f"unknown run status {value!r}: use one of {known}") from None
+
+
 def list_runs(
     connection: Connection,
     *,
     branch: str | None = None,
     suite: str | None = None,
     limit: int = 20,
+    status: str | None = None,
+    since: datetime | None = None,
 ) -> list[RunSummary]:
-    """Runs, newest first."""
+    """Runs, newest first; with ``status``, only runs in that state, with ``since``, only runs
+    started at or after it (a naive datetime is UTC). Raises ConfigError for an unknown status."""
     query = sa.select(*SUMMARY_COLUMNS).order_by(
         test_runs.c.run_timestamp.desc(), test_runs.c.id.desc()
     )
@@ -106,6 +121,12 @@ def list_runs(
         query = query.where(test_runs.c.branch_name == branch)
     if suite is not None:
         query = query.where(test_runs.c.suite == suite)
+    if status is not None:
+        query = query.where(test_runs.c.status == parse_run_status(status))
+    if since is not None:
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=timezone.utc)
+        query = query.where(test_runs.c.run_timestamp >= since)
     return [summary_from_row(row) for row in connection.execute(query.limit(limit))]
 
 
@@ -142,6 +163,8 @@ def find_run(
 
 @dataclass(frozen=True, slots=True)
 class FailingTest:
+    #: The result's id (``testledger explain RESULT_ID``).
+    result_id: int
     test_id: str
     tool_name: str
     variation: str
@@ -181,6 +204,7 @@ def show_run(
     )
     rows = connection.execute(
         sa.select(
+            test_results.c.id.label("result_id"),
             test_results.c.test_id,
             test_results.c.tool_name,
             test_results.c.variation,

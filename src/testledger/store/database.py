@@ -8,9 +8,9 @@ import sys
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from testledger.errors import DatabaseUnavailable, TestledgerError
-from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in
-from testledger.store.migrate import ensure_schema
+from testledger.errors import DatabaseUnavailable, NotFound, TestledgerError
+from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in, sqlite_path
+from testledger.store.migrate import ensure_schema, schema_state
 
 __all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "open_engine"]
 
@@ -39,11 +39,15 @@ def database_errors() -> tuple[type[BaseException], ...]:
 DATABASE_ERRORS: tuple[type[BaseException], ...] = database_errors()
 
 
-def open_engine(url: str) -> Engine:
-    """An engine whose database answered a first connection (no schema check).
+def open_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine whose database answered a first connection (no schema check). With ``create``
+    False a SQLite file that does not exist is not created: NotFound.
 
     Raises DatabaseUnavailable naming the database with its password masked."""
-    engine = create_ledger_engine(url)
+    path = sqlite_path(url)
+    if not create and path is not None and not path.is_file():
+        raise NotFound(f"no ledger at {path}: {_HOW_TO_START}")
+    engine = create_ledger_engine(url, create_folder=create)
     try:
         with engine.connect():
             pass
@@ -55,11 +59,22 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
-def connect_engine(url: str) -> Engine:
+_HOW_TO_START = (
+    "record a run first (pytest --ledger, testledger import), or name the ledger with --db"
+)
+
+
+def connect_engine(url: str, *, create: bool = True) -> Engine:
     """An engine on a usable ledger: reachable, and its schema current (an empty database is
-    migrated on first use). Raises DatabaseUnavailable or SchemaError."""
-    engine = open_engine(url)
+    migrated on first use). With ``create`` False, for reading, nothing is created: a missing
+    SQLite file or a database without testledger's schema is NotFound. Raises
+    DatabaseUnavailable or SchemaError."""
+    engine = open_engine(url, create=create)
     try:
+        if not create:
+            with engine.connect() as connection:
+                if schema_state(connection).is_empty:
+                    raise NotFound(f"no ledger in {mask_url(url)}: {_HOW_TO_START}")
         ensure_schema(engine)
     except BaseException:
         engine.dispose()

@@ -16,7 +16,11 @@ from sqlalchemy.exc import ArgumentError
 
 from testledger.errors import ConfigError
 
-__all__ = ["create_ledger_engine", "mask_url", "mask_urls_in", "normalize_url"]
+__all__ = ["create_ledger_engine", "mask_url", "mask_urls_in", "normalize_url", "sqlite_path"]
+
+#: A word and a colon, as URLs start (``htp:/x``, ``postgres:x``): not taken for a file name. A
+#: single letter is a Windows drive (``C:\\ledger.db``), which is a path.
+_LOOKS_LIKE_A_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
 
 _SCHEMES_WITHOUT_DRIVER = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
 
@@ -30,11 +34,18 @@ def normalize_url(url: str | URL) -> URL:
         if not text:
             raise ConfigError("the database URL is empty")
         if "://" not in text:
+            if _LOOKS_LIKE_A_SCHEME.match(text):
+                raise ConfigError(
+                    f"not a database URL: {mask_urls_in(text)!r} (use sqlite:///PATH, a file "
+                    "path, or postgresql://user@host:5432/db)"
+                )
             text = "sqlite:///" + str(Path(text).expanduser())
         try:
             parsed = make_url(text)
-        except ArgumentError as exc:
-            raise ConfigError(f"not a database URL: {mask_urls_in(text)} ({exc})") from None
+            parsed.port  # noqa: B018 - a non-numeric port raises only when read
+        except (ArgumentError, ValueError) as exc:
+            reason = "its port is not a number" if isinstance(exc, ValueError) else str(exc)
+            raise ConfigError(f"not a database URL: {mask_urls_in(text)!r}: {reason}") from None
     driver = _SCHEMES_WITHOUT_DRIVER.get(parsed.drivername)
     if driver is not None:
         parsed = parsed.set(drivername=driver)
@@ -81,14 +92,28 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_ledger_engine(url: str | URL, *, connect_timeout: int = 10) -> Engine:
-    """An engine for the URL; SQLite files get their folder created and sane pragmas."""
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases, memory and ``file:`` URIs)."""
+    parsed = normalize_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
+def create_ledger_engine(
+    url: str | URL, *, connect_timeout: int = 10, create_folder: bool = True
+) -> Engine:
+    """An engine for the URL; SQLite files get sane pragmas (and their folder created, unless
+    ``create_folder`` is False)."""
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(parsed)
+        if path is not None and create_folder:
+            path.parent.mkdir(parents=True, exist_ok=True)
         # How long a writer waits for another's lock before giving up (the recorder then
         # spools). sqlite3's own ``timeout``, so ``?timeout=SECONDS`` in the URL overrides it.
         if "timeout" not in parsed.query:
@@ -98,4 +123,11 @@ def create_ledger_engine(url: str | URL, *, connect_timeout: int = 10) -> Engine
         return engine
     kwargs["connect_args"] = {"connect_timeout": connect_timeout}
     kwargs["pool_pre_ping"] = True
-    return sa.create_engine(parsed, **kwargs)
+    try:
+        return sa.create_engine(parsed, **kwargs)
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("psycopg", "psycopg2"):
+            raise
+        raise ConfigError(
+            "PostgreSQL needs the psycopg driver: pip install 'testledger[postgres]'"
+        ) from None
