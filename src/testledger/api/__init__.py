@@ -31,7 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         RegressionConfig,
         RegressionReport,
     )
-    from testledger.analyze.watcher.service import WatchSummary
+    from testledger.analyze.watcher.history import TestContext
+    from testledger.analyze.watcher.service import RecordedObservation, WatchSummary
     from testledger.api._admin import (
         SchemaStatus,
         SchemaUpgrade,
@@ -93,10 +94,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         summary,
         trend,
     )
+    from testledger.api._observations import record_observation
     from testledger.api._runs import list_runs, show_run
+    from testledger.api._search import run_failures, search, test_context
     from testledger.demo.runner import DemoResult
     from testledger.ingest.backfill import BackfillReport
     from testledger.ingest.importer import ImportOutcome
+    from testledger.model import WatcherObservation
     from testledger.record.runner import Ledger, open_ledger
     from testledger.record.sync import SyncReport
     from testledger.report.compare import (
@@ -107,6 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from testledger.report.cost import CostGroup, CostReport
     from testledger.report.explain import ExplainedPart
+    from testledger.report.failures import RunFailures
     from testledger.report.export import ExportSummary
     from testledger.report.gate import GateResult, GateRules
     from testledger.report.history import ResultHistory
@@ -114,6 +119,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.report.issues import IssueDetail, IssueSummary
     from testledger.report.markdown import SummaryData
     from testledger.report.runs import RunDetail, RunSummary
+    from testledger.report.search import SearchResults
     from testledger.report.trend import Trend, TrendMetric
     from testledger.store.engine import mask_url, mask_urls_in
 
@@ -212,6 +218,17 @@ _EXPORTS = {
     "ExplainedPart": "testledger.report.explain",
     "mask_url": "testledger.store.engine",
     "mask_urls_in": "testledger.store.engine",
+    # what an agent asks (the MCP server): failures by issue, search, a test's context, and
+    # observations recorded for results
+    "run_failures": "testledger.api._search",
+    "search": "testledger.api._search",
+    "test_context": "testledger.api._search",
+    "record_observation": "testledger.api._observations",
+    "RunFailures": "testledger.report.failures",
+    "SearchResults": "testledger.report.search",
+    "TestContext": "testledger.analyze.watcher.history",
+    "RecordedObservation": "testledger.analyze.watcher.service",
+    "WatcherObservation": "testledger.model",
 }
 
 __all__ = [
@@ -250,20 +267,25 @@ __all__ = [
     "Ledger",
     "MetricChange",
     "QueryResult",
+    "RecordedObservation",
     "RegressionConfig",
     "RegressionReport",
     "ResultHistory",
     "RunComparison",
     "RunDetail",
+    "RunFailures",
     "RunSummary",
     "SchemaStatus",
     "SchemaUpgrade",
+    "SearchResults",
     "SummaryData",
     "SyncReport",
     "TestChange",
+    "TestContext",
     "Trend",
     "TrendMetric",
     "WatchSummary",
+    "WatcherObservation",
     "backfill",
     "check_demo_target",
     "compare",
@@ -289,13 +311,17 @@ __all__ = [
     "open_ledger",
     "query",
     "query_names",
+    "record_observation",
     "render_markdown",
     "run_demo",
+    "run_failures",
     "schema_sql",
     "schema_status",
+    "search",
     "show_run",
     "summary",
     "sync",
+    "test_context",
     "trend",
     "update_issue",
     "upgrade_schema",

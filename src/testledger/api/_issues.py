@@ -16,7 +16,7 @@ from testledger.errors import ConfigError
 from testledger.ingest.backfill import BackfillReport, backfill_issues, parse_backfill_files
 from testledger.record.runner import Ledger
 from testledger.report import issues as issue_reports
-from testledger.report.explain import FingerprintExplanation
+from testledger.report.explain import FingerprintExplanation, find_result_id
 from testledger.report.explain import explain_result as _explain_result
 from testledger.report.runs import find_run
 
@@ -70,11 +70,16 @@ def list_issues(
     sort."""
     where = where or IssueFilter()
     statuses = [IssueStatus.parse(status).value for status in where.statuses]
+    priorities = [priority.strip().upper() for priority in where.priorities]
+    unknown = [p for p in priorities if p not in lifecycle.PRIORITIES]
+    if unknown:
+        known = ", ".join(lifecycle.PRIORITIES)
+        raise ConfigError(f"unknown priority {unknown[0]!r}: use one of {known}")
     with ledger.engine(create=False).connect() as connection:
         return issue_reports.list_issues(
             connection,
             statuses=statuses,
-            priorities=list(where.priorities),
+            priorities=priorities,
             categories=list(where.categories),
             tool=where.tool,
             sort=where.sort,
@@ -140,10 +145,17 @@ def update_issue(ledger: Ledger, code: str, change: IssueChange) -> issue_report
     return issue_detail(ledger, code)
 
 
-def explain_result(ledger: Ledger, result_id: int) -> FingerprintExplanation:
-    """How result ``result_id``'s fingerprint is made. Raises NotFound."""
+def explain_result(
+    ledger: Ledger, result: int | str, *, run: str | int | None = None
+) -> FingerprintExplanation:
+    """How a failure's fingerprint is made. ``result`` is a result's id, or a test (its id,
+    tool/variation or a unique part of its id) whose last attempt in ``run`` (default the
+    latest run) is meant. Raises NotFound, AmbiguousTest, or TestledgerError for a result that
+    did not fail."""
     with ledger.engine(create=False).connect() as connection:
-        return _explain_result(connection, result_id)
+        if isinstance(result, str) and not result.isdigit():
+            result = find_result_id(connection, result, run)
+        return _explain_result(connection, int(result))
 
 
 def backfill(ledger: Ledger, paths: Sequence[Path], *, force: bool = False) -> BackfillReport:

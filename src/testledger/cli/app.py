@@ -23,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
+from typer.core import TyperGroup
 
 from testledger import api
 from testledger.common.jsondata import as_json
@@ -43,7 +44,42 @@ __all__ = [
 
 EXIT_ERROR = 1
 
+#: The top-level help lists the commands by what they are for, in this order.
+COMMAND_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Record", ("import", "sync", "demo")),
+    ("Inspect", ("runs", "show", "history", "trend", "cost", "compare", "summary")),
+    ("Detect", ("detect", "issues", "issue", "explain", "flaky", "regressions", "watch")),
+    ("Report", ("gate", "report", "export", "query", "backfill")),
+    ("Serve and administer", ("mcp", "serve", "db")),
+)
+
+
+class SectionedGroup(TyperGroup):
+    """The root command, whose help groups its commands (see COMMAND_SECTIONS)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        ordered = [name for _, names in COMMAND_SECTIONS for name in names]
+        known = super().list_commands(ctx)
+        return [n for n in ordered if n in known] + [n for n in known if n not in ordered]
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        placed: set[str] = set()
+        sections = [*COMMAND_SECTIONS, ("Other", tuple(self.list_commands(ctx)))]
+        for title, names in sections:
+            rows = []
+            for name in names:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden or name in placed:
+                    continue
+                placed.add(name)
+                rows.append((name, command.get_short_help_str(limit=formatter.width - 20)))
+            if rows:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl(rows)
+
+
 app = typer.Typer(
+    cls=SectionedGroup,
     name="testledger",
     help="testledger: the history of every test run - results, issues, trends and flaky tests.",
     no_args_is_help=True,
@@ -196,20 +232,48 @@ def command(
     return register
 
 
-def run_app(argv: list[str] | None = None) -> int:
-    """Run the command; returns the exit code.
+def _click_error(exc: Exception) -> int | None:
+    """A usage error or abort from Click, said in one line; None for any other exception.
 
-    Click's standalone mode handles usage errors itself (and ends with SystemExit); what it
-    lets through are our own errors, turned here into one line each. (Typer vendors its own
-    copy of Click, so no Click class is named here.)"""
-    group = typer.main.get_command(app)
-    try:
-        group.main(args=argv, prog_name="testledger", standalone_mode=True)
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            return exc.code or 0
-        typer.echo(str(exc.code), err=True)
+    Typer vendors its own copy of Click, so the classes are recognised by name."""
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in kinds:  # the bare command: its help, which is no error
+        typer.echo(exc.format_message())  # type: ignore[attr-defined]
+        return 0
+    if "Abort" in kinds:
+        typer.echo("error: aborted", err=True)
         return EXIT_ERROR
+    if "ClickException" not in kinds:
+        return None
+    message = " ".join(str(exc.format_message()).split())  # type: ignore[attr-defined]
+    context = getattr(exc, "ctx", None)
+    hint = f" (see: {context.command_path} --help)" if "UsageError" in kinds and context else ""
+    typer.echo(f"error: {visible(message)}{hint}", err=True)
+    return EXIT_ERROR
+
+
+def _name_placeholders(command: Any) -> None:
+    """Give every option and argument without a metavar a plain one (``--status STATUS``,
+    ``CODE``) instead of the type names Typer shows (``<str>``, ``<int range>``)."""
+    for sub in getattr(command, "commands", {}).values():
+        _name_placeholders(sub)
+    for param in getattr(command, "params", []):
+        if param.metavar is not None or getattr(param, "is_flag", False):
+            continue
+        longest = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
+        param.metavar = longest.lstrip("-").replace("-", "_").upper()
+        if not longest.startswith("-"):  # an argument: its name says enough, no "<str>"
+            param.display_type_rich = lambda ctx: None
+
+
+def run_app(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit code: 0, 1 for any error (one line on stderr, never a
+    traceback for a user's mistake), or what the command chose (``gate``: 2 for a broken rule).
+    """
+    group = typer.main.get_command(app)
+    _name_placeholders(group)
+    try:
+        code = group.main(args=argv, prog_name="testledger", standalone_mode=False)
     except TestledgerError as exc:
         typer.echo(f"error: {visible(api.mask_urls_in(str(exc)))}", err=True)
         return EXIT_ERROR
@@ -218,4 +282,9 @@ def run_app(argv: list[str] | None = None) -> int:
         detail = visible(api.mask_urls_in(" ".join(str(original).split())))
         typer.echo(f"error: database error: {detail}", err=True)
         return EXIT_ERROR
-    return 0
+    except Exception as exc:
+        handled = _click_error(exc)
+        if handled is None:
+            raise
+        return handled
+    return code if isinstance(code, int) else 0

@@ -132,10 +132,15 @@ def _render_groups(title: str, groups: list[api.GroupChange]) -> None:
 def compare_command(
     ctx: typer.Context,
     current: str | None = typer.Argument(
-        None, help="Run id or key to examine (default: the latest run)."
+        None,
+        metavar="CURRENT",
+        help="The run to examine, by id or key (default: the latest run).",
     ),
     baseline: str | None = typer.Argument(
-        None, help="Run id or key to compare with (default: the previous run of its branch)."
+        None,
+        metavar="BASELINE",
+        help="The run to compare it with, by id or key (default: the previous run of its "
+        "branch and suite). Give the newer run first: `compare 12 11`.",
     ),
     baseline_branch: str | None = BASELINE_OPTION,
     slower_ratio: float = typer.Option(
@@ -176,6 +181,12 @@ def compare_command(
         f"  suite {a.suite}",
         style="bold",
     )
+    if b.run_timestamp > a.run_timestamp:
+        console.print(
+            f"note: the baseline, run {b.id}, is newer than run {a.id}: what is listed as "
+            f"new or fixed is read from run {b.id} back to run {a.id} "
+            f"(swap them, `testledger compare {b.id} {a.id}`, to see what changed since run {a.id})"
+        )
     _render_totals(comparison)
     _render_tests("New failures", comparison.new_failures)
     _render_tests("Flaky failures", comparison.flaky_failures)
@@ -210,7 +221,12 @@ def gate_command(
         None, "--max-new-failures", min=0, metavar="N", help="At most N new failures."
     ),
     min_pass_rate: float | None = typer.Option(
-        None, "--min-pass-rate", metavar="P", help="Pass rate at least P percent."
+        None,
+        "--min-pass-rate",
+        metavar="P",
+        min=0.0,
+        max=100.0,
+        help="Pass rate at least P percent (0-100).",
     ),
     max_cost_increase: str | None = typer.Option(
         None,

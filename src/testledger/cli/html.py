@@ -18,7 +18,9 @@ def report_command(
     html: Path | None = typer.Option(
         None, "--html", help="Write the self-contained HTML report to this file."
     ),
-    runs: int = typer.Option(100, "--runs", "-n", min=1, help="How many runs the trends cover."),
+    runs: int = typer.Option(
+        100, "--limit", "--runs", "-n", min=1, help="How many runs the trends cover."
+    ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the report's data as JSON instead of writing HTML."
     ),

@@ -34,7 +34,7 @@ def _parse_at(value: str | None) -> datetime | None:
 def import_command(
     ctx: typer.Context,
     paths: list[str] = typer.Argument(
-        ..., metavar="PATH...", help="Report files, folders (searched for reports) or globs."
+        ..., metavar="PATH", help="Report files, folders (searched for reports) or globs."
     ),
     format_name: str | None = typer.Option(
         None,

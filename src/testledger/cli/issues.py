@@ -118,10 +118,16 @@ def issue_command(
         None, "--status", help="Move it: OPEN, IN_PROGRESS, RESOLVED, WONT_FIX."
     ),
     note: str | None = typer.Option(None, "--note", help="A note for its history."),
-    root_cause: str | None = typer.Option(None, "--root-cause"),
-    resolution: str | None = typer.Option(None, "--resolution"),
-    title: str | None = typer.Option(None, "--title"),
-    priority: str | None = typer.Option(None, "--priority"),
+    root_cause: str | None = typer.Option(
+        None, "--root-cause", metavar="TEXT", help="Record what caused it."
+    ),
+    resolution: str | None = typer.Option(
+        None, "--resolution", metavar="TEXT", help="Record how it was (or will be) fixed."
+    ),
+    title: str | None = typer.Option(None, "--title", metavar="TEXT", help="Rename it."),
+    priority: str | None = typer.Option(
+        None, "--priority", help="Move it to CRITICAL, HIGH, MEDIUM or LOW."
+    ),
     link_fp: str | None = typer.Option(
         None,
         "--link-fingerprint",
@@ -224,16 +230,24 @@ def _print_detail(detail: api.IssueDetail) -> None:
 @command("explain")
 def explain_command(
     ctx: typer.Context,
-    result_id: int = typer.Argument(..., help="A result's id (see `testledger show --json`)."),
+    result: str = typer.Argument(
+        ...,
+        metavar="RESULT",
+        help="A result's id (the 'result' column of `testledger show` and `testledger issue`), "
+        "or a test (its id or a unique part of it) whose last attempt in --run is meant.",
+    ),
+    run: str | None = typer.Option(
+        None, "--run", metavar="RUN", help="With a test: the run (default the latest)."
+    ),
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Show how a failure's fingerprint is made: each part, what it was normalised to, and
     which normalisation rules fired."""
-    made = api.explain_result(ledger_of(ctx), result_id)
+    made = api.explain_result(ledger_of(ctx), result, run=run)
     if as_json:
         emit_json(made)
         return
-    console.print(f"result {result_id}  {made.test_id}  {made.status}")
+    console.print(f"result {made.result_id}  {made.test_id}  {made.status}")
     console.print(f"fingerprint {made.fingerprint} (algorithm v{made.version})")
     if made.stored_differs:
         console.print(

@@ -246,10 +246,13 @@ def render_cost(report: api.CostReport) -> None:
         f"(${_money(total.cost_per_passing_test)} each), {_tokens(total.tokens_total)} tokens",
         style="bold",
     )
-    console.print(
-        f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens;"
-        f" total ${_money(total.total_cost_usd)}"
-    )
+    if total.watcher_cost_usd is None and total.watcher_tokens is None:
+        watcher = "watcher: no spend recorded"
+    else:
+        watcher = (
+            f"watcher: ${_money(total.watcher_cost_usd)}, {_tokens(total.watcher_tokens)} tokens"
+        )
+    console.print(f"{watcher}; total ${_money(total.total_cost_usd)}")
     if report.budget_usd is not None:
         console.print(
             f"budget ${report.budget_usd:.4f} per run: {report.runs_over_budget} run(s) over"
@@ -300,7 +303,9 @@ def render_cost(report: api.CostReport) -> None:
 @command("cost")
 def cost_command(
     ctx: typer.Context,
-    runs: int = typer.Option(10, "--runs", "-n", min=1, help="How many runs (the last N)."),
+    runs: int = typer.Option(
+        10, "--limit", "--runs", "-n", min=1, help="How many runs (the last N)."
+    ),
     branch: str | None = BRANCH_OPTION,
     suite: str | None = SUITE_OPTION,
     budget: float | None = typer.Option(

@@ -79,10 +79,18 @@ def watch_command(
         emit_json(summary)
         return
     quality = "-" if summary.avg_watcher_quality is None else f"{summary.avg_watcher_quality:.2f}"
+    if summary.considered == 0:
+        console.print(f"Run {summary.run_id}: nothing to watch with {summary.watcher}.")
+        return
+    left = ""
+    if summary.not_watched:
+        left = (
+            f"; {summary.not_watched} left without observation (skipped tests, or the watcher "
+            "had nothing to say)"
+        )
     console.print(
-        f"Run {summary.run_id}: watched {summary.watched} of {summary.considered} results "
-        f"with {summary.watcher} ({summary.not_watched} without observation, "
-        f"{summary.failed} watcher errors)"
+        f"Run {summary.run_id}: {summary.watcher} observed {summary.watched} of "
+        f"{summary.considered} result(s){left}; {summary.failed} watcher error(s)"
     )
     console.print(f"Avg quality: {quality}   Anomalies found: {summary.anomalies}")
     console.print(

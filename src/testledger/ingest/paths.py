@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from testledger.analyze.pipeline import detect_after_recording
 from testledger.common.jsondata import JsonData
 from testledger.config import Settings
+from testledger.errors import ConfigError
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.ingest.importer import ImportOptions, ImportOutcome, content_key, import_parsed
 from testledger.ingest.registry import FORMATS, expand_paths, is_report, parse_source
@@ -82,6 +83,9 @@ def import_paths(
 
     A bad source is reported in ``errors`` with none of its rows written; the others still
     import. Importing the same file again adds nothing (``already_imported``)."""
+    if format_name is not None and format_name not in FORMATS:
+        known = ", ".join(FORMATS)
+        raise ConfigError(f"unknown format {format_name!r}: use one of {known}")
     options = options or ImportOptions()
     report = ImportReport()
     sources = list(expand_paths([str(path) for path in paths]))

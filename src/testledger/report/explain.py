@@ -11,10 +11,12 @@ from sqlalchemy.engine import Connection
 from testledger.analyze.detect import result_from_row
 from testledger.analyze.issues.fingerprint import explain, fingerprint
 from testledger.common.jsondata import JsonData
-from testledger.errors import NotFound
+from testledger.errors import NotFound, TestledgerError
+from testledger.report.history import resolve_test
+from testledger.report.runs import find_run
 from testledger.store.tables import test_results
 
-__all__ = ["ExplainedPart", "FingerprintExplanation", "explain_result"]
+__all__ = ["ExplainedPart", "FingerprintExplanation", "explain_result", "find_result_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,11 +52,33 @@ class FingerprintExplanation(JsonData):
         ) != (self.fingerprint, self.version)
 
 
+def find_result_id(connection: Connection, test: str, run: str | int | None = None) -> int:
+    """The id of ``test``'s last attempt in ``run`` (default the latest run); ``test`` is its
+    id, tool/variation or a unique part of its id. Raises NotFound or AmbiguousTest."""
+    test_id = resolve_test(connection, test)
+    found = find_run(connection, run)
+    result_id = connection.execute(
+        sa.select(test_results.c.id)
+        .where(test_results.c.run_id == found.id, test_results.c.test_id == test_id)
+        .order_by(test_results.c.attempt.desc())
+        .limit(1)
+    ).scalar()
+    if result_id is None:
+        raise NotFound(f"{test_id} has no result in run {found.id}")
+    return int(result_id)
+
+
 def explain_result(connection: Connection, result_id: int) -> FingerprintExplanation:
-    """The explanation of result ``result_id``'s fingerprint. Raises NotFound."""
+    """The explanation of result ``result_id``'s fingerprint. Raises NotFound, or
+    TestledgerError for a result that did not fail (it has no fingerprint)."""
     row = connection.execute(sa.select(test_results).where(test_results.c.id == result_id)).first()
     if row is None:
         raise NotFound(f"no result with id {result_id}")
+    if row.status not in ("FAIL", "ERROR"):
+        raise TestledgerError(
+            f"result {result_id} ({row.test_id}) is {row.status}, not a failure: only failures "
+            "have a fingerprint"
+        )
     result = result_from_row(row)
     made = fingerprint(result)
     parts = tuple(

@@ -48,8 +48,8 @@ class RunSummary(JsonData):
     tests_errored: int
     pass_rate: float | None
     avg_watcher_quality: float | None
-    total_duration_secs: int | None
-    #: The wall-clock duration with fractions (``total_duration_secs`` of runs without one).
+    #: The wall-clock duration with fractions (the proposal's whole-second
+    #: ``total_duration_secs`` for runs recorded without one).
     duration_secs: float | None
     total_cost_usd: float | None
     total_tokens: int | None
@@ -80,7 +80,6 @@ SUMMARY_COLUMNS = (
     test_runs.c.tests_errored,
     test_runs.c.pass_rate,
     test_runs.c.avg_watcher_quality,
-    test_runs.c.total_duration_secs,
     run_duration_secs().label("duration_secs"),
     test_runs.c.total_cost_usd,
     test_runs.c.total_tokens,

@@ -25,8 +25,10 @@ from testledger.model import WatcherObservation
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HistoryPoint",
+    "OpenIssue",
     "PreviousObservation",
     "RecentHistory",
+    "RecordedChange",
     "ResultContext",
     "Watcher",
     "WatcherFactory",
@@ -78,6 +80,42 @@ class HistoryPoint:
     cost_usd: float | None
     error_type: str | None
     watcher_quality: int | None
+    #: The result this point is (its attempt in the run: a retried test has a point for each).
+    result_id: int | None = None
+    attempt: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OpenIssue:
+    """An issue still open (OPEN or IN_PROGRESS) that the test's failures, or its metrics'
+    regressions, are occurrences of; ``occurrences`` counts the test's own."""
+
+    code: str
+    title: str
+    status: str
+    priority: str
+    category: str
+    origin: str
+    lifecycle: str | None
+    occurrences: int
+    last_seen_run_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedChange:
+    """A change point of one of the test's metrics, as regression detection recorded it in an
+    issue: the mean before and after, from ``first_run_id`` on (``status`` RESOLVED: the
+    metric came back since)."""
+
+    issue_code: str
+    status: str
+    metric: str
+    before_mean: float
+    after_mean: float
+    magnitude_pct: float | None
+    first_run_id: int
+    commit_range: str
+    p_value: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +136,9 @@ class RecentHistory:
 
     points: tuple[HistoryPoint, ...] = ()
     observations: tuple[PreviousObservation, ...] = ()
+    #: What the ledger says about the test beside its outcomes (see ``watcher.context``).
+    open_issues: tuple[OpenIssue, ...] = ()
+    changes: tuple[RecordedChange, ...] = ()
 
 
 class Watcher(Protocol):

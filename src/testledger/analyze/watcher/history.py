@@ -1,13 +1,16 @@
 """The ledger queries behind watching: a run's results, and every one of its tests' history.
 
 Histories for all tests of a run come from one windowed query (ROW_NUMBER per test, newest
-first), not one query per test: watching a 5,000-test run must take seconds.
+first), not one query per test: watching a 5,000-test run must take seconds. The same query,
+with the test's open issues and recorded change points, gives one test's context to an agent
+(:func:`load_test_context`), so that what an agent sees and what the watcher sees agree.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,13 +18,24 @@ from sqlalchemy.engine import Connection
 
 from testledger.analyze.watcher.base import (
     HistoryPoint,
+    OpenIssue,
     PreviousObservation,
     RecentHistory,
+    RecordedChange,
     ResultContext,
 )
+from testledger.analyze.watcher.context import open_issues_for_tests, recorded_changes
+from testledger.common.jsondata import JsonData
+from testledger.errors import NotFound
 from testledger.store.tables import test_results, test_runs, watcher_insights
 
-__all__ = ["DEFAULT_HISTORY_RUNS", "load_histories", "load_results"]
+__all__ = [
+    "DEFAULT_HISTORY_RUNS",
+    "TestContext",
+    "load_histories",
+    "load_results",
+    "load_test_context",
+]
 
 #: How many earlier runs of a test its history holds, unless configured otherwise.
 DEFAULT_HISTORY_RUNS = 30
@@ -91,20 +105,113 @@ def load_histories(
     with_observations: bool = False,
 ) -> dict[str, RecentHistory]:
     """Each test of the run's last ``runs`` results in earlier runs of the same suite and branch
-    (newest first), and with ``with_observations`` its last observations there."""
+    (newest first), its open issues and recorded change points (:mod:`.context`), and with
+    ``with_observations`` its last observations there."""
     this = connection.execute(
-        sa.select(test_runs.c.suite, test_runs.c.branch_name, test_runs.c.run_timestamp).where(
-            test_runs.c.id == run_id
-        )
+        sa.select(
+            test_runs.c.id, test_runs.c.suite, test_runs.c.branch_name, test_runs.c.run_timestamp
+        ).where(test_runs.c.id == run_id)
     ).one()
     r = test_results
-    earlier_runs = sa.select(test_runs.c.id).where(
-        test_runs.c.suite == this.suite,
-        test_runs.c.branch_name == this.branch_name,
-        test_runs.c.run_timestamp < this.run_timestamp,
-        test_runs.c.id != run_id,
-    )
     tests_of_run = sa.select(r.c.test_id).where(r.c.run_id == run_id)
+    points, result_test = _points(
+        connection, this.suite, this.branch_name, r.c.test_id.in_(tests_of_run), runs, before=this
+    )
+    observations: dict[str, list[PreviousObservation]] = defaultdict(list)
+    if with_observations and result_test:
+        observations = _previous_observations(connection, result_test, points)
+    test_ids = sorted(set(connection.execute(tests_of_run.distinct()).scalars()))
+    issues_of = open_issues_for_tests(connection, test_ids)
+    changes_of = recorded_changes(connection, this.suite, this.branch_name, test_ids)
+    return {
+        test_id: RecentHistory(
+            tuple(points[test_id]),
+            tuple(observations.get(test_id, ())),
+            issues_of.get(test_id, ()),
+            changes_of.get(test_id, ()),
+        )
+        for test_id in set(points) | set(observations) | set(issues_of) | set(changes_of)
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class TestContext(JsonData):
+    """One test as the watcher sees it, in the latest run of its suite and branch that has it:
+    its last ``runs`` results there (newest first, that run's included), its open issues and
+    the change points recorded for its metrics (newest first)."""
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    test_id: str
+    suite: str
+    branch: str
+    latest_run_id: int
+    points: tuple[HistoryPoint, ...]
+    open_issues: tuple[OpenIssue, ...]
+    changes: tuple[RecordedChange, ...]
+
+
+def load_test_context(
+    connection: Connection,
+    test_id: str,
+    *,
+    runs: int = DEFAULT_HISTORY_RUNS,
+    branch: str | None = None,
+    suite: str | None = None,
+) -> TestContext:
+    """The context of ``test_id`` (an exact id) in its latest run, of ``branch`` and ``suite``
+    when given: what :func:`load_histories` gives the watcher, from the same queries. Raises
+    NotFound."""
+    latest = (
+        sa.select(test_runs.c.id, test_runs.c.suite, test_runs.c.branch_name)
+        .join(test_results, test_results.c.run_id == test_runs.c.id)
+        .where(test_results.c.test_id == test_id)
+        .order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc())
+        .limit(1)
+    )
+    if branch is not None:
+        latest = latest.where(test_runs.c.branch_name == branch)
+    if suite is not None:
+        latest = latest.where(test_runs.c.suite == suite)
+    run = connection.execute(latest).first()
+    if run is None:
+        where = "".join(f" {k} {v}" for k, v in (("suite", suite), ("branch", branch)) if v)
+        raise NotFound(f"no result of {test_id}" + (f" in{where}" if where else ""))
+    points, _ = _points(
+        connection, run.suite, run.branch_name, test_results.c.test_id == test_id, runs
+    )
+    return TestContext(
+        test_id=test_id,
+        suite=run.suite,
+        branch=run.branch_name,
+        latest_run_id=int(run.id),
+        points=tuple(points[test_id]),
+        open_issues=open_issues_for_tests(connection, [test_id]).get(test_id, ()),
+        changes=recorded_changes(connection, run.suite, run.branch_name, [test_id]).get(
+            test_id, ()
+        ),
+    )
+
+
+def _points(
+    connection: Connection,
+    suite: str,
+    branch: str,
+    tests: sa.ColumnElement[bool],
+    runs: int,
+    *,
+    before: Any | None = None,
+) -> tuple[dict[str, list[HistoryPoint]], dict[int, str]]:
+    """The last ``runs`` results of each test ``tests`` selects in the runs of a suite and
+    branch (earlier than run ``before`` when given), newest first, and the test of each."""
+    r = test_results
+    scope = sa.select(test_runs.c.id).where(
+        test_runs.c.suite == suite, test_runs.c.branch_name == branch
+    )
+    if before is not None:
+        scope = scope.where(
+            test_runs.c.run_timestamp < before.run_timestamp, test_runs.c.id != before.id
+        )
     rank = (
         sa.func.row_number()
         .over(
@@ -118,6 +225,7 @@ def load_histories(
             r.c.id,
             r.c.test_id,
             r.c.run_id,
+            r.c.attempt,
             test_runs.c.run_timestamp,
             r.c.status,
             r.c.duration_secs,
@@ -129,7 +237,7 @@ def load_histories(
             rank,
         )
         .join(test_runs, test_runs.c.id == r.c.run_id)
-        .where(r.c.run_id.in_(earlier_runs), r.c.test_id.in_(tests_of_run))
+        .where(r.c.run_id.in_(scope), tests)
         .subquery()
     )
     points: dict[str, list[HistoryPoint]] = defaultdict(list)
@@ -139,26 +247,24 @@ def load_histories(
     )
     for row in rows:
         result_test[int(row.id)] = row.test_id
-        points[row.test_id].append(
-            HistoryPoint(
-                run_id=int(row.run_id),
-                run_timestamp=row.run_timestamp,
-                status=row.status,
-                duration_secs=_float(row.duration_secs),
-                memory_mb=_float(row.memory_mb),
-                tokens_total=None if row.tokens_total is None else int(row.tokens_total),
-                cost_usd=_float(row.cost_usd),
-                error_type=row.error_type,
-                watcher_quality=None if row.watcher_quality is None else int(row.watcher_quality),
-            )
-        )
-    observations: dict[str, list[PreviousObservation]] = defaultdict(list)
-    if with_observations and result_test:
-        observations = _previous_observations(connection, result_test, points)
-    return {
-        test_id: RecentHistory(tuple(points[test_id]), tuple(observations.get(test_id, ())))
-        for test_id in set(points) | set(observations)
-    }
+        points[row.test_id].append(_point(row))
+    return points, result_test
+
+
+def _point(row: Any) -> HistoryPoint:
+    return HistoryPoint(
+        run_id=int(row.run_id),
+        run_timestamp=row.run_timestamp,
+        status=row.status,
+        duration_secs=_float(row.duration_secs),
+        memory_mb=_float(row.memory_mb),
+        tokens_total=None if row.tokens_total is None else int(row.tokens_total),
+        cost_usd=_float(row.cost_usd),
+        error_type=row.error_type,
+        watcher_quality=None if row.watcher_quality is None else int(row.watcher_quality),
+        result_id=int(row.id),
+        attempt=int(row.attempt),
+    )
 
 
 def _previous_observations(

@@ -1,8 +1,10 @@
 """The ``llm`` watcher: asks any OpenAI-compatible chat-completions endpoint (z.ai's GLM,
 Moonshot's Kimi, OpenAI, a local Ollama or vLLM) to judge each result.
 
-The prompt carries the result, its recent history and earlier observations from the ledger, and
-asks for one strict JSON object, which is validated. A malformed or failed answer becomes an
+The prompt carries the result, its recent history and earlier observations from the ledger, the
+test's open issues and the change points recorded for its metrics (``watcher.context``: what an
+agent asking the MCP server about the test sees too), and asks for one strict JSON object, which
+is validated. A malformed or failed answer becomes an
 observation with no score, confidence 0 and the error; it never raises. Text sent to the model
 is bounded by ``max_input_chars``; when it is cut the prompt says so and by how much, and the
 observation records ``truncated``.
@@ -255,6 +257,32 @@ def _bound(label: str, text: str, limit: int, notes: list[str]) -> str:
     return text[:limit] + f"\n[... {len(text) - limit} more characters truncated]"
 
 
+#: How many of a test's open issues and recorded change points the prompt lists.
+CONTEXT_ITEMS = 5
+
+
+def context_lines(history: RecentHistory) -> list[str]:
+    """The test's open issues and the change points recorded for its metrics, as the prompt
+    tells them (the same ``watcher.context`` data an agent gets from the MCP server)."""
+    lines: list[str] = []
+    if history.open_issues:
+        lines.append("Open issues of this test:")
+        lines.extend(
+            f"- {i.code} [{i.status}, {i.priority}, {i.category}] {i.title[:160]}"
+            f" ({i.occurrences} occurrence(s) of this test, last seen in run {i.last_seen_run_id})"
+            for i in history.open_issues[:CONTEXT_ITEMS]
+        )
+    if history.changes:
+        lines.append("Change points recorded for this test's metrics (newest first):")
+        lines.extend(
+            f"- {c.metric} {c.before_mean:g} -> {c.after_mean:g}"
+            + (f" ({c.magnitude_pct:+g}%)" if c.magnitude_pct is not None else "")
+            + f" from run {c.first_run_id} ({c.commit_range}), issue {c.issue_code} {c.status}"
+            for c in history.changes[:CONTEXT_ITEMS]
+        )
+    return lines
+
+
 def build_prompt(result: ResultContext, history: RecentHistory, max_chars: int) -> tuple[str, bool]:
     """The user message for one result, and whether any of its text was truncated. The error
     and the output excerpt share ``max_chars`` (half each); the metrics and history are short."""
@@ -295,6 +323,7 @@ def build_prompt(result: ResultContext, history: RecentHistory, max_chars: int) 
         + (f", error_type={p.error_type}" if p.error_type else "")
         for p in history.points
     )
+    lines.extend(context_lines(history))
     if history.observations:
         lines.append("Previous watcher observations (newest first):")
         lines.extend(

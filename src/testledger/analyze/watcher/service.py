@@ -16,12 +16,13 @@ from sqlalchemy.engine import Engine
 from testledger.analyze.watcher.base import RecentHistory, Watcher
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS, load_histories, load_results
 from testledger.common.jsondata import JsonData
-from testledger.model import NO_WATCHER, utcnow
+from testledger.errors import NotFound
+from testledger.model import NO_WATCHER, WatcherObservation, utcnow
 from testledger.store.runs import compute_stats
-from testledger.store.tables import test_runs
+from testledger.store.tables import test_results, test_runs
 from testledger.store.writer import PendingObservation, insert_observations
 
-__all__ = ["WatchSummary", "watch_run"]
+__all__ = ["RecordedObservation", "WatchSummary", "record_observation", "watch_run"]
 
 #: Results handed to the watcher, and written, at a time.
 CHUNK = 500
@@ -122,4 +123,53 @@ def watch_run(
         avg_watcher_quality=quality,
         watcher_cost_usd=round(cost, 6),
         watcher_tokens=tokens,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedObservation(JsonData):
+    """An observation written for one result, and its run's average watcher quality after it."""
+
+    result_id: int
+    run_id: int
+    test_id: str
+    attempt: int
+    watcher: str | None
+    quality_score: int | None
+    error: str | None
+    avg_watcher_quality: float | None
+
+
+def record_observation(
+    engine: Engine, result_id: int, observation: WatcherObservation
+) -> RecordedObservation:
+    """Write ``observation`` for result ``result_id`` in one transaction, as ``watch_run`` writes
+    a watcher's: the result's watcher quality becomes its score, and the run's average watcher
+    quality is recomputed. Raises NotFound."""
+    if observation.created_at is None:
+        observation.created_at = utcnow()
+    with engine.begin() as connection:
+        row = connection.execute(
+            sa.select(test_results.c.run_id, test_results.c.test_id, test_results.c.attempt).where(
+                test_results.c.id == result_id
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"no result with id {result_id}")
+        run_id = int(row.run_id)
+        pending = PendingObservation(row.test_id, int(row.attempt), observation, update_result=True)
+        insert_observations(connection, run_id, [pending])
+        quality = compute_stats(connection, run_id).avg_watcher_quality
+        connection.execute(
+            sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
+        )
+    return RecordedObservation(
+        result_id=result_id,
+        run_id=run_id,
+        test_id=row.test_id,
+        attempt=int(row.attempt),
+        watcher=observation.watcher,
+        quality_score=observation.quality_score,
+        error=observation.error,
+        avg_watcher_quality=quality,
     )
