@@ -62,7 +62,7 @@ def upgrade_schema(ledger: Ledger) -> SchemaUpgrade:
 def schema_status(ledger: Ledger) -> SchemaStatus:
     """The database's schema revision and whether it is current (nothing is created)."""
     url = ledger.settings.database_url
-    engine = open_engine(url)
+    engine = open_engine(url, create=False)
     try:
         with engine.connect() as connection:
             state = schema_state(connection)

@@ -13,6 +13,7 @@ from testledger.ingest.registry import FORMATS
 from testledger.record.archive import ArchivedRun
 from testledger.record.runner import Ledger
 from testledger.record.sync import SyncReport, pending_runs, sync_runs
+from testledger.store.engine import normalize_url
 
 __all__ = [
     "ImportFailure",
@@ -62,6 +63,7 @@ def sync(
     folder) into the database, and detect them. Raises DatabaseUnavailable, saying how many
     runs stay in the spool."""
     settings = ledger.settings
+    normalize_url(settings.database_url)  # a mistyped URL is said now, not when runs wait
     waiting = sum(1 for _ in pending_runs(settings.results_dir, include_synced=include_synced))
     if not waiting:
         return SyncReport()

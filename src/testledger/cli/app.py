@@ -258,10 +258,11 @@ def _name_placeholders(command: Any) -> None:
     for sub in getattr(command, "commands", {}).values():
         _name_placeholders(sub)
     for param in getattr(command, "params", []):
-        if param.metavar is not None or getattr(param, "is_flag", False):
+        if getattr(param, "is_flag", False):
             continue
         longest = max(getattr(param, "opts", None) or [param.name or "value"], key=len)
-        param.metavar = longest.lstrip("-").replace("-", "_").upper()
+        if param.metavar is None:
+            param.metavar = longest.lstrip("-").replace("-", "_").upper()
         if not longest.startswith("-"):  # an argument: its name says enough, no "<str>"
             param.display_type_rich = lambda ctx: None
 
