@@ -10,6 +10,7 @@ from testledger.cli import (  # noqa: F401
     html,
     imports,
     issues,
+    mcp,
     regressions,
     runs,
     trend,

@@ -79,14 +79,19 @@ def render_trend(trend: api.Trend) -> None:
     console.print(f"Trend of the last {count} run(s){_describe_filters(trend)}", style="bold")
     if trend.filters.per_result:
         console.print("numbers over the matching results of each run")
-    table = Table(box=None, header_style="bold")
-    for header in ("run", "when (UTC)", "commit", "tests"):
-        table.add_column(header, justify="right" if header in ("run", "tests") else "left")
+    # At 80 columns the changes go first, then when, commit and tests: the figures stay.
+    columns = [
+        Column("run", justify="right"),
+        Column("when (UTC)", keep=4),
+        Column("commit", keep=5),
+        Column("tests", justify="right", keep=3),
+    ]
     for metric in api.TREND_METRICS:
-        table.add_column(metric.label, justify="right")
-        table.add_column("Δ", justify="right")
+        columns.append(Column(metric.label, justify="right"))
+        columns.append(Column("Δ", justify="right", keep=2 if metric.name == "pass_rate" else 1))
+    rows: list[list[Cell]] = []
     for point in trend.points:
-        cells: list[str | Text] = [
+        cells: list[Cell] = [
             str(point.run_id),
             _when(point.run_timestamp),
             (point.commit or "-")[:10],
@@ -96,12 +101,12 @@ def render_trend(trend: api.Trend) -> None:
             value = getattr(point, metric.attribute)
             cells.append(_or_dash(value, _METRIC_FORMATS[metric.name]))
             cells.append(_delta(metric, getattr(point, metric.change_attribute)))
-        table.add_row(*cells)
-    spark_cells: list[str] = ["", "trend", "", ""]
+        rows.append(cells)
+    spark_cells: list[Cell] = ["", "trend", "", ""]
     for metric in api.TREND_METRICS:
-        spark_cells.extend([sparkline(trend.series(metric)), ""])
-    table.add_row(*spark_cells, style="cyan")
-    console.print(table)
+        spark_cells.extend([Text(sparkline(trend.series(metric)), style="cyan"), ""])
+    rows.append(spark_cells)
+    console.print(fitted_table(columns, rows, width=console.width))
 
 
 @command("trend")
@@ -212,12 +217,17 @@ def history_command(
 
 
 def _group_table(title: str, groups: list[api.CostGroup], *, models: bool = False) -> Table:
-    table = Table(title=title, box=None, header_style="bold", title_justify="left")
-    if models:
-        table.add_column("provider")
-    table.add_column("model" if models else title.split()[-1])
-    for header in ("results", "passed", "cost $", "share", "tokens", "$ / pass"):
-        table.add_column(header, justify="right")
+    columns = [Column("provider", keep=3)] if models else []
+    columns += [
+        Column("model" if models else title.split()[-1], main=True),
+        Column("results", justify="right", keep=2),
+        Column("passed", justify="right", keep=2),
+        Column("cost $", justify="right"),
+        Column("share", justify="right", keep=1),
+        Column("tokens", justify="right", keep=1),
+        Column("$ / pass", justify="right"),
+    ]
+    rows = []
     for group in groups:
         cells = [group.provider or "(none)"] if models else []
         cells += [
@@ -229,8 +239,8 @@ def _group_table(title: str, groups: list[api.CostGroup], *, models: bool = Fals
             _tokens(group.tokens_total),
             _money(group.cost_per_passing_test),
         ]
-        table.add_row(*cells)
-    return table
+        rows.append(cells)
+    return fitted_table(columns, rows, width=console.width, title=title)
 
 
 def render_cost(report: api.CostReport) -> None:
@@ -257,24 +267,26 @@ def render_cost(report: api.CostReport) -> None:
         console.print(
             f"budget ${report.budget_usd:.4f} per run: {report.runs_over_budget} run(s) over"
         )
-    table = Table(box=None, header_style="bold")
-    for header in ("run", "when (UTC)", "suite", "branch", "status"):
-        table.add_column(header, justify="right" if header == "run" else "left")
-    for header in (
-        "results",
-        "passed",
-        "cost $",
-        "tokens",
-        "$ / pass",
-        "watcher $",
-        "watcher tokens",
-        "total $",
-    ):
-        table.add_column(header, justify="right")
+    columns = [
+        Column("run", justify="right"),
+        Column("when (UTC)", keep=3),
+        Column("suite", keep=5),
+        Column("branch", keep=4),
+        Column("status", keep=6),
+        Column("results", justify="right", keep=2),
+        Column("passed", justify="right", keep=2),
+        Column("cost $", justify="right"),
+        Column("tokens", justify="right", keep=1),
+        Column("$ / pass", justify="right", keep=2),
+        Column("watcher $", justify="right", keep=3),
+        Column("watcher tokens", justify="right", keep=4),
+        Column("total $", justify="right"),
+    ]
     if report.budget_usd is not None:
-        table.add_column("budget")
+        columns.append(Column("budget"))
+    rows: list[list[Cell]] = []
     for run in report.runs:
-        cells: list[str | Text] = [
+        cells: list[Cell] = [
             str(run.run_id),
             _when(run.run_timestamp),
             run.suite,
@@ -291,8 +303,8 @@ def render_cost(report: api.CostReport) -> None:
         ]
         if report.budget_usd is not None:
             cells.append(Text("OVER", style="bold red") if run.over_budget else Text("ok"))
-        table.add_row(*cells)
-    console.print(table)
+        rows.append(cells)
+    console.print(fitted_table(columns, rows, width=console.width))
     for title, groups in (("By tool", report.by_tool), ("By provider", report.by_provider)):
         console.print()
         console.print(_group_table(title, groups))
