@@ -253,3 +253,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is absent (it sits beside the checkout in CI)")
     return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _console_width() -> None:
+    """The command line's tables laid out for 160 columns, as when output is piped, whatever
+    $COLUMNS says where the tests run; a test can monkeypatch another width."""
+    from testledger.cli.app import console
+
+    console.width = 160

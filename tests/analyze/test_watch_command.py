@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -54,8 +55,8 @@ def test_watch_stores_observations_and_updates_quality(
     code, out, err = cli(capsys, "--db", db_url, "watch", "--watcher", "heuristic")
     assert (code, err) == (0, "")
     assert out.splitlines() == [
-        f"Run {recorded}: watched 2 of 3 results with heuristic (1 without observation, "
-        "0 watcher errors)",
+        f"Run {recorded}: heuristic observed 2 of 3 result(s), 0 watcher error(s)",
+        "1 result(s) left without observation: skipped tests, or nothing for the watcher to say",
         "Avg quality: 4.50   Anomalies found: 2",
         "Watcher spend: $0.0000 (0 tokens)",
     ]
@@ -166,3 +167,72 @@ def test_pytest_plugin_watcher_option(pytester: pytest.Pytester, db_url: str) ->
     finally:
         engine.dispose()
     assert (average, scores) == (6.0, [3, 9])
+
+
+@pytest.mark.parametrize(
+    ("args", "missing"),
+    [
+        # Nothing configured: the default endpoint is OpenAI's, which needs a key.
+        (
+            [],
+            "error: the llm watcher has no endpoint and no key: set [tool.testledger.watcher.llm] "
+            "base_url (an OpenAI-compatible endpoint) or the environment variable "
+            "OPENAI_API_KEY (named by api_key_env) for https://api.openai.com/v1",
+        ),
+        # A key named but not set: every call would be refused (HTTP 401).
+        (
+            ["--base-url", "http://127.0.0.1:9/v1", "--api-key-env", "TESTLEDGER_NO_SUCH_KEY"],
+            "error: [tool.testledger.watcher.llm] api_key_env names TESTLEDGER_NO_SUCH_KEY, "
+            'which is not set in the environment (api_key_env = "" for an endpoint that needs '
+            "no key)",
+        ),
+    ],
+    ids=["nothing-configured", "key-not-set"],
+)
+def test_llm_watcher_without_endpoint_or_key_refuses_before_touching_anything(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db_url: str,
+    ledger: Ledger,
+    recorded: int,
+    args: list[str],
+    missing: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no project settings: nothing configured
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("TESTLEDGER_NO_SUCH_KEY", raising=False)
+    assert cli(capsys, "--db", db_url, "watch", "--watcher", "heuristic")[0] == 0
+    code, out, err = cli(capsys, "--db", db_url, "watch", "--watcher", "llm", *args)
+    assert (code, out, err.strip()) == (1, "", missing)
+    assert len(err.strip().splitlines()) == 1
+    with ledger.engine().connect() as conn:
+        watchers = conn.execute(sa.select(watcher_insights.c.watcher)).scalars().all()
+        average = conn.execute(
+            sa.select(test_runs.c.avg_watcher_quality).where(test_runs.c.id == recorded)
+        ).scalar_one()
+    assert (sorted(watchers), average) == (["heuristic", "heuristic"], 4.5)
+
+
+def test_pytest_plugin_refuses_a_watcher_that_cannot_work(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, db_url: str
+) -> None:
+    """Checked as the session starts: nothing runs and nothing is recorded."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    pytester.makepyfile(test_live="def test_ok():\n    pass\n")
+    outcome = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        f"--ledger={db_url}",
+        f"--ledger-results-dir={pytester.path / 'results'}",
+        "--watcher=llm",
+    )
+    assert outcome.ret == pytest.ExitCode.USAGE_ERROR
+    outcome.stderr.fnmatch_lines(["ERROR: testledger: the llm watcher has no endpoint and no key*"])
+    engine = sa.create_engine(db_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        with engine.connect() as conn:
+            runs = conn.execute(sa.select(sa.func.count()).select_from(test_runs)).scalar_one()
+    finally:
+        engine.dispose()
+    assert runs == 0

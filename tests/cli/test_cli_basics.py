@@ -95,7 +95,11 @@ def test_unknown_run_is_one_line_and_exit_1(
 
 
 def test_an_empty_ledger_says_so(empty_db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # A database never used before: the first command migrates it, then finds no runs.
+    # A database never used before: reading finds no ledger and creates none; once the schema
+    # is there (the first recorded run, or db upgrade), the ledger has no runs yet.
+    code, _, err = cli(capsys, "--db", empty_db_url, "runs")
+    assert code == 1 and err.startswith("error: no ledger ")
+    assert cli(capsys, "--db", empty_db_url, "db", "upgrade")[0] == 0
     code, out, _ = cli(capsys, "--db", empty_db_url, "runs")
     assert (code, out.strip()) == (0, "No runs recorded yet.")
     code, _, err = cli(capsys, "--db", empty_db_url, "show")
@@ -135,13 +139,14 @@ def test_bad_urls_are_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_console_script_runs(tmp_path: Path) -> None:
     env = dict(os.environ, TESTLEDGER_DATABASE_URL=f"sqlite:///{tmp_path / 'l.db'}")
-    completed = subprocess.run(
-        [sys.executable, "-m", "testledger", "runs", "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
+    for argv in (["db", "upgrade"], ["runs", "--json"]):
+        completed = subprocess.run(
+            [sys.executable, "-m", "testledger", *argv],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            check=False,
+        )
+        assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout) == []

@@ -299,4 +299,33 @@ def test_trend_command_json_and_empty(
         "limit": 20,
     }
     code, _, err = cli(capsys, "--db", db_url, "trend", "--limit", "0")
-    assert code == 2 and "--limit" in err
+    assert code == 1 and "--limit" in err
+
+
+# Passing tests out of twelve in each run: one test's flip is 8.33 points of pass rate, whatever
+# the levels around it (100 -> 91.67 as much as 83.33 -> 91.67).
+FLIPS = [10, 11, 12, 11, 10]
+
+
+@pytest.mark.parametrize("options", [{}, {"tool": "flip"}], ids=["run", "per-result"])
+def test_a_change_is_the_same_size_whatever_the_levels(
+    ledger: Ledger, options: dict[str, Any]
+) -> None:
+    """Each change is the difference of the exact numbers, rounded once: the difference of
+    rounded numbers made one test's flip 8.34 from 83.33 (91.67 - 83.33) and 8.33 from 100."""
+    for index, passing in enumerate(FLIPS):
+        with scripted_run(ledger, index, start=START, suite="flips") as run:
+            for number in range(12):
+                ref = record_test(
+                    run, f"flip/t{number:02d}", "PASS" if number < passing else "FAIL"
+                )
+                # Averages of twelve scores of 8 or 9: 8.33, 8.67, 9.00, 8.67, 8.33.
+                quality = 9 if number < 4 * (passing - 9) else 8
+                run.attach_watcher(ref, WatcherObservation(quality_score=quality))
+    with ledger.engine().connect() as conn:
+        points = run_trend(conn, **options).points
+    assert [p.pass_rate for p in points] == [83.33, 91.67, 100.0, 91.67, 83.33]
+    assert [p.pass_rate_change for p in points] == [None, 8.33, 8.33, -8.33, -8.33]
+    if options:  # the run's own quality is stored with two decimals: exact only per result
+        assert [p.avg_watcher_quality for p in points] == [8.33, 8.67, 9.0, 8.67, 8.33]
+        assert [p.quality_change for p in points] == [None, 0.33, 0.33, -0.33, -0.33]

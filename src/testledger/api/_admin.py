@@ -9,8 +9,8 @@ from testledger.common.jsondata import JsonData
 from testledger.demo.runner import DEFAULT_RUNS, DemoResult, Progress, build_demo, check_target
 from testledger.record.runner import Ledger
 from testledger.store.database import open_engine
-from testledger.store.engine import mask_url
-from testledger.store.migrate import render_sql, schema_state, upgrade
+from testledger.store.engine import mask_url, sqlite_path
+from testledger.store.migrate import head_revision, render_sql, schema_state, upgrade
 
 __all__ = [
     "SchemaStatus",
@@ -62,6 +62,16 @@ def upgrade_schema(ledger: Ledger) -> SchemaUpgrade:
 def schema_status(ledger: Ledger) -> SchemaStatus:
     """The database's schema revision and whether it is current (nothing is created)."""
     url = ledger.settings.database_url
+    path = sqlite_path(url)
+    if path is not None and not path.exists():  # said as empty, and left uncreated
+        return SchemaStatus(
+            database=mask_url(url),
+            revision=None,
+            head=head_revision(),
+            current=False,
+            empty=True,
+            proposal_schema_unmanaged=False,
+        )
     engine = open_engine(url, create=False)
     try:
         with engine.connect() as connection:

@@ -129,9 +129,8 @@ def _report(report: api.ImportReport, as_json: bool, target: str) -> None:
         )
         for warning in outcome.warnings:
             console.print(f"  warning: {warning}")
-    if report.skipped_not_reports:
-        skipped = len(report.skipped_not_reports)
-        console.print(f"skipped {skipped} file(s) found in folders that are not test reports")
+    for line in report.closing_lines():  # summaries, evidence placed, totals, files skipped
+        console.print(line, markup=False, highlight=False)
     for error in report.errors:
         typer.echo(f"error: {error}", err=True)
     if report.errors:

@@ -82,16 +82,15 @@ def watch_command(
     if summary.considered == 0:
         console.print(f"Run {summary.run_id}: nothing to watch with {summary.watcher}.")
         return
-    left = ""
-    if summary.not_watched:
-        left = (
-            f"; {summary.not_watched} left without observation (skipped tests, or the watcher "
-            "had nothing to say)"
-        )
     console.print(
         f"Run {summary.run_id}: {summary.watcher} observed {summary.watched} of "
-        f"{summary.considered} result(s){left}; {summary.failed} watcher error(s)"
+        f"{summary.considered} result(s), {summary.failed} watcher error(s)"
     )
+    if summary.not_watched:
+        console.print(
+            f"{summary.not_watched} result(s) left without observation: skipped tests, or "
+            "nothing for the watcher to say"
+        )
     console.print(f"Avg quality: {quality}   Anomalies found: {summary.anomalies}")
     console.print(
         f"Watcher spend: ${summary.watcher_cost_usd:.4f} ({summary.watcher_tokens} tokens)"
