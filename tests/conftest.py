@@ -158,59 +158,67 @@ def pg_url(new_pg_database: Callable[[], str]) -> str:
     return new_pg_database()
 
 
-# -- migrated templates ---------------------------------------------------------------------
+# -- migrated templates, and copies of recorded databases -----------------------------------
 # Migrating an empty database through every revision costs 0.1-0.2 s, and nearly every test
 # starts from a migrated ledger; each test gets a copy of a database migrated once per session
 # (per xdist worker) instead. The template is migrated by the product's own first-use path
 # (connect_engine -> ensure_schema -> upgrade) and named after the migration scripts' head, so
 # a changed migration can never be served from a stale template. Tests about migrating itself
 # (first use, adoption, upgrades from an old revision) take ``empty_db_url`` / ``pg_url``.
+# The same copying serves a module whose tests all start from one recorded scenario: it is
+# recorded once (``module_db_url``) and each test gets a copy (``copy_database``).
 
 
-def _migrate(url: str) -> None:
+def _copy_database(request: pytest.FixtureRequest, source_url: str, copy: Path) -> str:
+    """A copy of the database at ``source_url``: the SQLite file copied to ``copy``, or a
+    PostgreSQL database created from it (dropped when the requesting fixture's scope ends).
+    Nothing may be connected to the source: every engine on it must have been disposed."""
+    source = sa.engine.make_url(source_url)
+    if source.get_backend_name() == "sqlite":
+        assert source.database
+        # SQLite folds its WAL into the file when the last connection closes; a WAL still
+        # there means an open connection, and a copy of the file alone would miss its writes.
+        assert not Path(f"{source.database}-wal").exists(), f"{source_url} is still open"
+        shutil.copyfile(source.database, copy)
+        return f"sqlite:///{copy}"
+    admin: str = request.getfixturevalue("pg_admin_url")
+    url, name = _fresh_pg_database(admin, template=source.database)
+    request.addfinalizer(lambda: drop_pg_database(admin, name))
+    return url
+
+
+def _migrate(url: str) -> str:
     """Migrate the empty database at ``url`` exactly as a first use of the ledger does."""
     engine = connect_engine(url)
     try:
         with engine.connect() as conn:
             assert schema_state(conn).revision == head_revision()
     finally:
-        # No connection may stay open: PostgreSQL copies a template only when nobody is
-        # connected to it, and SQLite folds its WAL into the file when the last one closes.
-        engine.dispose()
+        engine.dispose()  # nothing stays connected to a template
+    return url
 
 
 @pytest.fixture(scope="session")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The URL of a SQLite ledger migrated to head, copied for each test."""
     path = tmp_path_factory.mktemp("template") / f"ledger-{head_revision()}.db"
-    _migrate(f"sqlite:///{path}")
-    # The copy must be the whole database: everything is in the main file once the WAL is gone.
-    assert not path.with_name(path.name + "-wal").exists()
-    return path
+    return _migrate(f"sqlite:///{path}")
 
 
 @pytest.fixture(scope="session")
 def pg_template(pg_admin_url: str) -> Iterator[str]:
-    """The name of a PostgreSQL database migrated to head, copied by CREATE DATABASE TEMPLATE."""
+    """The URL of a PostgreSQL database migrated to head, copied for each test."""
     name = _database_name(f"tl_template_{head_revision()}")
     _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
     try:
-        _migrate(_pg_database_url(pg_admin_url, name))
-        yield name
+        yield _migrate(_pg_database_url(pg_admin_url, name))
     finally:
         drop_pg_database(pg_admin_url, name)
 
 
-def _migrated_database(request: pytest.FixtureRequest, backend: str, folder: Path) -> str:
-    """A fresh copy of the session's migrated template for ``backend``; PostgreSQL copies are
-    dropped when the requesting fixture's scope ends."""
-    if backend == "sqlite":
-        path = folder / "ledger.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        return f"sqlite:///{path}"
-    admin: str = request.getfixturevalue("pg_admin_url")
-    url, name = _fresh_pg_database(admin, template=request.getfixturevalue("pg_template"))
-    request.addfinalizer(lambda: drop_pg_database(admin, name))
-    return url
+def _migrated_database(request: pytest.FixtureRequest, backend: str, copy: Path) -> str:
+    template: str = request.getfixturevalue(f"{'sqlite' if backend == 'sqlite' else 'pg'}_template")
+    return _copy_database(request, template, copy)
 
 
 BACKENDS = [
@@ -223,7 +231,7 @@ BACKENDS = [
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh ledger database of each kind, migrated to head: the one fixture every behaviour
     suite uses."""
-    return _migrated_database(request, request.param, tmp_path)
+    return _migrated_database(request, request.param, tmp_path / "ledger.db")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -237,9 +245,17 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def module_db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated database of each kind shared by one module's tests: only for scenarios that
-    are recorded once and then only read (each test re-recording them cost seconds)."""
-    return _migrated_database(request, request.param, tmp_path_factory.mktemp("module-db"))
+    """A fresh ledger database of each kind for one module to record a scenario into once;
+    its tests each take a ``copy_database`` of it (recording it for every test cost seconds)."""
+    return _migrated_database(request, request.param, tmp_path_factory.mktemp("module") / "m.db")
+
+
+@pytest.fixture
+def copy_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], str]:
+    """Copies a database recorded earlier (a ``module_db_url``) for this test alone: whatever
+    the test writes stays in its copy. Close every engine on the source before copying."""
+    copies = itertools.count()
+    return lambda url: _copy_database(request, url, tmp_path / f"copy-{next(copies)}.db")
 
 
 @pytest.fixture

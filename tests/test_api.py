@@ -66,6 +66,9 @@ COMMAND_CALLS = {
     "report": "html_report",
     "demo": "run_demo",
     "db": "upgrade_schema",
+    # The MCP server (testledger.mcp) serves the whole API over a Ledger: each of its tools is
+    # a call of its own (tests/mcp).
+    "mcp": "Ledger",
 }
 
 

@@ -7,6 +7,7 @@ through the command itself, and each test below asserts one part of the story on
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import re
@@ -21,8 +22,7 @@ import typer
 
 from testledger import Ledger
 from testledger.analyze.flaky.finder import find_flaky
-from testledger.cli import main
-from testledger.cli import app
+from testledger.cli import app, main
 from testledger.demo.runner import MARKER_FILE, report_steps, rerunfailures_installed
 from testledger.store.database import connect_engine
 from testledger.store.tables import issue_events, issues, test_results, test_runs
@@ -100,13 +100,14 @@ def final_statuses(conn: sa.Connection, test_id: str) -> str:
 def test_the_command_succeeds_and_prints_every_available_report(demo: Demo) -> None:
     assert demo.exit_code == 0, demo.output
     assert "Recorded 12 runs of the demo suite (git commits" in demo.output
+    # Every step's command is in this build: a missing one fails here rather than being
+    # reported as "not available" by the demo.
     commands = set(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
     for title, argv in report_steps(demo.directory / "report.html", "PROD-MEDIUM-001"):
-        if argv[0] in commands:
-            assert title in demo.output
-            assert f"$ testledger {' '.join(argv)}" in demo.output
-        else:
-            assert f"`testledger {argv[0]}` is not available" in demo.output
+        assert argv[0] in commands, f"`testledger {argv[0]}` is missing"
+        assert title in demo.output
+        assert f"$ testledger {' '.join(argv)}" in demo.output
+    assert "is not available" not in demo.output
     assert "Explore further:" in demo.output
     # The issue step tells the story of the bug fixed at commit 5 and back at commit 10.
     assert "auto_resolved OPEN->RESOLVED run 7" in demo.output
@@ -159,6 +160,10 @@ def test_the_intermittent_test_is_retried_when_rerunfailures_is_installed(
     by_run = dict(attempts)
     counts = "".join(str(by_run[run_id]) for run_id in run_ids(conn))
     assert counts == ("212211222121" if RETRIES else "1" * 12)
+    # The demo's own check agrees with what is installed: were it to miss the plugin, the
+    # story would quietly switch to the one without retries.
+    installed = importlib.util.find_spec("pytest_rerunfailures") is not None
+    assert installed is RETRIES
 
 
 def test_find_flaky_flags_the_intermittent_test_only(conn: sa.Connection) -> None:
@@ -247,8 +252,6 @@ def test_the_renderer_slows_down_from_commit_8(conn: sa.Connection) -> None:
 
 
 def test_the_slowdown_is_found_as_the_only_regression(demo: Demo, conn: sa.Connection) -> None:
-    if "regressions" not in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
-        pytest.skip("`testledger regressions` is not in this build")
     ids = run_ids(conn)
     rows = conn.execute(
         sa.select(issues.c.category, issues.c.status, issues.c.details)
@@ -278,8 +281,6 @@ def test_the_heuristic_watcher_scores_every_run_and_sees_the_slowdown(
 ) -> None:
     from testledger.store.tables import watcher_insights
 
-    if "watch" not in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
-        pytest.skip("`testledger watch` is not in this build")
     w, r = watcher_insights.c, test_results.c
     rows = conn.execute(
         sa.select(r.run_id, r.test_id, w.quality_score, w.anomalies, w.watcher)
@@ -300,8 +301,6 @@ def test_the_heuristic_watcher_scores_every_run_and_sees_the_slowdown(
 
 
 def test_the_html_report_is_written(demo: Demo) -> None:
-    if "report" not in typer.main.get_command(app).commands:  # type: ignore[attr-defined]
-        pytest.skip("`testledger report` is not in this build")
     html = demo.directory / "report.html"
     assert html.is_file()
     assert f"HTML report: {html.as_uri()}" in demo.output
@@ -390,3 +389,19 @@ def test_refuses_a_database_that_already_holds_runs(
         output
     )
     assert not (tmp_path / "d").exists()
+
+
+def test_refuses_to_nest_a_demo_in_a_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`testledger demo` run again from inside the demo folder (as "Explore further" leaves the
+    reader there) would make testledger-demo/testledger-demo: a second project and git
+    repository inside the first."""
+    earlier = _earlier_demo(tmp_path / "testledger-demo")
+    monkeypatch.chdir(earlier)
+    for options in ([], ["--dir", "sub/deeper"], ["--force"]):
+        code, output = run_cli("demo", "--runs", "1", *options)
+        assert code == 1, output
+        assert output == (
+            f"error: {earlier} is a testledger demo folder: run the demo from outside it, or "
+            "give --dir a folder outside it\n"
+        )
+    assert sorted(p.name for p in earlier.iterdir()) == [MARKER_FILE, "ledger.db"]

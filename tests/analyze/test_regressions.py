@@ -4,6 +4,7 @@ idempotently; ``testledger regressions`` lists them. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,21 @@ def record_history(ledger: Ledger, runs: int = len(LEVELS)) -> None:
             )
             ref = run.record(tool_name="chat", variation="answer", status="PASS", duration_secs=3.0)
             run.attach_watcher(ref, WatcherObservation(quality_score=8 if i < 12 else 5))
+
+
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The whole history, recorded once per database for the tests that only read it."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
+@pytest.fixture
+def history(recorded: str, copy_database: Callable[[str], str], tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger on this test's own copy of the recorded history."""
+    with Ledger(copy_database(recorded), results_dir=tmp_path / "results") as ledger:
+        yield ledger
 
 
 def rows(ledger: Ledger, sql: str) -> list[tuple[Any, ...]]:
@@ -121,9 +137,9 @@ def test_a_regression_opens_an_issue_when_it_has_held_min_runs(ledger: Ledger) -
     }
 
 
-def test_issues_open_resolve_and_reopen_by_metric(ledger: Ledger, db_url: str) -> None:
-    record_history(ledger)
-    assert rows(ledger, ISSUES) == [
+def test_issues_open_resolve_and_reopen_by_metric(history: Ledger) -> None:
+    db_url = history.settings.database_url
+    assert rows(history, ISSUES) == [
         (
             "PERF-MEDIUM-001",
             "performance",
@@ -161,7 +177,7 @@ def test_issues_open_resolve_and_reopen_by_metric(ledger: Ledger, db_url: str) -
             14,
         ),
     ]
-    assert rows(ledger, EVENTS) == [
+    assert rows(history, EVENTS) == [
         ("PERF-MEDIUM-001", 15, "created", None, "OPEN", f"regression: {SLOW_UP}"),
         (
             "QUAL-MEDIUM-001",
@@ -201,17 +217,16 @@ def test_issues_open_resolve_and_reopen_by_metric(ledger: Ledger, db_url: str) -
         ),
     ]
     # Failure detection's "passed three times" never resolved them: only their metric does.
-    before = (rows(ledger, ISSUES), rows(ledger, EVENTS), rows(ledger, "SELECT * FROM issues"))
+    before = (rows(history, ISSUES), rows(history, EVENTS), rows(history, "SELECT * FROM issues"))
     # Idempotent: detection again over every run (oldest first), and over the latest again.
     assert main(["--db", db_url, "detect", "--all"]) == 0
     assert main(["--db", db_url, "detect"]) == 0
-    after = (rows(ledger, ISSUES), rows(ledger, EVENTS), rows(ledger, "SELECT * FROM issues"))
+    after = (rows(history, ISSUES), rows(history, EVENTS), rows(history, "SELECT * FROM issues"))
     assert after == before
 
 
-def test_the_report_lists_changes_with_their_evidence(ledger: Ledger) -> None:
-    record_history(ledger)
-    with ledger.engine().connect() as conn:
+def test_the_report_lists_changes_with_their_evidence(history: Ledger) -> None:
+    with history.engine().connect() as conn:
         report = find_regressions(conn, RegressionConfig(), include_improvements=True)
         only = find_regressions(conn, metric="quality", branch="main", suite="nightly")
         none = find_regressions(conn, branch="other")
@@ -242,10 +257,8 @@ suite nightly, branch main
 """  # noqa: E501 (Rich pads each cell; trailing spaces are compared stripped)
 
 
-def test_regressions_command(
-    ledger: Ledger, db_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    record_history(ledger)
+def test_regressions_command(history: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    db_url = history.settings.database_url
     capsys.readouterr()
     assert main(["--db", db_url, "regressions"]) == 0
     out = capsys.readouterr().out
@@ -461,4 +474,30 @@ def test_cpu_of_short_results_is_not_a_series(ledger: Ledger) -> None:
         found = find_regressions(conn, RegressionConfig(metrics=("cpu",)))
     assert [(c.test_id, c.metric, c.first_run.key) for c in found.changes] == [
         ("load/long", "cpu", "c10")
+    ]
+
+
+def test_memory_is_judged_against_the_process_not_by_megabytes(ledger: Ledger) -> None:
+    """Memory is the process's RSS after each test: a session that loads more (the demo's own
+    runs at 33 MB, then ``pytest --ledger`` by hand at 40 MB) moves every test's figure at
+    once. Neither that step nor a single run of it is a regression or an outlier; a test that
+    takes the process to 120 MB is both."""
+    for i in range(21):
+        with scripted_run(ledger, i, start=START, suite="nightly", run_key=f"m{i:02d}") as run:
+            grown = i >= 10
+            for variation, memory in (
+                ("grew", 40 if grown else 33),  # the process grew: +21%
+                ("spike", 40 if i == 20 else 33),  # one session that loaded more
+                ("leak", 120 if grown else 33),  # a real regression: +264%
+                ("burst", 120 if i == 20 else 33),  # a real outlier
+            ):
+                run.record(tool_name="mem", variation=variation, status="PASS", memory_mb=memory)
+    with ledger.engine().connect() as conn:
+        report = find_regressions(conn, metric="memory")
+    assert [(c.test_id, c.first_run.key) for c in report.changes] == [("mem/leak", "m10")]
+    assert [(o.test_id, o.run.key, o.value) for o in report.outliers] == [
+        ("mem/burst", "m20", 120.0)
+    ]
+    assert rows(ledger, "SELECT title FROM issues") == [
+        ("memory regression in mem/leak (+263.6%)",)
     ]

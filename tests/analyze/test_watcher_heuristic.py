@@ -230,3 +230,27 @@ def test_unknown_watchers_and_options_are_config_errors(
     with pytest.raises(ConfigError) as error:
         load_watcher(name, {"watcher": {name: options}})
     assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("current", "anomalies"),
+    [
+        # The process grew by a fifth (another session loading more): no anomaly, even for a
+        # watcher told to flag anything 10% above its median.
+        ({"memory_mb": 40.0}, []),
+        ({"memory_mb": 120.0}, ["memory 3.6x its 5-run median of 33 MB"]),
+        # Only memory has a floor relative to its level: a fifth more time is still one.
+        ({"duration_secs": 2.4}, ["duration 1.2x its 5-run median of 2.0 s"]),
+    ],
+)
+def test_memory_anomalies_need_a_share_of_the_process(
+    current: dict[str, float], anomalies: list[str]
+) -> None:
+    from testledger.analyze.watcher.base import HistoryPoint, RecentHistory, ResultContext
+
+    point = HistoryPoint(1, START, "PASS", 2.0, 33.0, None, None, None, None)
+    fields: dict[str, float] = {"duration_secs": 2.0, "memory_mb": 33.0, **current}
+    result = ResultContext(1, "t", 1, "t", "v", "PASS", **fields)
+    observation = HeuristicWatcher(ratio=1.1).observe(result, RecentHistory((point,) * 5))
+    assert observation is not None
+    assert observation.anomalies == anomalies

@@ -18,7 +18,8 @@ from testledger import Ledger
 from testledger.analyze.watcher import watch_run
 from testledger.analyze.watcher.heuristic import HeuristicWatcher
 from testledger.analyze.watcher.llm import LlmWatcher, create
-from testledger.store.tables import test_results, watcher_insights
+from testledger.errors import ConfigError
+from testledger.store.tables import test_results, test_runs, watcher_insights
 from tests.histories import scripted_run
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
@@ -102,7 +103,9 @@ class ChatServer:
 @pytest.fixture
 def server() -> Iterator[ChatServer]:
     chat = ChatServer()
-    thread = threading.Thread(target=chat.httpd.serve_forever, daemon=True)
+    # shutdown() waits for the serving loop's next poll: 0.5 s by default, at every teardown.
+    serve = {"poll_interval": 0.02}
+    thread = threading.Thread(target=chat.httpd.serve_forever, kwargs=serve, daemon=True)
     thread.start()
     yield chat
     chat.httpd.shutdown()
@@ -113,7 +116,8 @@ def watcher(server: ChatServer, **options: Any) -> LlmWatcher:
     settings: dict[str, Any] = {
         "base_url": server.url,
         "model": "test-model",
-        "api_key_env": "TESTLEDGER_TEST_WATCHER_KEY",
+        # No key: the in-test server needs none (a key is tested on its own below).
+        "api_key_env": "",
         "timeout": 5.0,
         "retries": 0,
         "backoff": 0.01,
@@ -171,7 +175,8 @@ def test_well_formed_answer_with_history_in_prompt(
         ],
     )
     watch_run(ledger.engine(), first, HeuristicWatcher())
-    summary = watch_run(ledger.engine(), second, watcher(server))
+    llm = watcher(server, api_key_env="TESTLEDGER_TEST_WATCHER_KEY")
+    summary = watch_run(ledger.engine(), second, llm)
     [row] = rows(ledger, second)
     assert {
         key: row[key]
@@ -311,3 +316,90 @@ def test_concurrency_limit_is_kept(ledger: Ledger, server: ChatServer) -> None:
     summary = watch_run(ledger.engine(), run_id, watcher(server, concurrency=3))
     assert server.peak_in_flight == 3
     assert (summary.watched, len(rows(ledger, run_id))) == (8, 8)
+
+
+def test_watcher_errors_leave_other_watchers_verdicts_standing(
+    ledger: Ledger, server: ChatServer
+) -> None:
+    """An endpoint that fails on every result stores its errors, but the results' and the run's
+    quality stay those of the watcher that did judge them."""
+    [run_id] = record(
+        ledger,
+        [[{"test_id": "ok", "status": "PASS"}, {"test_id": "bad", "status": "FAIL"}]],
+    )
+    first = watch_run(ledger.engine(), run_id, HeuristicWatcher())
+    assert first.avg_watcher_quality == 6.0  # (9 + 3) / 2
+    server.script = [Reply(status=500)]
+    summary = watch_run(ledger.engine(), run_id, watcher(server))
+    assert (summary.watched, summary.failed, summary.avg_watcher_quality) == (2, 2, 6.0)
+    assert [row["watcher_error"] for row in rows(ledger, run_id)] == [
+        "watcher call failed: HTTP 500"
+    ] * 2
+    with ledger.engine().connect() as conn:
+        results = conn.execute(
+            sa.select(
+                test_results.c.test_id,
+                test_results.c.watcher_quality,
+                test_results.c.watcher_observations,
+            )
+            .where(test_results.c.run_id == run_id)
+            .order_by(test_results.c.test_id)
+        ).all()
+        run = conn.execute(
+            sa.select(test_runs.c.avg_watcher_quality, test_runs.c.watcher_model).where(
+                test_runs.c.id == run_id
+            )
+        ).one()
+        watchers = conn.execute(
+            sa.select(watcher_insights.c.watcher).order_by(watcher_insights.c.id)
+        ).scalars()
+        assert list(watchers) == ["heuristic", "heuristic", "llm", "llm"]
+    assert [(test_id, quality) for test_id, quality, _ in results] == [("bad", 3), ("ok", 9)]
+    kept = [json.loads(o) if isinstance(o, str) else o for _, _, o in results]
+    assert [(o["watcher"], o["error"]) for o in kept] == [("heuristic", None)] * 2
+    assert tuple(run) == (6.0, "heuristic")
+
+
+@pytest.mark.parametrize(
+    ("options", "environment", "message"),
+    [
+        ({}, {}, "has no endpoint and no key: set [tool.testledger.watcher.llm] base_url"),
+        (
+            {"base_url": "https://api.openai.com/v1/"},
+            {},
+            "or the environment variable OPENAI_API_KEY (named by api_key_env)",
+        ),
+        (
+            {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TESTLEDGER_TEST_WATCHER_KEY"},
+            {"TESTLEDGER_TEST_WATCHER_KEY": ""},
+            "api_key_env names TESTLEDGER_TEST_WATCHER_KEY, which is not set",
+        ),
+        ({"api_key_env": ""}, {}, "has no endpoint and no key"),
+        # Configured well enough to call: no error.
+        ({}, {"OPENAI_API_KEY": "sk-test"}, None),
+        ({"base_url": "http://127.0.0.1:11434/v1"}, {}, None),  # a local server needs no key
+        ({"base_url": "http://127.0.0.1:9/v1", "api_key_env": ""}, {}, None),
+        (
+            {"base_url": "http://127.0.0.1:9/v1", "api_key_env": "TESTLEDGER_TEST_WATCHER_KEY"},
+            {"TESTLEDGER_TEST_WATCHER_KEY": "sk-test"},
+            None,
+        ),
+    ],
+)
+def test_create_refuses_settings_that_cannot_call(
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    environment: dict[str, str],
+    message: str | None,
+) -> None:
+    for name in ("OPENAI_API_KEY", "TESTLEDGER_TEST_WATCHER_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if message is None:
+        assert isinstance(create(options), LlmWatcher)
+        return
+    with pytest.raises(ConfigError) as raised:
+        create(options)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)

@@ -12,13 +12,13 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from testledger.ingest.base import ImportFormatError
+from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.ingest.tool_validation import results as exai
 from testledger.model import Status, TestResult
 
@@ -28,7 +28,8 @@ LATEST = SUITE / "results" / "latest"
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "exai"
 REAL_SUITE = REAL / "tool_validation_suite"
 REAL_LATEST = REAL_SUITE / "results" / "latest"
-needs_real = pytest.mark.skipif(not REAL_SUITE.is_dir(), reason="shared/fixtures/exai is absent")
+# Skipped only without ../shared itself: with it, a sample missing from it fails its test.
+needs_real = pytest.mark.skipif(not REAL.parents[1].is_dir(), reason="../shared is absent")
 
 PASS, FAIL, SKIP = Status.PASS, Status.FAIL, Status.SKIP
 
@@ -39,6 +40,11 @@ def utc(text: str) -> datetime:
 
 def by_id(results: list[TestResult]) -> dict[str, TestResult]:
     return {r.test_id: r for r in results}
+
+
+def runs_of(folder: Path) -> list[ParsedFile]:
+    """The runs a folder gives (not its summaries nor its loose evidence)."""
+    return [p for p in exai.parse_folder(folder) if p.loose is None and p.totals is None]
 
 
 # --------------------------------------------------------------------------- sniff
@@ -53,7 +59,8 @@ def by_id(results: list[TestResult]) -> dict[str, TestResult]:
         (DATA / "simple_runner_results.json", True),
         (SUITE / "results" / "history" / "results_20251005_080000.json.gz", True),
         (LATEST / "prompt_counter.json", False),
-        (LATEST / "watcher_observations" / "chat_basic_kimi.json", False),
+        # An observation file imports on its own (placed on the result it judged).
+        (LATEST / "watcher_observations" / "chat_basic_kimi.json", True),
         (SUITE / "config" / "test_config.json", False),
     ],
 )
@@ -86,7 +93,9 @@ def test_sniff_heads(head: bytes, expected: bool) -> None:
         (SUITE / "results", True),
         (LATEST, True),
         (SUITE / "results" / "history" / "results_20251006_090000", True),
-        (LATEST / "watcher_observations", False),
+        (LATEST / "watcher_observations", True),
+        (LATEST / "api_responses", True),
+        (LATEST / "api_responses" / "mcp", True),
         (DATA, False),
         (SUITE / "config", False),
     ],
@@ -336,7 +345,7 @@ def test_file_summary_mismatch_is_a_warning(tmp_path: Path) -> None:
 
 
 def test_parse_folder_runs_in_time_order() -> None:
-    runs = list(exai.parse_folder(SUITE / "results"))
+    runs = runs_of(SUITE / "results")
     assert [(r.path.relative_to(SUITE / "results").as_posix(), r.run.started_at) for r in runs] == [
         ("history/results_20251005_080000.json.gz", utc("2025-10-05T08:00:00")),
         ("history/results_20251006_090000/test_results.json", utc("2025-10-06T09:00:00")),
@@ -345,12 +354,12 @@ def test_parse_folder_runs_in_time_order() -> None:
     assert [len(list(r.results)) for r in runs] == [1, 1, 4]
     # The same folder reached three ways.
     for start in (SUITE, LATEST):
-        again = [r.path for r in exai.parse_folder(start)]
+        again = [r.path for r in runs_of(start)]
         assert again == [r.path for r in runs]
 
 
 def test_parse_folder_history_run() -> None:
-    runs = list(exai.parse_folder(SUITE / "results"))
+    runs = runs_of(SUITE / "results")
     oldest, older = runs[0], runs[1]
     assert [(r.test_id, r.status) for r in oldest.results] == [("chat/basic_glm", PASS)]
     assert oldest.warnings == []
@@ -388,7 +397,7 @@ LATEST_FOLDER: dict[str, tuple[Any, ...]] = {
 
 
 def test_parse_folder_latest_run() -> None:
-    latest = list(exai.parse_folder(SUITE / "results"))[-1]
+    latest = runs_of(SUITE / "results")[-1]
     results = by_id(list(latest.results))
     assert list(results) == list(LATEST_FOLDER)
     for test_id, (model, tokens, cost, prompts, score, error) in LATEST_FOLDER.items():
@@ -419,8 +428,9 @@ def test_parse_folder_latest_run() -> None:
     assert metadata["report_summary"]["tools_with_failures"] == 1
     assert metadata["failure_analysis"]["total_failures"] == 1
     history_copy = SUITE / "results" / "history" / "results_20251007_100500" / "test_results.json"
+    # The observation files no result of the run took (health_basic_glm.json, and the copy of
+    # chat_basic_glm.json) are not dropped: see test_parse_folder_loose_evidence.
     assert latest.warnings == [
-        "1 watcher observation files match no test of this run",
         "2 of 5 prompt-history entries match no result of this run (other tool/variation, "
         "another session or the watcher): kept in run totals only",
         f"{history_copy} is the same session: not imported",
@@ -429,7 +439,7 @@ def test_parse_folder_latest_run() -> None:
 
 def test_parse_archive_folder_directly() -> None:
     archive = SUITE / "results" / "history" / "results_20251006_090000"
-    (run,) = list(exai.parse_folder(archive))
+    (run,) = runs_of(archive)
     (result,) = list(run.results)
     # Its own watcher_observations/ and summary.json are read.
     assert result.watcher is not None and result.watcher.quality_score == 3
@@ -463,7 +473,7 @@ def test_prompts_of_a_retried_test_are_split_by_time(tmp_path: Path) -> None:
         }
     )
     (latest / "prompt_counter.json").write_text(json.dumps(counter))
-    (run,) = list(exai.parse_folder(latest))
+    (run,) = runs_of(latest)
     first, second = [r for r in run.results if r.test_id == "chat/basic_glm"]
     assert (first.details["prompt_numbers"], first.tokens_total) == ([2, 3], 170)
     assert (second.details["prompt_numbers"], second.tokens_total) == ([6], 15)
@@ -476,7 +486,7 @@ def test_stale_watcher_file_is_not_attached(tmp_path: Path) -> None:
     obs = json.loads(obs_path.read_text())
     obs["timestamp"] = "2025-10-05T07:05:50.164144Z"  # a leftover of an older run
     obs_path.write_text(json.dumps(obs))
-    (run,) = list(exai.parse_folder(latest))
+    (run,) = runs_of(latest)
     kimi = by_id(list(run.results))["chat/basic_kimi"]
     assert kimi.watcher is None
     assert kimi.details["stale_watcher_observation"] == "2025-10-05T07:05:50.164144Z"
@@ -489,7 +499,7 @@ def test_prompt_counter_of_another_session(tmp_path: Path) -> None:
     for prompt in counter["prompt_history"]:
         prompt["timestamp"] = "2025-10-07T09:00:05Z"
     (latest / "prompt_counter.json").write_text(json.dumps(counter))
-    (run,) = list(exai.parse_folder(latest))
+    (run,) = runs_of(latest)
     assert all(r.tokens_total is None for r in run.results)
     assert run.run.metadata["prompt_counter_attribution"] == "run_level_only"
     assert "prompt counter is of another session (started 2025-10-07 09:00:00+00:00)" in (
@@ -502,7 +512,7 @@ def test_report_of_another_session_is_a_run_of_its_own(tmp_path: Path) -> None:
     report = json.loads((SUITE / "results" / "test_results.json").read_text())
     report["summary"]["session_start"] = "2025-10-07T11:00:00Z"
     (tmp_path / "results" / "test_results.json").write_text(json.dumps(report))
-    runs = list(exai.parse_folder(tmp_path))  # the suite root
+    runs = runs_of(tmp_path)  # the suite root
     assert [(r.path.relative_to(tmp_path).as_posix(), r.run.started_at) for r in runs] == [
         ("results/latest/test_results.json", utc("2025-10-07T10:00:00")),
         ("results/test_results.json", utc("2025-10-07T11:00:00")),
@@ -514,7 +524,7 @@ def test_report_of_another_session_is_a_run_of_its_own(tmp_path: Path) -> None:
 def test_report_alone_is_the_run(tmp_path: Path) -> None:
     (tmp_path / "results").mkdir()
     shutil.copy(SUITE / "results" / "test_results.json", tmp_path / "results")
-    (run,) = list(exai.parse_folder(tmp_path / "results"))
+    (run,) = runs_of(tmp_path / "results")
     assert run.run.metadata["layout"] == "report"
     assert len(list(run.results)) == 4
 
@@ -533,60 +543,188 @@ def test_corrupt_archive_names_its_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- simple runner
 
 
-# script: tool, status, execution_status, flagged lines
-SCRIPTS: dict[str, tuple[Any, ...]] = {
-    "tool_validation_suite/tests/core_tools/test_chat.py": ("chat", PASS, "exit_0", None),
-    "tool_validation_suite/tests/advanced_tools/test_activity.py": (
-        "activity",
+TOOL_NOT_FOUND = "MCP error: {'code': 'TOOL_NOT_FOUND', 'message': 'Unknown tool: self-check'}"
+# test_id: (tool, variation), status, execution_status, message, start (seconds into the run)
+SCRIPT_TESTS: dict[str, tuple[Any, ...]] = {
+    "chat/basic_glm": (("chat", "basic_glm"), PASS, None, None, 0.0),
+    "activity/basic_glm": (("activity", "basic_glm"), FAIL, None, "Unknown error", 12.5),
+    "kimi_multi_file_chat/basic_kimi": (
+        ("kimi_multi_file_chat", "basic_kimi"),
         PASS,
-        "exit_0_output_reports_failure",
-        ["Status: failed", "FAILED: Unknown error", "Failed: 1"],
-    ),
-    "tool_validation_suite/tests/provider_tools/test_kimi_multi_file_chat.py": (
-        "kimi_multi_file_chat",
-        PASS,
-        "exit_0",
         None,
+        None,
+        13,
     ),
+    # No test blocks: the script is the result, judged by its exit code...
     "tool_validation_suite/tests/integration/test_file_upload_glm.py": (
-        "file_upload_glm",
+        ("file_upload_glm", "script"),
         FAIL,
         "exit_1",
-        None,
+        "Traceback (most recent call last):\n  File",
+        16.0,
     ),
+    # ... unless its output reports failures, whatever its exit code.
     "tool_validation_suite/tests/integration/test_web_search_integration.py": (
-        "web_search_integration",
-        PASS,
+        ("web_search_integration", "script"),
+        FAIL,
         "exit_0_output_reports_failure",
-        ["âŒ 2 failed, 1 passed"],
+        "âŒ 2 failed, 1 passed",
+        25.0,
     ),
+    "self-check/basic_glm": (("self-check", "basic_glm"), FAIL, None, TOOL_NOT_FOUND, 29.0),
+    "self-check/basic_kimi": (("self-check", "basic_kimi"), FAIL, None, TOOL_NOT_FOUND, 29.0),
 }
 
 
-def test_simple_runner() -> None:
+def test_simple_runner_tests_from_script_output() -> None:
     parsed = exai.parse(DATA / "simple_runner_results.json")
     results = list(parsed.results)
-    assert [r.test_id for r in results] == list(SCRIPTS)
+    assert [r.test_id for r in results] == list(SCRIPT_TESTS)
+    # The file's timestamp is the end, in naive local time; the request id the self-check
+    # script printed (13:47:06.5Z, 9.5 s into its 10 s) puts it at UTC+11.
+    start = utc("2025-10-07T13:46:36.939931")
+    assert parsed.run.started_at == start
+    assert parsed.finished_at == utc("2025-10-07T13:47:15.939931")
     for result in results:
-        tool, status, execution, lines = SCRIPTS[result.test_id]
-        assert (result.tool_name, result.variation) == (tool, "script")
-        assert result.status is status
-        assert result.execution_status == execution
-        assert result.details.get("failure_lines") == lines
-        assert result.details.get("output_reports_failures") is (True if lines else None)
-        assert result.details["return_code"] == (1 if status is FAIL else 0)
+        names, status, execution, message, offset = SCRIPT_TESTS[result.test_id]
+        assert (result.tool_name, result.variation) == names
+        assert (result.status, result.execution_status) == (status, execution), result.test_id
+        assert (result.error_message or "").startswith(message or ""), result.test_id
+        assert (message is None) is (result.error_message is None), result.test_id
+        assert result.started_at == start + timedelta(seconds=offset), result.test_id
+        assert result.details["return_code"] == (1 if "upload" in result.test_id else 0)
+    glm = by_id(results)["self-check/basic_glm"]
+    assert glm.provider == "glm" and glm.details["source"] == "script_output"
+    assert glm.details["script"] == "tool_validation_suite/tests/advanced_tools/test_self-check.py"
+    assert glm.details["runner_status"] == "passed" and glm.details["category"] == "advanced_tools"
+    assert glm.output_excerpt is not None and "TOOL_NOT_FOUND" in glm.output_excerpt
+    assert by_id(results)["chat/basic_glm"].output_excerpt is None
     upload = by_id(results)["tool_validation_suite/tests/integration/test_file_upload_glm.py"]
-    assert upload.error_message is not None
-    assert upload.error_message.startswith("Traceback (most recent call last):")
-    assert upload.details["category"] == "integration"
+    assert upload.details["category"] == "integration" and upload.duration_secs == 9.0
     assert upload.output_excerpt is not None and "----- stderr -----" in upload.output_excerpt
-    assert parsed.run.started_at is None  # the runner's timestamp is naive local time
-    assert parsed.run.metadata["timestamp"] == "2025-10-08T00:47:15.939931"
-    assert parsed.run.metadata["scripts_output_reports_failures"] == [
+    web = by_id(results)["tool_validation_suite/tests/integration/test_web_search_integration.py"]
+    assert web.details["failure_lines"] == ["âŒ 2 failed, 1 passed"]
+    metadata = parsed.run.metadata
+    assert metadata["timestamp"] == "2025-10-08T00:47:15.939931"
+    assert metadata["timestamp_utc_offset"] == "+11:00"
+    assert metadata["time_source"] == "timestamp, UTC offset from the request ids"
+    assert metadata["scripts_output_reports_failures"] == [
         "tool_validation_suite/tests/advanced_tools/test_activity.py",
         "tool_validation_suite/tests/integration/test_web_search_integration.py",
+        "tool_validation_suite/tests/advanced_tools/test_self-check.py",
     ]
-    assert parsed.warnings == ["2 scripts exited 0 but their output reports failures"]
+    assert parsed.warnings == [
+        "the runner counts 5 of 6 scripts passed by their exit codes, but 3 of those scripts "
+        "report 4 failed test(s) in their output: imported as failures"
+    ]
+
+
+def runner_file(tmp_path: Path, entries: list[dict[str, Any]], stamp: str = "t") -> Path:
+    path = tmp_path / "simple_runner_results.json"
+    doc = {"timestamp": stamp, "total_scripts": len(entries), "results": entries}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def script(
+    output: str, *, code: int = 0, duration: float = 5.0, errors: str = ""
+) -> dict[str, Any]:
+    return {
+        "script": "tests\\tools\\test_x.py",
+        "status": "passed" if code == 0 else "failed",
+        "return_code": code,
+        "duration": duration,
+        "output": output,
+        "errors": errors,
+    }
+
+
+RULE = "=" * 60
+
+
+@pytest.mark.parametrize(
+    ("output", "expected", "warnings"),
+    [
+        # Blocks with every status word the suite prints, a message on each failure.
+        (
+            f"{RULE}\nTest: x/a\nStatus: passed\nPASSED\n{RULE}\n{RULE}\nTest: x/b\n"
+            f"Status: failed\nFAILED: boom\nFAILED: again\n{RULE}\n{RULE}\nTest: x/c\n"
+            f"Status: skipped\nSKIPPED: no key\n{RULE}\n",
+            [("x/a", PASS, None), ("x/b", FAIL, "boom\nagain"), ("x/c", SKIP, "no key")],
+            [],
+        ),
+        # A block named without a tool takes the script's; a word the suite never prints is
+        # not taken for a pass.
+        (
+            f"{RULE}\nTest: edge\nStatus: exploded\n{RULE}\n",
+            [("x/edge", Status.ERROR, None)],
+            [],
+        ),
+        # The summary's count disagrees with the blocks printed; the failure analysis's own
+        # "Failed:" count is not the summary's.
+        (
+            f"{RULE}\nTest: x/a\nStatus: failed\nFAILED: e\n{RULE}\n{RULE}\n  TEST RESULTS "
+            f"SUMMARY\n{RULE}\nTotal Tests: 3\nFailed: 1\n{'-' * 60}\nTotal Tests: 9\n",
+            [("x/a", FAIL, "e")],
+            [
+                "tests/tools/test_x.py: its summary says Total Tests: 3 but 1 test block(s) "
+                "were printed"
+            ],
+        ),
+    ],
+)
+def test_script_output_blocks(
+    tmp_path: Path, output: str, expected: list[tuple[Any, ...]], warnings: list[str]
+) -> None:
+    parsed = exai.parse(runner_file(tmp_path, [script(output)]))
+    results = list(parsed.results)
+    assert [(r.test_id, r.status, r.error_message) for r in results] == expected
+    assert [w for w in parsed.warnings if "Total Tests" in w] == warnings
+
+
+@pytest.mark.parametrize(
+    ("stamp", "sibling", "start", "source"),
+    [
+        # The test_results.json beside it, written as the last test ended (in UTC).
+        (
+            "2025-10-08T00:47:15.900000",
+            "2025-10-07T13:47:15.850000Z",
+            "2025-10-07T13:47:10.900000",
+            "timestamp, UTC offset from the test_results.json beside it",
+        ),
+        # Of another run (the offset would be 3 h 12 min): no evidence, read as UTC.
+        (
+            "2025-10-08T00:47:15.900000",
+            "2025-10-07T21:35:00Z",
+            "2025-10-08T00:47:10.900000",
+            "timestamp read as UTC (no zone)",
+        ),
+        # A stamp with its zone is taken as it is.
+        ("2025-10-08T00:47:15.900000+02:00", None, "2025-10-07T22:47:10.900000", "timestamp"),
+    ],
+)
+def test_simple_runner_time(
+    tmp_path: Path, stamp: str, sibling: str | None, start: str, source: str
+) -> None:
+    if sibling is not None:
+        entry = {"tool": "x", "variation": "a", "status": "passed", "timestamp": sibling}
+        doc = {"session_start": sibling, "tests": [entry]}
+        (tmp_path / "test_results.json").write_text(json.dumps(doc))
+    parsed = exai.parse(runner_file(tmp_path, [script("no blocks")], stamp))
+    assert parsed.run.started_at == datetime.fromisoformat(start).replace(
+        tzinfo=datetime.fromisoformat(start).tzinfo or timezone.utc
+    )
+    assert parsed.run.metadata["time_source"] == source
+    read_as_utc = source.startswith("timestamp read as UTC")
+    assert any("read as UTC" in w for w in parsed.warnings) is read_as_utc
+
+
+def test_simple_runner_undated(tmp_path: Path) -> None:
+    parsed = exai.parse(runner_file(tmp_path, [script("no blocks")], "yesterday"))
+    assert parsed.run.started_at is None and parsed.finished_at is None
+    assert parsed.warnings == [
+        "the runner's timestamp 'yesterday' is not a time: the run is undated"
+    ]
 
 
 def test_simple_runner_bounds_failure_lines(tmp_path: Path) -> None:
@@ -698,7 +836,7 @@ def test_unreadable_side_files_are_warnings(tmp_path: Path) -> None:
     (latest / "watcher_observations" / "broken.json").write_text("{not json")
     (latest / "watcher_observations" / "anonymous.json").write_text('{"watcher_analysis": {}}')
     (latest / "prompt_counter.json").write_text("[]")
-    (run,) = list(exai.parse_folder(latest))
+    (run,) = runs_of(latest)
     assert len(list(run.results)) == 4
     joined = "\n".join(run.warnings)
     assert "watcher observation ignored" in joined and "broken.json" in joined
@@ -804,7 +942,8 @@ def test_real_watcher_chat_basic_glm_in_full() -> None:
 
 @needs_real
 def test_real_folder() -> None:
-    (run,) = list(exai.parse_folder(REAL_SUITE / "results"))
+    runner, run = runs_of(REAL_SUITE / "results")  # oldest first: the runner started earlier
+    assert runner.path.name == "simple_runner_results.json"
     (result,) = list(run.results)
     assert result.test_id == "web_search_integration/basic_functionality"
     assert result.tokens_total is None  # the counter's prompts are of another session
@@ -815,37 +954,52 @@ def test_real_folder() -> None:
     assert metadata["report_summary"]["tools_with_failures"] == 1
     assert metadata["summary"]["total_tests"] == 1
     assert run.warnings == [
-        "11 watcher observation files match no test of this run",
         "prompt counter is of another session (started 2025-10-07 13:42:06.234783+00:00)",
         "2 of 2 prompt-history entries match no result of this run (other tool/variation, "
         "another session or the watcher): kept in run totals only",
     ]
 
 
+#: The five scripts that exited 0 although their tests failed, and their tests' messages.
+EXEC_ERROR = "MCP error: {'code': 'EXEC_ERROR', 'message': "
+REAL_FAILURES = {
+    "activity/basic_glm": "Unknown error",
+    "activity/basic_kimi": "Unknown error",
+    "self-check/basic_glm": TOOL_NOT_FOUND,
+    "self-check/basic_kimi": TOOL_NOT_FOUND,
+    "toolcall_log_tail/basic_glm": TOOL_NOT_FOUND.replace("self-check", "toolcall_log_tail"),
+    "toolcall_log_tail/basic_kimi": TOOL_NOT_FOUND.replace("self-check", "toolcall_log_tail"),
+    "glm_upload_file/basic_glm": EXEC_ERROR + "'file is required'}",
+    "glm_upload_file/basic_kimi": EXEC_ERROR + "'file is required'}",
+    "kimi_capture_headers/basic_glm": EXEC_ERROR + '"Error code: 404',
+    "kimi_capture_headers/basic_kimi": EXEC_ERROR + '"Error code: 404',
+}
+
+
 @needs_real
 def test_real_simple_runner() -> None:
     parsed = exai.parse(REAL_LATEST / "simple_runner_results.json")
     results = list(parsed.results)
-    assert len(results) == 37
-    assert all(r.status is PASS for r in results)  # every script exited 0
-    flagged = [r.tool_name for r in results if r.details.get("output_reports_failures")]
-    assert flagged == [
-        "activity",
-        "self-check",
-        "toolcall_log_tail",
-        "glm_upload_file",
-        "kimi_capture_headers",
-    ]
-    self_check = next(r for r in results if r.tool_name == "self-check")
-    assert self_check.execution_status == "exit_0_output_reports_failure"
-    assert self_check.details["failure_lines"][:2] == [
-        "Status: failed",
-        "FAILED: MCP error: {'code': 'TOOL_NOT_FOUND', 'message': 'Unknown tool: self-check'}",
-    ]
+    # 30 scripts print their tests (62 in all), 7 print none and are one result each.
+    assert len(results) == 69
+    assert sum(r.variation == "script" for r in results) == 7
+    failed = {r.test_id: r.error_message or "" for r in results if r.status.is_failure}
+    assert sorted(failed) == sorted(REAL_FAILURES)
+    for test_id, message in REAL_FAILURES.items():
+        assert failed[test_id].startswith(message), test_id
+    assert all(r.details["return_code"] == 0 for r in results)  # every script exited 0
     # Retried-then-passed noise on stderr is no failure report.
-    multi = next(r for r in results if r.tool_name == "kimi_multi_file_chat")
-    assert multi.execution_status == "exit_0"
-    assert parsed.warnings == ["5 scripts exited 0 but their output reports failures"]
+    assert by_id(results)["kimi_multi_file_chat/basic_kimi"].status is PASS
+    # The runner's local stamp (00:47:15, 8 October) is 11 hours ahead of the
+    # test_results.json written as its last script ended (13:47:15.894Z).
+    assert parsed.finished_at == utc("2025-10-07T13:47:15.939931")
+    assert parsed.run.metadata["timestamp_utc_offset"] == "+11:00"
+    assert parsed.run.started_at == utc("2025-10-07T13:18:51.589452")
+    assert by_id(results)["chat/basic_glm"].started_at == utc("2025-10-07T13:19:50.759293")
+    assert parsed.warnings == [
+        "the runner counts 37 of 37 scripts passed by their exit codes, but 5 of those scripts "
+        "report 10 failed test(s) in their output: imported as failures"
+    ]
 
 
 @needs_real
@@ -858,7 +1012,8 @@ def test_real_simple_runner() -> None:
         ("results/latest/simple_runner_results.json", True),
         ("results/latest/prompt_counter.json", False),
         ("results/latest/coverage_matrix.json", False),
-        ("results/latest/watcher_observations/chat_basic_glm.json", False),
+        ("results/latest/watcher_observations/chat_basic_glm.json", True),
+        ("results/latest/watcher_analysis.csv", True),
         ("config/pricing_and_models.json", False),
     ],
 )

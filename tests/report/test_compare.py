@@ -4,8 +4,10 @@ a provider/model mix and a missing watcher score, compared exactly on SQLite and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,10 +87,17 @@ def record_history(ledger: Ledger) -> None:
     pin_run_durations(ledger, RUN_SECS)
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The history above, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
 @pytest.fixture
-def history(ledger: Ledger, db_url: str) -> str:
-    record_history(ledger)
-    return db_url
+def history(recorded: str, copy_database: Callable[[str], str]) -> str:
+    return copy_database(recorded)
 
 
 def _rows(changes: list[Any], *fields: str) -> list[tuple[Any, ...]]:
@@ -206,17 +215,18 @@ def test_each_failure_carries_its_issue_code(history: str) -> None:
     ],
 )
 def test_which_runs_are_compared(
-    ledger: Ledger, history: str, args: tuple[Any, ...], kwargs: dict[str, Any], pair: Any
+    history: str, tmp_path: Path, args: tuple[Any, ...], kwargs: dict[str, Any], pair: Any
 ) -> None:
-    with ledger.start_run(
-        branch="feature",
-        commit="f1",
-        suite="llm",
-        run_key="feat-1",
-        started_at=START + timedelta(hours=9),
-        detect_environment=False,
-    ) as run:
-        run.record(test_id="chat/broken", tool_name="chat", variation="broken", status="PASS")
+    with Ledger(history, results_dir=tmp_path / "results") as ledger:
+        with ledger.start_run(
+            branch="feature",
+            commit="f1",
+            suite="llm",
+            run_key="feat-1",
+            started_at=START + timedelta(hours=9),
+            detect_environment=False,
+        ) as run:
+            run.record(test_id="chat/broken", tool_name="chat", variation="broken", status="PASS")
     if pair is None:
         with pytest.raises(NotFound, match="no earlier run of branch feature suite llm"):
             _compare(history, *args, **kwargs)

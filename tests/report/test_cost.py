@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,21 @@ ALL_RUNS: list[RunRow] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """test_trend's history, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
+@pytest.fixture
+def history(recorded: str, copy_database: Callable[[str], str], tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger on this test's own copy of the recorded history."""
+    with Ledger(copy_database(recorded), results_dir=tmp_path / "results") as ledger:
+        yield ledger
+
+
 def group(name: str | None, provider: str | None, *numbers: Any) -> CostGroup:
     results, passed, cost, tokens, per_pass, share = numbers
     return CostGroup(name, provider, results, passed, cost, tokens, per_pass, share)
@@ -53,9 +69,8 @@ def run_rows(report: Any) -> list[RunRow]:
     ]
 
 
-def test_cost_of_every_run(ledger: Ledger) -> None:
-    record_history(ledger)
-    with ledger.engine().connect() as conn:
+def test_cost_of_every_run(history: Ledger) -> None:
+    with history.engine().connect() as conn:
         report = cost_report(conn, budget_usd=0.45)
     assert run_rows(report) == ALL_RUNS
     assert report.runs_over_budget == 3
@@ -72,7 +87,7 @@ def test_cost_of_every_run(ledger: Ledger) -> None:
         2.366,
     )
     # The budget counts the watcher's spend too: run-3 and run-1 cost $0.50 themselves.
-    with ledger.engine().connect() as conn:
+    with history.engine().connect() as conn:
         at_half = cost_report(conn, budget_usd=0.5)
     assert [(run.run_key, run.over_budget) for run in at_half.runs] == [
         ("run-4", True),
@@ -111,10 +126,9 @@ SELECTION_CASES: list[tuple[str, dict[str, Any], list[str], float | None]] = [
     ("case", "options", "keys", "cost"), SELECTION_CASES, ids=[c[0] for c in SELECTION_CASES]
 )
 def test_cost_selection(
-    ledger: Ledger, case: str, options: dict[str, Any], keys: list[str], cost: float | None
+    history: Ledger, case: str, options: dict[str, Any], keys: list[str], cost: float | None
 ) -> None:
-    record_history(ledger)
-    with ledger.engine().connect() as conn:
+    with history.engine().connect() as conn:
         report = cost_report(conn, **options)
     assert [run.run_key for run in report.runs] == keys
     assert report.total.cost_usd == cost
@@ -178,13 +192,12 @@ By model
 
 
 def test_cost_command(
-    ledger: Ledger,
-    db_url: str,
+    history: Ledger,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    record_history(ledger)
+    db_url = history.settings.database_url
     # The budget comes from the project's pyproject.toml.
     (tmp_path / "pyproject.toml").write_text("[tool.testledger.cost]\nmax_run_cost_usd = 0.45\n")
     monkeypatch.chdir(tmp_path)

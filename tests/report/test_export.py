@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,29 @@ from tests.histories import scripted_run
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Three runs, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        for index in range(3):
+            with scripted_run(ledger, index, start=START, commit=f"c{index}", suite=None) as run:
+                ref = run.record(
+                    tool_name="chat",
+                    variation="a",
+                    status="PASS",
+                    cost_usd=0.25,
+                    metrics={"x": 1.5},
+                )
+                run.attach_watcher(ref, WatcherObservation(quality_score=7, strengths=["ok"]))
+                run.record(tool_name="chat", variation="b", status="FAIL", error_message="boom")
+    return module_db_url
+
+
 @pytest.fixture
-def history(ledger: Ledger) -> Ledger:
-    for index in range(3):
-        with scripted_run(ledger, index, start=START, commit=f"c{index}", suite=None) as run:
-            ref = run.record(
-                tool_name="chat", variation="a", status="PASS", cost_usd=0.25, metrics={"x": 1.5}
-            )
-            run.attach_watcher(ref, WatcherObservation(quality_score=7, strengths=["ok"]))
-            run.record(tool_name="chat", variation="b", status="FAIL", error_message="boom")
-    return ledger
+def history(recorded: str, copy_database: Callable[[str], str], tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger on this test's own copy of the recorded runs."""
+    with Ledger(copy_database(recorded), results_dir=tmp_path / "results") as ledger:
+        yield ledger
 
 
 def database_rows(ledger: Ledger, table: str, **run_range: int) -> list[dict[str, Any]]:
@@ -40,8 +54,9 @@ def database_rows(ledger: Ledger, table: str, **run_range: int) -> list[dict[str
 
 @pytest.mark.parametrize("table", ["runs", "results", "issues", "occurrences", "insights"])
 def test_jsonl_and_json_round_trip(
-    history: Ledger, db_url: str, tmp_path: Path, table: str, capsys: pytest.CaptureFixture[str]
+    history: Ledger, tmp_path: Path, table: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    db_url = history.settings.database_url
     expected = json.loads(json.dumps(database_rows(history, table), default=str))
     assert expected, table
     out = tmp_path / f"{table}.jsonl"
@@ -51,7 +66,8 @@ def test_jsonl_and_json_round_trip(
     assert json.loads(capsys.readouterr().out) == expected
 
 
-def test_csv_round_trip_and_run_range(history: Ledger, db_url: str, tmp_path: Path) -> None:
+def test_csv_round_trip_and_run_range(history: Ledger, tmp_path: Path) -> None:
+    db_url = history.settings.database_url
     out = tmp_path / "results.csv"
     assert (
         main(
@@ -84,8 +100,10 @@ def test_csv_round_trip_and_run_range(history: Ledger, db_url: str, tmp_path: Pa
     assert rows[0]["created_at"].endswith("Z")
 
 
-def test_parquet_round_trip(history: Ledger, db_url: str, tmp_path: Path) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
+def test_parquet_round_trip(history: Ledger, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq  # a test dependency: its absence fails, never skips
+
+    db_url = history.settings.database_url
     out = tmp_path / "results.parquet"
     assert main(["--db", db_url, "export", "results", "-f", "parquet", "-o", str(out)]) == 0
     table = pq.read_table(out).to_pylist()
@@ -97,8 +115,9 @@ def test_parquet_round_trip(history: Ledger, db_url: str, tmp_path: Path) -> Non
 
 
 def test_bad_requests_are_one_line_and_leave_no_file(
-    history: Ledger, db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    history: Ledger, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    db_url = history.settings.database_url
     out = tmp_path / "x.csv"
     assert main(["--db", db_url, "export", "widgets", "-o", str(out)]) == 1
     assert "unknown table 'widgets'" in capsys.readouterr().err

@@ -4,6 +4,7 @@ pyproject.toml (CLI overriding it), bad keys, exit codes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from tests.report.test_compare import record_history
 # runs whose rounded total_duration_secs (0 -> 1) the rule must not read.
 
 
-@pytest.fixture
-def history(ledger: Ledger, db_url: str) -> str:
-    record_history(ledger)
-    engine = sa.create_engine(db_url)
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The history below, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    engine = sa.create_engine(module_db_url)
     with engine.begin() as conn:
         for key, secs in (("r3", 0.5), ("r4", 0.65)):
             conn.execute(
@@ -36,7 +39,12 @@ def history(ledger: Ledger, db_url: str) -> str:
                 {"s": secs, "rounded": round(secs), "k": key},
             )
     engine.dispose()
-    return db_url
+    return module_db_url
+
+
+@pytest.fixture
+def history(recorded: str, copy_database: Callable[[str], str]) -> str:
+    return copy_database(recorded)
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -289,3 +297,59 @@ def test_run_budget_counts_the_watchers_spend(
     # The option overrides the configured budget.
     code, out, _ = cli(capsys, "--db", history, "gate", "--max-run-cost-usd", "0.2")
     assert code == 0 and out.startswith("PASS max-run-cost-usd: run cost $0.1800")
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "max_new_failures",
+        "min_pass_rate",
+        "max_cost_increase",
+        "max_duration_increase",
+        "min_quality",
+        "max_run_cost_usd",
+    ],
+)
+def test_a_zero_value_is_a_rule(rule: str) -> None:
+    # 0 == False in Python: a rule of 0 once read as "not configured".
+    assert GateRules().merged(**{rule: 0}).configured
+    if rule != "max_new_failures":  # a count: 0, not 0.0
+        assert GateRules().merged(**{rule: 0.0}).configured
+    assert not GateRules().configured
+    assert not GateRules(include_flaky=True).configured
+
+
+@pytest.mark.parametrize(
+    ("option", "code", "line"),
+    [
+        ("--min-pass-rate", 0, "PASS min-pass-rate: pass rate 66.67% (minimum 0%)"),
+        (
+            "--max-new-failures",
+            2,
+            "FAIL max-new-failures: 1 new failure(s) (limit 0): chat/broken; 1 flaky not counted",
+        ),
+        (
+            "--max-cost-increase",
+            2,
+            "FAIL max-cost-increase: cost $ 0.12 -> 0.13 (+8.33%, limit +0%)",
+        ),
+        ("--min-quality", 0, "PASS min-quality: average watcher quality 7.75 (minimum 0)"),
+    ],
+)
+def test_a_zero_valued_option_alone(
+    history: str, capsys: pytest.CaptureFixture[str], option: str, code: int, line: str
+) -> None:
+    exit_code, out, err = cli(capsys, "--db", history, "gate", option, "0")
+    assert (exit_code, out.splitlines()) == (code, [line]), err
+
+
+def test_a_zero_valued_rule_in_pyproject(
+    history: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.testledger.gate]\nmin-pass-rate = 0\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli(capsys, "--db", history, "gate")
+    assert (code, out) == (0, "PASS min-pass-rate: pass rate 66.67% (minimum 0%)\n"), err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,21 @@ from tests.histories import scripted_run
 from tests.report.test_trend import START, record_history
 
 NODE_ID = "tests/test_api.py::test_login[glm]"
+
+
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """test_trend's history (finished runs only), recorded once per database for this module."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger, with_unfinished=False)
+    return module_db_url
+
+
+@pytest.fixture
+def history(recorded: str, copy_database: Callable[[str], str], tmp_path: Path) -> Iterator[Ledger]:
+    """A ledger on this test's own copy of the recorded history."""
+    with Ledger(copy_database(recorded), results_dir=tmp_path / "results") as ledger:
+        yield ledger
 
 
 def record_more(ledger: Ledger) -> None:
@@ -53,17 +70,16 @@ HISTORY_CASES: list[tuple[str, str, dict[str, Any], str, list[Entry]]] = [
     ids=[c[0] for c in HISTORY_CASES],
 )
 def test_history_entries(
-    ledger: Ledger,
+    history: Ledger,
     case: str,
     test: str,
     options: dict[str, Any],
     test_id: str,
     expected: list[Entry],
 ) -> None:
-    record_history(ledger, with_unfinished=False)
-    with ledger.engine().connect() as conn:
-        history = result_history(conn, test, **options)
-    assert history.test_id == test_id
+    with history.engine().connect() as conn:
+        found_history = result_history(conn, test, **options)
+    assert found_history.test_id == test_id
     found = [
         (
             e.run_key,
@@ -77,14 +93,13 @@ def test_history_entries(
             e.issue_code is not None,
             e.error_type,
         )
-        for e in history.entries
+        for e in found_history.entries
     ]
     assert found == expected
 
 
-def test_one_issue_per_failing_test(ledger: Ledger) -> None:
-    record_history(ledger, with_unfinished=False)
-    with ledger.engine().connect() as conn:
+def test_one_issue_per_failing_test(history: Ledger) -> None:
+    with history.engine().connect() as conn:
         codes = {
             test: {e.run_key: e.issue_code for e in result_history(conn, test).entries}
             for test in ("chat/a", "chat/b")
@@ -119,10 +134,9 @@ RESOLVE_CASES: list[tuple[str, str, str | None, str]] = [
 
 
 @pytest.mark.parametrize(("reference", "test_id", "error"), RESOLVE_CASES)
-def test_resolve_test(ledger: Ledger, reference: str, test_id: str | None, error: str) -> None:
-    record_history(ledger, with_unfinished=False)
-    record_more(ledger)
-    with ledger.engine().connect() as conn:
+def test_resolve_test(history: Ledger, reference: str, test_id: str | None, error: str) -> None:
+    record_more(history)
+    with history.engine().connect() as conn:
         if test_id is not None:
             assert resolve_test(conn, reference) == test_id
             return
@@ -139,9 +153,9 @@ def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_history_command(ledger: Ledger, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    record_history(ledger, with_unfinished=False)
-    with ledger.engine().connect() as conn:
+def test_history_command(history: Ledger, capsys: pytest.CaptureFixture[str]) -> None:
+    db_url = history.settings.database_url
+    with history.engine().connect() as conn:
         code_b = result_history(conn, "chat/b").entries[-1].issue_code
     assert code_b is not None
     code, out, err = cli(capsys, "--db", db_url, "history", "chat/b")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from testledger import Ledger
 from testledger.cli import main
 from testledger.report.html import (
     HtmlReport,
+    RunRegression,
     Verdict,
     build_report,
     render_html,
@@ -56,10 +58,17 @@ def record_history(ledger: Ledger) -> None:
                 )
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The history above, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
 @pytest.fixture
-def history(ledger: Ledger, db_url: str) -> str:
-    record_history(ledger)
-    return db_url
+def history(recorded: str, copy_database: Callable[[str], str]) -> str:
+    return copy_database(recorded)
 
 
 def _build(url: str, run: str | None = None, history: int = 100) -> HtmlReport:
@@ -137,7 +146,16 @@ def test_build_report_window(
     assert len(report.failures) == failure_groups
 
 
-SECTIONS = ("summary", "trends", "failures", "flaky", "comparison", "slowest", "legend")
+SECTIONS = (
+    "summary",
+    "trends",
+    "failures",
+    "regressions",
+    "flaky",
+    "comparison",
+    "slowest",
+    "legend",
+)
 
 
 def test_rendered_html_is_self_contained_and_escaped(history: str) -> None:
@@ -322,3 +340,45 @@ def test_badge_of_a_run_still_recording(
         label,
     )
     running.finish()
+
+
+# render/page's duration: six runs about 20 ms, then six about 100 ms (a lasting change, five
+# times slower); steady/page's stays about 20 ms. Milliseconds: PostgreSQL keeps no more.
+STEADY = [0.020, 0.021, 0.019, 0.020, 0.022, 0.018]
+SLOWDOWN = [*STEADY, 0.100, 0.102, 0.098, 0.101, 0.099, 0.100]
+
+
+def test_regressions_of_the_runs_tests_are_listed(ledger: Ledger, db_url: str) -> None:
+    for index, secs in enumerate(SLOWDOWN):
+        with scripted_run(
+            ledger, index, start=START, suite="web", commit=f"c{index:02d}", run_key=f"w{index}"
+        ) as run:
+            record_test(run, "render/page", "PASS", duration_secs=secs)
+            record_test(run, "steady/page", "PASS", duration_secs=STEADY[index % len(STEADY)])
+    report = _build(db_url)
+    assert report.regressions == [
+        RunRegression(
+            test_id="render/page",
+            metric="duration",
+            before="0.020 s",
+            after="0.100 s",
+            magnitude_pct=400.0,
+            first_run_id=7,
+            first_run_key="w6",
+            commit_range="c05..c06",
+            issue_code="PERF-CRITICAL-001",
+            issue_status="OPEN",
+            issue_priority="CRITICAL",
+        )
+    ]
+    section = render_html(report).split('<section id="regressions">')[1].split("</section>")[0]
+    assert "<code>render/page</code></td><td>duration</td>" in section
+    assert '<td class="n">0.020 s</td><td class="n">0.100 s</td><td class="n">+400.0%</td>' in (
+        section
+    )
+    assert '<code class="code">PERF-CRITICAL-001</code>' in section
+    assert "steady/page" not in section
+    # A run before the change has none.
+    before = _build(db_url, "w5")
+    assert before.regressions == []
+    assert "No regression issue in this run's tests" in render_html(before)

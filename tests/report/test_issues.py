@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,19 +34,30 @@ ERRORS = {
 CHAT, SEARCH, CALC = "UNCA-MEDIUM-001", "UNCA-MEDIUM-002", "UNCA-MEDIUM-003"
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """OUTCOMES, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        for index, outcomes in enumerate(OUTCOMES):
+            with scripted_run(ledger, index, run_key=f"r{index}", commit=f"c{index}") as run:
+                for test_id, attempts in outcomes.items():
+                    error_type, message = ERRORS[test_id]
+                    for status in attempts:
+                        record_test(
+                            run, test_id, status, error_type=error_type, error_message=message
+                        )
+        with ledger.engine().begin() as conn:
+            conn.execute(
+                sa.text("UPDATE issues SET status = 'RESOLVED' WHERE issue_code = :c"),
+                {"c": SEARCH},
+            )
+    return module_db_url
+
+
 @pytest.fixture
-def history(ledger: Ledger) -> Ledger:
-    for index, outcomes in enumerate(OUTCOMES):
-        with scripted_run(ledger, index, run_key=f"r{index}", commit=f"c{index}") as run:
-            for test_id, attempts in outcomes.items():
-                error_type, message = ERRORS[test_id]
-                for status in attempts:
-                    record_test(run, test_id, status, error_type=error_type, error_message=message)
-    with ledger.engine().begin() as conn:
-        conn.execute(
-            sa.text("UPDATE issues SET status = 'RESOLVED' WHERE issue_code = :c"), {"c": SEARCH}
-        )
-    return ledger
+def history(recorded: str, copy_database: Callable[[str], str], tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(copy_database(recorded), results_dir=tmp_path / "results") as ledger:
+        yield ledger
 
 
 # list_issues options -> (code, status, occurrences, flaky occurrences) in the order returned.

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from testledger import Ledger
-from testledger.cli import main
 from testledger.api._reports import plain_value
+from testledger.cli import main
 from testledger.report.proposal import PROPOSAL_QUERIES
 from tests.report.test_trend import record_history
 

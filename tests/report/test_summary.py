@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,10 +19,17 @@ from testledger.report.markdown import SummaryData, build_summary, render_markdo
 from tests.report.test_compare import record_history
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """test_compare's history, recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
 @pytest.fixture
-def history(ledger: Ledger, db_url: str) -> str:
-    record_history(ledger)
-    return db_url
+def history(recorded: str, copy_database: Callable[[str], str]) -> str:
+    return copy_database(recorded)
 
 
 def _summary(url: str, **kwargs: object) -> SummaryData:

@@ -5,6 +5,7 @@ The history below is shared with the cost and history tests (``record_history``)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,6 +15,7 @@ from testledger import Ledger, WatcherObservation
 from testledger.cli import main
 from testledger.common.formatting import sparkline
 from testledger.report.trend import run_trend
+from testledger.store.database import connect_engine
 from tests.histories import pin_run_durations, record_test, scripted_run
 
 START = datetime(2025, 10, 7, 12, 0, tzinfo=timezone.utc)
@@ -181,15 +183,31 @@ TREND_CASES: list[tuple[str, dict[str, Any], list[Row]]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """HISTORY (and the unfinished run), recorded once per database for this module's tests."""
+    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record_history(ledger)
+    return module_db_url
+
+
+@pytest.fixture
+def history(recorded: str, copy_database: Callable[[str], str]) -> str:
+    return copy_database(recorded)
+
+
 @pytest.mark.parametrize(
     ("case", "options", "expected"), TREND_CASES, ids=[c[0] for c in TREND_CASES]
 )
 def test_trend_points(
-    ledger: Ledger, case: str, options: dict[str, Any], expected: list[Row]
+    history: str, case: str, options: dict[str, Any], expected: list[Row]
 ) -> None:
-    record_history(ledger)
-    with ledger.engine().connect() as conn:
-        trend = run_trend(conn, **options)
+    engine = connect_engine(history)
+    try:
+        with engine.connect() as conn:
+            trend = run_trend(conn, **options)
+    finally:
+        engine.dispose()
     found = [
         (
             p.run_key,
@@ -240,10 +258,8 @@ numbers over the matching results of each run
       trend                                ▄▄               █▁             █▁             █▁             █▁"""  # noqa: E501
 
 
-def test_trend_command_renders_a_table(
-    ledger: Ledger, db_url: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    record_history(ledger)
+def test_trend_command_renders_a_table(history: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db_url = history
     code, out, err = cli(capsys, "--db", db_url, "trend", "--branch", "main")
     assert (code, err) == (0, "")
     assert lines(out) == TREND_TABLE.splitlines()

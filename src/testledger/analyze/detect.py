@@ -28,7 +28,6 @@ moves only follow occurrences added by the same pass, or the absence of any.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,6 +51,7 @@ from testledger.analyze.issues.lifecycle import (
     new_issue_code,
 )
 from testledger.analyze.issues.rules import Rule, RuleSet
+from testledger.analyze.issues.titles import failure_title
 from testledger.analyze.regressions.finder import (
     RegressionConfig,
     detect_regressions,
@@ -70,7 +70,6 @@ from testledger.store.tables import (
 
 __all__ = ["DetectConfig", "DetectionReport", "detect_run", "result_from_row", "runs_in_order"]
 
-_TITLE_LIMIT = 200
 _DESCRIPTION_LIMIT = 4000
 
 
@@ -218,34 +217,16 @@ def _mark_flaky(connection: Connection, run_id: int, suite: str, failures: list[
         failure.flaky = retried_ok or test_id in historic
 
 
-_CODE_LIKE = re.compile(r"^(self\s*=|def |>|E\s|\s)")
-
-
-def _headline(result: TestResult) -> str:
-    """The line that says what went wrong: the message's first line, unless the message is
-    a dump of code (some JUnit writers put the whole traceback there), then the traceback's
-    (or message's) last exception-looking line."""
-    lines = [line for line in (result.error_message or "").splitlines() if line.strip()]
-    if lines and not _CODE_LIKE.match(lines[0]):
-        return lines[0].strip()
-    source = result.traceback or result.error_message or ""
-    for line in reversed(source.splitlines()):
-        text = line.strip().removeprefix("E").strip()
-        if re.match(r"^[\w.]*(Error|Exception|Failure|Exit|Interrupt)\b", text):
-            return text
-    return lines[0].strip() if lines else ""
-
-
 def _title(failure: _Failure) -> str:
     if failure.rule is not None and failure.rule.title:
         return failure.rule.title
     result = failure.result
-    message = _headline(result)
-    if result.error_type and message.startswith(result.error_type):
-        message = message[len(result.error_type) :].lstrip(": ")
-    parts = [p for p in (result.error_type, message) if p]
-    title = ": ".join(parts) if parts else f"{result.test_id} {result.status.value}"
-    return title if len(title) <= _TITLE_LIMIT else title[: _TITLE_LIMIT - 1] + "…"
+    return failure_title(
+        result.error_type,
+        result.error_message,
+        result.traceback,
+        f"{result.test_id} {result.status.value}",
+    )
 
 
 def _description(failure: _Failure, run: Any) -> str:

@@ -8,7 +8,8 @@ auto_resolve_after = 3             # passing runs before an OPEN issue is resolv
 [tool.testledger.regressions]      # change points in per-test metrics (analyze.regressions)
 p_value = 0.001                    # significance of a change (t-test)
 window = 50                        # runs per E-divisive window
-min_magnitude = 0.10               # smallest relative change reported
+min_magnitude = 0.10               # smallest relative change reported (memory: 0.5 at least,
+                                   # being the process's RSS; analyze.regressions.metrics)
 min_change = { duration = 0.05 }   # smallest absolute change per metric, in its unit (0: none);
                                    # defaults: duration 0.05 s, memory 2 MB, cpu 5 (points),
                                    # tokens 5, cost 0.0001 (USD), quality 0.5

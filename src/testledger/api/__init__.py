@@ -77,6 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         list_issues,
         update_issue,
     )
+    from testledger.api._observations import record_observation
     from testledger.api._reports import (
         HtmlReportFile,
         QueryResult,
@@ -94,7 +95,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         summary,
         trend,
     )
-    from testledger.api._observations import record_observation
     from testledger.api._runs import list_runs, show_run
     from testledger.api._search import run_failures, search, test_context
     from testledger.demo.runner import DemoResult
@@ -111,8 +111,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from testledger.report.cost import CostGroup, CostReport
     from testledger.report.explain import ExplainedPart
-    from testledger.report.failures import RunFailures
     from testledger.report.export import ExportSummary
+    from testledger.report.failures import RunFailures
     from testledger.report.gate import GateResult, GateRules
     from testledger.report.history import ResultHistory
     from testledger.report.html import HtmlReport

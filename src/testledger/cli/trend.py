@@ -55,7 +55,10 @@ def _delta(metric: api.TrendMetric, change: float | None) -> Text:
     style = "" if metric.higher_is_better is None else "green"
     if metric.higher_is_better is not None and up != metric.higher_is_better:
         style = "red"
-    return Text(("▲" if up else "▼") + _METRIC_FORMATS[metric.name](abs(change)), style=style)
+    shown = _METRIC_FORMATS[metric.name](abs(change))
+    if not shown.strip("0.,"):  # a real change too small for the format: not written as 0
+        shown = "<" + shown[:-1] + "1"
+    return Text(("▲" if up else "▼") + shown, style=style)
 
 
 def _describe_filters(trend: api.Trend) -> str:

@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from testledger import api
-from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.app import EXIT_ERROR, command, console, emit_json, ledger_of
 
 
 @command("watch")
@@ -79,6 +79,13 @@ def watch_command(
         emit_json(summary)
         return
     quality = "-" if summary.avg_watcher_quality is None else f"{summary.avg_watcher_quality:.2f}"
+    if summary.watched and summary.failed == summary.watched:
+        # Every call failed (a wrong endpoint or key): the run's figures were left as they were.
+        console.print(
+            f"Run {summary.run_id}: every one of {summary.watched} {summary.watcher} "
+            "observation(s) was a watcher error; the run's quality is unchanged"
+        )
+        raise typer.Exit(EXIT_ERROR)
     if summary.considered == 0:
         console.print(f"Run {summary.run_id}: nothing to watch with {summary.watcher}.")
         return

@@ -162,8 +162,16 @@ def commit_message(iteration: int) -> str:
 
 def check_target(directory: Path, *, force: bool = False, database_url: str | None = None) -> None:
     """Raise ConfigError unless a demo may be made in ``directory`` (and ``database_url``):
-    the folder is absent, empty, or (with ``force``) an earlier demo; the database holds no
-    runs. Changes nothing."""
+    the folder is absent, empty, or (with ``force``) an earlier demo, and not inside one; the
+    database holds no runs. Changes nothing."""
+    # The demo's closing hints leave the reader in its folder: `testledger demo` run again from
+    # there would make a second project and git repository inside the first.
+    for parent in directory.resolve().parents:
+        if (parent / MARKER_FILE).is_file():
+            raise ConfigError(
+                f"{parent} is a testledger demo folder: run the demo from outside it, "
+                "or give --dir a folder outside it"
+            )
     if directory.exists() and not directory.is_dir():
         raise ConfigError(f"{directory} exists and is not a folder; choose another --dir")
     if directory.is_dir() and any(directory.iterdir()):

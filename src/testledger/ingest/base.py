@@ -14,13 +14,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from testledger.common.jsondata import JsonData
 from testledger.errors import TestledgerError
-from testledger.model import RunInfo, TestResult
+from testledger.model import RunInfo, TestResult, WatcherObservation
 
-__all__ = ["FolderHistoryImporter", "ImportFormatError", "Importer", "ParsedFile"]
+__all__ = [
+    "FolderHistoryImporter",
+    "ImportFormatError",
+    "Importer",
+    "LooseResult",
+    "ParsedFile",
+    "RunTotals",
+    "Skipped",
+    "verdict",
+]
 
 
 class ImportFormatError(TestledgerError):
@@ -34,6 +45,67 @@ class ImportFormatError(TestledgerError):
         super().__init__(f"{where}: {reason}")
 
 
+@dataclass(frozen=True, slots=True)
+class RunTotals(JsonData):
+    """A run's counts as a summary states them (``failed`` includes ``errored``, as in
+    ``test_runs``)."""
+
+    total: int
+    passed: int
+    failed: int
+    skipped: int
+    errored: int = 0
+
+    @property
+    def pass_rate(self) -> float | None:
+        """100 * passed / (total - skipped), as RunStats computes it; None when nothing ran."""
+        executed = self.total - self.skipped
+        return round(100.0 * self.passed / executed, 2) if executed > 0 else None
+
+
+@dataclass(slots=True)
+class LooseResult:
+    """A result known from evidence kept outside any run report: a watcher observation file,
+    a saved API call. The import places it on the result it belongs to when that is in the
+    ledger (same suite and test, at that time), and otherwise reconstructs the result in a run
+    of its session (see :mod:`testledger.ingest.placement`).
+
+    ``result`` is the result as the evidence tells it (its status, times, ``watcher``);
+    ``at`` when it happened (None: the evidence has no time, and it is kept in an undated run of
+    its file); ``not_before`` a time the result it belongs to must be later than (a watcher
+    observation's ``previous_run``); ``call`` an API call record kept in the result's
+    ``details["api_calls"]``, whose ``id`` says it is already there.
+    """
+
+    result: TestResult
+    at: datetime | None
+    kind: str
+    not_before: datetime | None = None
+    call: dict[str, Any] | None = None
+
+
+def verdict(observation: WatcherObservation) -> tuple[object, ...]:
+    """What a watcher observation says, whatever file it was read from (its JSON file, a row of
+    a CSV of analyses): two observations of one test that say the same are one."""
+    return (
+        observation.quality_score,
+        observation.error,
+        tuple(observation.anomalies),
+        tuple(observation.recommendations),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped(JsonData):
+    """A file a results folder holds that the import did not read, and why."""
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 @dataclass(slots=True)
 class ParsedFile:
     """One imported file: what it says about its run, and its results, lazily.
@@ -45,6 +117,18 @@ class ParsedFile:
     commit, run key) from its options, git and the CI environment. ``results`` is consumed once.
     ``warnings`` are what the importer noticed without failing (a count that disagrees with the
     results, data it could not attribute); they are shown with the import's outcome.
+
+    Three kinds of file are not a run of results, and say so:
+
+    * a summary (``totals`` set, no results): it sets the totals of the run it summarises when
+      that run is in the ledger, else it is a run of those totals marked summary-only;
+    * loose evidence (``loose`` set, no results): each item is placed on its result, or
+      reconstructed (see :class:`LooseResult`); ``run`` is then the template of any run
+      reconstructed from it;
+    * ``skipped``: files of a results folder the importer did not read, with the reason.
+
+    ``finished_at`` is when the run ended, when the file says so (default: the start plus the
+    results' durations).
     """
 
     path: Path
@@ -52,6 +136,10 @@ class ParsedFile:
     run: RunInfo
     results: Iterator[TestResult]
     warnings: list[str] = field(default_factory=list)
+    finished_at: datetime | None = None
+    totals: RunTotals | None = None
+    loose: list[LooseResult] | None = None
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 class Importer(Protocol):

@@ -41,7 +41,7 @@ from testledger.store.writer import (
     insert_rows,
 )
 
-__all__ = ["ImportOptions", "ImportOutcome", "content_key", "import_parsed"]
+__all__ = ["ImportOptions", "ImportOutcome", "content_key", "import_parsed", "run_info"]
 
 _BATCH = 5000
 #: SQLite page cache (KiB) while a file is imported. The default 2 MB cannot hold the pages of
@@ -67,6 +67,9 @@ class ImportOptions:
     at: datetime | None = None
     watcher_model: str | None = None
     detect_environment: bool = True
+    #: Evidence of one session is at most this far apart (reconstructed runs; see
+    #: ingest.placement). None: ``[tool.testledger.import] session_gap_minutes``, else 30 min.
+    session_gap: timedelta | None = None
 
 
 @dataclass(slots=True)
@@ -79,6 +82,8 @@ class ImportOutcome(JsonData):
     observations: int = 0
     already_imported: bool = False
     warnings: list[str] = field(default_factory=list)
+    #: Results reconstructed earlier from its tests' evidence, now matched by the run's own.
+    matched_reconstructed: int = 0
 
 
 def content_key(path: Path, format_name: str) -> str:
@@ -94,7 +99,9 @@ def content_key(path: Path, format_name: str) -> str:
     return f"import-{format_name}-{digest.hexdigest()[:24]}"
 
 
-def _run_info(parsed: ParsedFile, options: ImportOptions) -> RunInfo:
+def run_info(parsed: ParsedFile, options: ImportOptions) -> RunInfo:
+    """The run a parsed file describes, with the command line's options and the environment
+    filled in (as ``import_parsed`` writes it)."""
     info = parsed.run
     info.source = f"import:{parsed.format}"
     if options.at is not None:
@@ -350,7 +357,7 @@ def import_parsed(
     while its results are read."""
     run_key = options.run_key or content_run_key
     outcome = ImportOutcome(parsed.path, parsed.format, run_key)
-    info = _run_info(parsed, options)
+    info = run_info(parsed, options)
     info.metadata["imported_files"] = [content_run_key]
     with engine.begin() as connection, _large_sqlite_cache(connection):
         row = create_or_join_run(connection, info, run_key)
@@ -398,9 +405,27 @@ def import_parsed(
                 outcome.observations += observed
                 if progress is not None:
                     progress(len(batch))
-        # A file without a time of its own is dated by its import (run_timestamp = now).
-        started = info.started_at
-        finished = started + timedelta(seconds=total_duration) if started else None
-        finish_run(connection, row.id, RunStatus.FINISHED, finished_at=finished)
+        _finish(connection, row.id, info.started_at, parsed.finished_at, total_duration)
     outcome.warnings.extend(parsed.warnings)
     return outcome
+
+
+def _finish(
+    connection: Connection,
+    run_id: int,
+    started: datetime | None,
+    finished: datetime | None,
+    total_duration: float,
+) -> None:
+    """The run finished with its statistics. A file without a time of its own is dated by its
+    import (run_timestamp = now); it ended its results' durations after it started, unless the
+    file says when it ended: that gives the run's wall clock (its results' durations may not add
+    up to it: scripts whose tests have no duration of their own)."""
+    wall_clock = None
+    if finished is not None and started is not None:
+        wall_clock = max((finished - started).total_seconds(), 0.0)
+    elif started is not None:
+        finished = started + timedelta(seconds=total_duration)
+    finish_run(
+        connection, run_id, RunStatus.FINISHED, finished_at=finished, wall_clock_secs=wall_clock
+    )

@@ -221,6 +221,14 @@ def _import_one(
         reparse=_reparser(parsed, format_name),
     )
     if outcome.run_id is not None:
-        outcome.matched_reconstructed = reconcile_run(engine, outcome.run_id)
+        outcome.matched_reconstructed, deleted = reconcile_run(engine, outcome.run_id)
+        # Runs this import reconstructed or made of a summary, then took over whole: gone.
+        for placed in report.placed:
+            placed.runs_created = [r for r in placed.runs_created if r not in deleted]
+            placed.reconstructed_runs = [r for r in placed.reconstructed_runs if r not in deleted]
+        for summary in report.summaries:
+            if summary.run_id in deleted:
+                summary.created = summary.totals_set = False
+                summary.run_id = outcome.run_id
     target = report.already_imported if outcome.already_imported else report.imported
     target.append(outcome)

@@ -235,8 +235,15 @@ class _Recorder:
             # pytest-xdist's controller: the workers measure their tests (WorkerMeasure).
             self._measure = None
         option = self.config.option
+        watcher = getattr(option, "testledger_watcher", None)
         try:
             self.settings = load_settings(self.url, option.testledger_results_dir)
+            if watcher is not None:
+                # The run is watched when it finishes; a watcher that cannot work (unknown, or
+                # the llm one with no endpoint or key) is refused now, before a test runs.
+                from testledger.analyze.watcher import load_watcher
+
+                load_watcher(watcher, self.settings.tool)
         except ConfigError as exc:
             raise pytest.UsageError(f"testledger: {exc}") from None
         started = datetime.now(timezone.utc)
@@ -248,7 +255,7 @@ class _Recorder:
             "run_key": option.testledger_run_key or _new_run_key(started),
             "started_at": started,
             "source": "pytest",
-            "watcher": getattr(option, "testledger_watcher", None),
+            "watcher": watcher,
             "metadata": {
                 "pytest": {
                     "version": pytest.__version__,

@@ -45,7 +45,8 @@ def parse_percent(value: Any, name: str) -> float:
 
 @dataclass(frozen=True, slots=True)
 class GateRules:
-    """The rules; None (or False) means the rule is not configured."""
+    """The rules; None (or False for the switches) means the rule is not configured. A value
+    of 0 is a rule like any other (``--min-pass-rate 0``, ``--max-new-failures 0``)."""
 
     max_new_failures: int | None = None
     min_pass_rate: float | None = None
@@ -59,8 +60,10 @@ class GateRules:
 
     @property
     def configured(self) -> bool:
+        # Identity, not equality: ``0 in (None, False)`` is true, and a rule whose value is 0
+        # would read as absent.
         return any(
-            getattr(self, f.name) not in (None, False)
+            (value := getattr(self, f.name)) is not None and value is not False
             for f in dataclasses.fields(self)
             if f.name != "include_flaky"
         )

@@ -1,7 +1,8 @@
 """The self-contained HTML report: one file with inline CSS, JS and data, no network needed.
 
 ``build_report`` assembles the numbers from the other reports (runs, issues, flaky, compare,
-trend); ``render_html`` turns them into the page. Trend data is a compact array per metric so a
+trend) and the metric regressions seen in the run (the regression issues detection linked to
+it); ``render_html`` turns them into the page. Trend data is a compact array per metric so a
 history of 1,000 runs stays small, and the charts are drawn once by the page's own JS as SVG.
 
 The run's badge gives its verdict (``run_verdict``, explained in the page's legend):
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from testledger.analyze.flaky.finder import FlakyTest, find_flaky
+from testledger.analyze.regressions.metrics import METRICS
+from testledger.analyze.regressions.metrics import ORIGIN as REGRESSION_ORIGIN
 from testledger.common.jsondata import JsonData, as_json
 from testledger.errors import NotFound
 from testledger.report.compare import RunComparison, compare_runs
@@ -91,6 +94,25 @@ class IssueGroup:
 
 
 @dataclass(frozen=True, slots=True)
+class RunRegression:
+    """A lasting rise (or fall, for quality) in a test's metric that the run shows: the
+    regression issue of its series, with the change it describes (``before``/``after``: the
+    levels on each side, in the metric's unit)."""
+
+    test_id: str
+    metric: str
+    before: str
+    after: str
+    magnitude_pct: float | None  # None: the metric rose from zero
+    first_run_id: int
+    first_run_key: str
+    commit_range: str
+    issue_code: str | None
+    issue_status: str | None
+    issue_priority: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class TestCost:
     test_id: str
     status: str
@@ -115,6 +137,7 @@ class HtmlReport(JsonData):
     generated_at: datetime
     trend: TrendSeries
     failures: list[IssueGroup]
+    regressions: list[RunRegression]
     flaky: list[FlakyTest]
     comparison: RunComparison | None
     slowest: list[TestCost]
@@ -216,6 +239,52 @@ def _verdict(
     return run_verdict(run.status, failing, new)
 
 
+_PRIORITY_ORDER = {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}
+
+
+def _regressions(connection: Connection, run_id: int) -> list[RunRegression]:
+    """The metric regressions seen in the run: the regression issues that detection (after
+    each run, :mod:`testledger.analyze.regressions`) linked to the run's results, as their
+    details describe them; the highest priority first, then the largest change.
+
+    Read from the issues rather than found again with ``find_regressions``: the change points
+    of every series of a suite cost 0.45 s on a 50-test suite with 200 runs (eight times the
+    rest of the report), and an issue's occurrences name the very runs that showed it, so the
+    report of an older run lists what held then, not what holds now."""
+    rows = connection.execute(
+        sa.select(issues.c.issue_code, issues.c.status, issues.c.priority, issues.c.details)
+        .join(issue_occurrences, issue_occurrences.c.issue_id == issues.c.id)
+        .where(issue_occurrences.c.run_id == run_id, issues.c.origin == REGRESSION_ORIGIN)
+        .distinct()
+    ).all()
+    found = []
+    for code, status, priority, details in rows:
+        metric = METRICS.get(str(details.get("metric"))) if isinstance(details, dict) else None
+        if metric is None:
+            continue  # not a regression issue's details: nothing to show
+        found.append(
+            RunRegression(
+                test_id=details["test_id"],
+                metric=metric.name,
+                before=metric.show(float(details["before_mean"])),
+                after=metric.show(float(details["after_mean"])),
+                magnitude_pct=details.get("magnitude_pct"),
+                first_run_id=int(details["first_run_id"]),
+                first_run_key=str(details["first_run_key"]),
+                commit_range=str(details["commit_range"]),
+                issue_code=code,
+                issue_status=status,
+                issue_priority=priority,
+            )
+        )
+
+    def order(row: RunRegression) -> tuple[int, float, str, str]:
+        size = -abs(row.magnitude_pct) if row.magnitude_pct is not None else -float("inf")
+        return (_PRIORITY_ORDER.get(row.issue_priority or "", 4), size, row.test_id, row.metric)
+
+    return sorted(found, key=order)
+
+
 def _top(connection: Connection, run_id: int, column: Any) -> list[TestCost]:
     rows = connection.execute(
         sa.select(
@@ -269,6 +338,7 @@ def build_report(
         generated_at=datetime.now(timezone.utc).replace(microsecond=0),
         trend=_trend(connection, summary, history),
         failures=_failures(connection, summary.id),
+        regressions=_regressions(connection, summary.id),
         flaky=flaky,
         comparison=comparison,
         slowest=_top(connection, summary.id, test_results.c.duration_secs),

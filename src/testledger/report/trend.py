@@ -126,7 +126,10 @@ def _metric(metric: TrendMetric | str) -> TrendMetric:
 
 @dataclass(frozen=True, slots=True)
 class _Numbers:
-    """A run's raw numbers before the changes are computed."""
+    """A run's numbers as exact as the ledger has them, before the changes are computed: each
+    value and each change is rounded once, in :func:`_point`. (Changes of values rounded first
+    disagreed: one test of twelve flipping read 91.67 - 83.33 = 8.34 from one level and
+    100 - 91.67 = 8.33 from the next.)"""
 
     tests: int
     passed: int
@@ -152,8 +155,12 @@ def _result_conditions(table: Any, filters: TrendFilters) -> list[sa.ColumnEleme
     return conditions
 
 
-def _optional_float(value: Any, digits: int) -> float | None:
-    return None if value is None else round(float(value), digits)
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _rounded(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _per_result_numbers(
@@ -204,10 +211,10 @@ def _per_result_numbers(
             tests=total,
             passed=passed,
             failed=int(row.failed),
-            pass_rate=round(100.0 * passed / executed, 2) if executed else None,
-            quality=_optional_float(row.quality, 2),
-            cost=_optional_float(row.cost, 6),
-            duration=_optional_float(row.duration, 3),
+            pass_rate=100.0 * passed / executed if executed else None,
+            quality=_optional_float(row.quality),
+            cost=_optional_float(row.cost),
+            duration=_optional_float(row.duration),
             tokens=None if row.tokens is None else int(row.tokens),
         )
     return numbers
@@ -217,6 +224,17 @@ def _change(current: float | None, previous: float | None, digits: int) -> float
     if current is None or previous is None:
         return None
     return round(current - previous, digits)
+
+
+def _exact_pass_rate(row: Any) -> float | None:
+    """The run's pass rate from its counts (``test_runs.pass_rate`` keeps two decimals), or
+    the stored one where the counts do not give it."""
+    stored = _optional_float(row.pass_rate)
+    executed = int(row.total_tests) - int(row.tests_skipped)
+    if stored is None or executed <= 0:
+        return stored
+    exact = 100.0 * int(row.tests_passed) / executed
+    return exact if round(exact, 2) == round(stored, 2) else stored
 
 
 def _runs_query(filters: TrendFilters) -> sa.Select[Any]:
@@ -233,6 +251,7 @@ def _runs_query(filters: TrendFilters) -> sa.Select[Any]:
         test_runs.c.total_tests,
         test_runs.c.tests_passed,
         test_runs.c.tests_failed,
+        test_runs.c.tests_skipped,
         test_runs.c.pass_rate,
         test_runs.c.avg_watcher_quality,
         test_runs.c.total_cost_usd,
@@ -254,16 +273,17 @@ def _runs_query(filters: TrendFilters) -> sa.Select[Any]:
 
 
 def _run_numbers(rows: list[Any]) -> dict[int, _Numbers]:
-    """Each run's numbers from its own ``test_runs`` columns (no result filter)."""
+    """Each run's numbers from its own ``test_runs`` columns (no result filter). Quality, cost
+    and duration are stored rounded (2, 4 and 3 decimals): their changes are of those."""
     return {
         int(row.id): _Numbers(
             tests=int(row.total_tests),
             passed=int(row.tests_passed),
             failed=int(row.tests_failed),
-            pass_rate=_optional_float(row.pass_rate, 2),
-            quality=_optional_float(row.avg_watcher_quality, 2),
-            cost=_optional_float(row.total_cost_usd, 4),
-            duration=_optional_float(row.duration_secs, 3),
+            pass_rate=_exact_pass_rate(row),
+            quality=_optional_float(row.avg_watcher_quality),
+            cost=_optional_float(row.total_cost_usd),
+            duration=_optional_float(row.duration_secs),
             tokens=None if row.total_tokens is None else int(row.total_tokens),
         )
         for row in rows
@@ -286,10 +306,10 @@ def _point(row: Any, now: _Numbers, previous: _Numbers) -> TrendPoint:
         tests=now.tests,
         passed=now.passed,
         failed=now.failed,
-        pass_rate=now.pass_rate,
-        avg_watcher_quality=now.quality,
-        total_cost_usd=now.cost,
-        duration_secs=now.duration,
+        pass_rate=_rounded(now.pass_rate, 2),
+        avg_watcher_quality=_rounded(now.quality, 2),
+        total_cost_usd=_rounded(now.cost, 6),
+        duration_secs=_rounded(now.duration, 3),
         total_tokens=now.tokens,
         pass_rate_change=_change(now.pass_rate, previous.pass_rate, 2),
         quality_change=_change(now.quality, previous.quality, 2),

@@ -21,7 +21,10 @@ Change points come from :mod:`testledger.analyze.regressions.changepoint`; a cha
 direction is a regression, the other way an improvement. A change is reported when it is at least
 ``min_magnitude`` of the level before it (relative, 10% by default) and at least the metric's
 ``min_change`` (absolute, in its unit: by default 0.05 s, 2 MB, 5 CPU points, 5 tokens,
-$0.0001, 0.5 quality points), so that a 1 ms test taking 2 ms is not a 100% regression.
+$0.0001, 0.5 quality points), so that a 1 ms test taking 2 ms is not a 100% regression. Memory
+(the process's RSS after the test, which moves with all the process holds) must also change by
+half its level (:data:`~testledger.analyze.regressions.metrics.MEMORY_MIN_RELATIVE`). Outliers
+need the same.
 
 Issues (``detect_regressions`` runs at the end of issue detection for every run): for each test
 of the run and metric, the latest change of its series, when it is a regression that still

@@ -108,14 +108,15 @@ def _sentence(change: MetricChange) -> str:
 def _recovered(
     analysis: SeriesAnalysis, metric: Metric, before: float, after: float, config: RegressionConfig
 ) -> tuple[bool, float]:
-    """Whether the latest ``min_runs`` values are back: within ``min_magnitude`` of the mean
-    before the change (or the metric's ``min_change``, when larger) and at least half way back
+    """Whether the latest ``min_runs`` values are back: within ``min_magnitude`` (the metric's
+    relative floor) of the mean before the change (or the metric's ``min_change``, when larger)
+    and at least half way back
     (so that a change about as small as the threshold does not resolve and reopen run after
     run)."""
     recent = float(analysis.cleaned[-config.min_runs :].mean())
     sign = 1.0 if metric.higher_is_worse else -1.0
     remaining = (recent - before) * sign
-    threshold = max(config.min_magnitude * abs(before), config.floor(metric.name))
+    threshold = max(config.relative_floor(metric.name) * abs(before), config.floor(metric.name))
     allowed = min(threshold, abs(after - before) / 2.0)
     return remaining <= allowed, recent
 
@@ -285,13 +286,14 @@ class _Sync:
 
     def resolve(self, issue: Any, metric: Metric, recent: float) -> None:
         details = issue.details
+        relative = self.config.relative_floor(metric.name)
         mark_auto_resolved(
             self.connection,
             int(issue.id),
             self.run,
             f"{metric.name} is back: {metric.show(recent)} over the latest "
             f"{self.config.min_runs} runs, against {metric.show(details['before_mean'])} "
-            f"before the change (threshold {self.config.min_magnitude:.0%}, at least "
+            f"before the change (threshold {relative:.0%}, at least "
             f"{metric.show(self.config.floor(metric.name))})",
             self.now,
         )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pragma: no cover - types only: importing it would load nump
 
 __all__ = [
     "CPU_MIN_DURATION_SECS",
+    "MEMORY_MIN_RELATIVE",
     "METRICS",
     "ORIGIN",
     "Metric",
@@ -57,6 +58,8 @@ class Metric:
     unit: str
     #: The default smallest absolute change reported, in the metric's unit.
     min_change: float
+    #: The smallest relative change reported, when it is above ``min_magnitude`` (see memory).
+    min_relative: float = 0.0
 
     def show(self, value: float) -> str:
         return self.unit.format(value)
@@ -70,11 +73,30 @@ CPU_MIN_DURATION_SECS = 0.1
 # The absolute minimums are about what a reader would act on: 50 ms of a test's time, two
 # megabytes (memory is recorded in whole megabytes: one is its resolution, and its jitter), five
 # points of CPU, a handful of tokens, a hundredth of a cent, half a quality point.
+#
+# Memory is the process's RSS right after the test (record.measure), not what the test itself
+# used, so it moves with everything the process holds: in the demo every test reads 34-35 MB in
+# its own sessions and 41 MB in a `pytest --ledger` run by hand, which loads more plugins (+17
+# to +21%, all tests at once; the README's Regressions section). A memory change must therefore
+# also be half of the level (MEMORY_MIN_RELATIVE): over twice that drift, so a session that
+# loads a few more modules is not a regression, while a test that makes the process grow by
+# half or more is (33 -> 120 MB: +264%). A per-test delta was not used: the allocator keeps
+# freed memory, so RSS after minus before mostly reads 0, or whatever the first test to touch
+# a cache happened to allocate.
+MEMORY_MIN_RELATIVE = 0.5
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("duration", test_results.c.duration_secs, True, "performance", "{:.3f} s", 0.05),
-        Metric("memory", test_results.c.memory_mb, True, "performance", "{:.0f} MB", 2.0),
+        Metric(
+            "memory",
+            test_results.c.memory_mb,
+            True,
+            "performance",
+            "{:.0f} MB",
+            2.0,
+            min_relative=MEMORY_MIN_RELATIVE,
+        ),
         Metric(
             "cpu",
             sa.case(
@@ -118,6 +140,11 @@ class RegressionConfig:
         """The smallest absolute change of ``metric`` reported."""
         return self.min_change.get(metric, METRICS[metric].min_change)
 
+    def relative_floor(self, metric: str) -> float:
+        """The smallest relative change of ``metric`` reported: ``min_magnitude``, or the
+        metric's own minimum when higher (memory: see :data:`MEMORY_MIN_RELATIVE`)."""
+        return max(self.min_magnitude, METRICS[metric].min_relative)
+
     def params(self, metric: str) -> ChangePointParams:
         from testledger.analyze.regressions.changepoint import (
             ChangePointParams,  # numpy: only when used
@@ -126,7 +153,7 @@ class RegressionConfig:
         return ChangePointParams(
             p_value=self.p_value,
             window=self.window,
-            min_magnitude=self.min_magnitude,
+            min_magnitude=self.relative_floor(metric),
             min_change=self.floor(metric),
             min_segment=self.min_runs,
         )

@@ -5,7 +5,8 @@ memory, tokens and cost stray from the test's median over its last runs on the s
 "Far" needs both a ratio (at least ``ratio`` times the median) and a robust spread (more than
 ``mads`` scaled MADs above it), so a test whose timings always wobble is not flagged for a wobble,
 and at least the metric's absolute minimum change of regression detection (50 ms, 2 MB, 5
-tokens, $0.0001), so a 1 ms test taking 3 ms is not either.
+tokens, $0.0001), so a 1 ms test taking 3 ms is not either, and its relative one where it has
+one (memory, the process's RSS: half its level, whatever ``ratio`` says).
 Every finding is a concrete sentence with the numbers behind it.
 """
 
@@ -118,7 +119,8 @@ class HeuristicWatcher:
             spread = _MAD_SCALE * statistics.median(abs(v - median) for v in past)
             medians[metric.label] = median
             far = value - median > self.mads * spread
-            big = value - median >= REGRESSION_METRICS[metric.label].min_change
+            floors = REGRESSION_METRICS[metric.label]
+            big = value - median >= max(floors.min_change, floors.min_relative * median)
             if median > 0 and value >= self.ratio * median and far and big:
                 if metric.label == "duration":
                     usual_duration = False

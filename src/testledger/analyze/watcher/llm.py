@@ -7,7 +7,9 @@ agent asking the MCP server about the test sees too), and asks for one strict JS
 is validated. A malformed or failed answer becomes an
 observation with no score, confidence 0 and the error; it never raises. Text sent to the model
 is bounded by ``max_input_chars``; when it is cut the prompt says so and by how much, and the
-observation records ``truncated``.
+observation records ``truncated``. Settings that cannot call at all (OpenAI's default endpoint
+without a key, or a key's variable named but not set) are refused by :func:`create`, before a
+run is touched.
 
 The budget (``budget_usd``) is checked before each call: once the watcher's own spend reaches
 it, later results get **no observation** (so a later ``testledger watch --only-missing`` with a
@@ -44,11 +46,14 @@ _SYSTEM_PROMPT = (
 _LIST_KEYS = ("strengths", "weaknesses", "anomalies", "recommendations")
 
 
+_OPENAI_URL = "https://api.openai.com/v1"
+
+
 @dataclass(frozen=True, slots=True)
 class LlmSettings:
     """``[tool.testledger.watcher.llm]``."""
 
-    base_url: str = "https://api.openai.com/v1"
+    base_url: str = _OPENAI_URL
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
     timeout: float = 60.0
@@ -336,8 +341,31 @@ def build_prompt(result: ResultContext, history: RecentHistory, max_chars: int) 
     return "\n".join(lines), bool(notes)
 
 
+def _check_credentials(settings: LlmSettings, options: dict[str, Any]) -> None:
+    """Refuse settings whose every call would fail for want of a key, before any is made:
+    otherwise each result of the run gets a stored "HTTP 401" observation instead of a verdict.
+
+    A key is needed by OpenAI's endpoint (the default), and by any endpoint for which a key's
+    variable was named (``api_key_env`` given): a local server (Ollama, vLLM) configured by its
+    ``base_url`` alone, or with ``api_key_env = ""``, is called without one."""
+    if settings.api_key_env and os.environ.get(settings.api_key_env):
+        return
+    if settings.base_url.rstrip("/") == _OPENAI_URL:
+        raise ConfigError(
+            "the llm watcher has no endpoint and no key: set [tool.testledger.watcher.llm] "
+            "base_url (an OpenAI-compatible endpoint) or the environment variable "
+            f"{settings.api_key_env or 'OPENAI_API_KEY'} (named by api_key_env) for {_OPENAI_URL}"
+        )
+    if options.get("api_key_env"):
+        raise ConfigError(
+            f"[tool.testledger.watcher.llm] api_key_env names {settings.api_key_env}, which is "
+            'not set in the environment (api_key_env = "" for an endpoint that needs no key)'
+        )
+
+
 def create(options: dict[str, Any]) -> LlmWatcher:
-    """The entry point factory: options are the fields of LlmSettings."""
+    """The entry point factory: options are the fields of LlmSettings. Raises ConfigError for
+    bad options, and for settings that cannot call (see :func:`_check_credentials`)."""
     known = set(LlmSettings.__dataclass_fields__)
     unknown = sorted(set(options) - known)
     if unknown:
@@ -348,4 +376,5 @@ def create(options: dict[str, Any]) -> LlmWatcher:
             raise ValueError("concurrency and max_input_chars must be >= 1, retries >= 0")
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"[tool.testledger.watcher.llm] {exc}") from exc
+    _check_credentials(settings, options)
     return LlmWatcher(settings)

@@ -56,7 +56,8 @@ def watch_run(
     """Watch the last attempt of every test of the run. ``only_missing`` skips results that
     already have an observation from this watcher. ``progress(done, total)`` is called after
     each chunk. Results the watcher has nothing to say about (skipped tests, a spent budget)
-    get no observation and count as ``not_watched``."""
+    get no observation and count as ``not_watched``. An observation that is only an error (no
+    score) is stored but leaves the result's quality as it was."""
     with engine.connect() as connection:
         results = load_results(
             connection, run_id, missing_for=watcher.name if only_missing else None
@@ -72,7 +73,7 @@ def watch_run(
             else {}
         )
     empty = RecentHistory()
-    watched = failed = anomalies = 0
+    watched = failed = anomalies = judged = 0
     total = len(results)
     if progress is not None:
         progress(0, total)
@@ -90,9 +91,16 @@ def watch_run(
             watched += 1
             failed += observation.quality_score is None
             anomalies += len(observation.anomalies)
+            # A watcher's error is kept in watcher_insights but is not a verdict: the result's
+            # quality (and so the run's average) stays that of the last watcher that judged it,
+            # rather than None because an endpoint failed.
+            verdict = observation.quality_score is not None or observation.error is None
             pending.append(
-                PendingObservation(result.test_id, result.attempt, observation, update_result=True)
+                PendingObservation(
+                    result.test_id, result.attempt, observation, update_result=verdict
+                )
             )
+            judged += verdict
         if pending:
             with engine.begin() as connection:
                 insert_observations(connection, run_id, pending)
@@ -103,9 +111,9 @@ def watch_run(
         connection.execute(
             sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
         )
-        if watched:
+        if judged:
             # test_runs.watcher_model says who judged the run; a run recorded without a watcher
-            # says "none" until one has watched it.
+            # says "none" until one has judged it (errors alone are no judgement).
             connection.execute(
                 sa.update(test_runs)
                 .where(test_runs.c.id == run_id, test_runs.c.watcher_model == NO_WATCHER)

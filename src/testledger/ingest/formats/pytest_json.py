@@ -48,7 +48,7 @@ from testledger.ingest._common import (
     opt_number,
     opt_str,
 )
-from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.base import ImportFormatError, ParsedFile, RunTotals
 from testledger.model import RunInfo, Status, TestResult
 
 __all__ = ["FORMAT", "PARSE_AHEAD", "READS_FOLDERS", "SUFFIXES", "parse", "sniff"]
@@ -95,15 +95,40 @@ def parse(path: Path) -> ParsedFile:
     if not isinstance(collectors, list):
         raise ImportFormatError(path, "'collectors' must be a list")
     warnings: list[str] = []
+    totals = None
     if "tests" not in doc:
-        warnings.append("the report has no 'tests' (written with --json-report-omit?): no results")
+        # Written with --json-report-summary: the counts of a run whose tests are not listed.
+        totals = _summary_totals(doc.get("summary"))
+        if totals is None:
+            warnings.append("the report has no 'tests' and no counts in its summary: no results")
     return ParsedFile(
         path=path,
         format=FORMAT,
         run=_run_info(doc),
         results=_results(path, tests, collectors),
         warnings=warnings,
+        totals=totals,
     )
+
+
+def _summary_totals(summary: object) -> RunTotals | None:
+    """The run's counts from the report's ``summary`` (``passed``, ``failed``, ``error``,
+    ``skipped``, ``xfailed``, ``xpassed``, ``total``), mapped as the tests' outcomes are."""
+    if not isinstance(summary, dict):
+        return None
+    counts = {
+        key: value
+        for key, value in summary.items()
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    }
+    if not counts:
+        return None
+    errored = counts.get("error", 0)
+    failed = counts.get("failed", 0) + errored
+    passed = counts.get("passed", 0) + counts.get("xpassed", 0)
+    skipped = counts.get("skipped", 0) + counts.get("xfailed", 0)
+    total = counts.get("total", passed + failed + skipped)
+    return RunTotals(total, passed, failed, skipped, errored)
 
 
 def _run_info(doc: dict[str, Any]) -> RunInfo:

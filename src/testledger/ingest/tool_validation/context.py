@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from testledger.ingest._common import opt_str
@@ -30,9 +31,18 @@ class ExaiContext:
 
     tool_provider: dict[str, str] = field(default_factory=dict)
     models: dict[str, list[str]] = field(default_factory=dict)
+    #: The tools and variations the config names (to split ``<tool>_<variation>`` file names).
+    tools: set[str] = field(default_factory=set)
+    variations: set[str] = field(default_factory=set)
     watcher_model: str | None = None
     request_models: dict[tuple[str, str], str] = field(default_factory=dict)
     observations: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    #: Every observation file read (by path), the file each of ``observations`` came from, and
+    #: the files a result of the run took: the others are imported on their own (placed by
+    #: time), never dropped.
+    observation_files: dict[Path, dict[str, Any]] = field(default_factory=dict)
+    observation_paths: dict[tuple[str, str], Path] = field(default_factory=dict)
+    used_observations: set[Path] = field(default_factory=set)
     prompts: list[dict[str, Any]] = field(default_factory=list)
     attributed: set[int] = field(default_factory=set)
 
