@@ -57,6 +57,10 @@ def regressions_command(
     if as_json:
         emit_json(report)
         return
+    _print_report(report, include_improvements)
+
+
+def _print_report(report: api.RegressionReport, include_improvements: bool) -> None:
     what = "changes" if include_improvements else "regressions"
     if not report.changes:
         console.print(f"No {what} in {report.series_analyzed} series.")
@@ -101,30 +105,34 @@ def regressions_command(
     if report.changes:
         console.print(f"{len(report.changes)} {what} in {report.series_analyzed} series.")
     if report.outliers:
-        columns = [
-            Column("suite", keep=3),
-            Column("branch", keep=3),
-            Column("test", main=True),
-            Column("metric"),
-            Column("run", keep=2),
-            Column("when (UTC)", keep=1),
-            Column("value"),
-            Column("median"),
-        ]
-        rows = []
-        for outlier in report.outliers:
-            spec = api.REGRESSION_METRICS[outlier.metric]
-            rows.append(
-                [
-                    outlier.suite,
-                    outlier.branch,
-                    outlier.test_id,
-                    outlier.metric,
-                    f"{outlier.run.id} {outlier.run.key}",
-                    outlier.run.at.strftime("%Y-%m-%d %H:%M"),
-                    spec.show(outlier.value),
-                    spec.show(outlier.median),
-                ]
-            )
-        title = "Outliers (latest window)"
-        console.print(fitted_table(columns, rows, width=console.width, title=title))
+        _print_outliers(report)
+
+
+def _print_outliers(report: api.RegressionReport) -> None:
+    columns = [
+        Column("suite", keep=3),
+        Column("branch", keep=3),
+        Column("test", main=True),
+        Column("metric"),
+        Column("run", keep=2),
+        Column("when (UTC)", keep=1),
+        Column("value"),
+        Column("median"),
+    ]
+    rows = []
+    for outlier in report.outliers:
+        spec = api.REGRESSION_METRICS[outlier.metric]
+        rows.append(
+            [
+                outlier.suite,
+                outlier.branch,
+                outlier.test_id,
+                outlier.metric,
+                f"{outlier.run.id} {outlier.run.key}",
+                outlier.run.at.strftime("%Y-%m-%d %H:%M"),
+                spec.show(outlier.value),
+                spec.show(outlier.median),
+            ]
+        )
+    title = "Outliers (latest window)"
+    console.print(fitted_table(columns, rows, width=console.width, title=title))

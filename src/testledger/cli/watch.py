@@ -78,6 +78,10 @@ def watch_command(
     if as_json:
         emit_json(summary)
         return
+    _print_summary(summary)
+
+
+def _print_summary(summary: api.WatchSummary) -> None:
     quality = "-" if summary.avg_watcher_quality is None else f"{summary.avg_watcher_quality:.2f}"
     if summary.watched and summary.failed == summary.watched:
         # Every call failed (a wrong endpoint or key): the run's figures were left as they were.

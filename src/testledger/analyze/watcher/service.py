@@ -44,6 +44,24 @@ class WatchSummary(JsonData):
     watcher_tokens: int
 
 
+def _update_run(engine: Engine, run_id: int, judged_by: str | None) -> float | None:
+    """The run's average watcher quality recomputed and stored; returned."""
+    with engine.begin() as connection:
+        quality = compute_stats(connection, run_id).avg_watcher_quality
+        connection.execute(
+            sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
+        )
+        if judged_by is not None:
+            # test_runs.watcher_model says who judged the run; a run recorded without a watcher
+            # says "none" until one has judged it (errors alone are no judgement).
+            connection.execute(
+                sa.update(test_runs)
+                .where(test_runs.c.id == run_id, test_runs.c.watcher_model == NO_WATCHER)
+                .values(watcher_model=judged_by)
+            )
+    return quality
+
+
 def watch_run(
     engine: Engine,
     run_id: int,
@@ -106,19 +124,7 @@ def watch_run(
                 insert_observations(connection, run_id, pending)
         if progress is not None:
             progress(min(start + CHUNK, total), total)
-    with engine.begin() as connection:
-        quality = compute_stats(connection, run_id).avg_watcher_quality
-        connection.execute(
-            sa.update(test_runs).where(test_runs.c.id == run_id).values(avg_watcher_quality=quality)
-        )
-        if judged:
-            # test_runs.watcher_model says who judged the run; a run recorded without a watcher
-            # says "none" until one has judged it (errors alone are no judgement).
-            connection.execute(
-                sa.update(test_runs)
-                .where(test_runs.c.id == run_id, test_runs.c.watcher_model == NO_WATCHER)
-                .values(watcher_model=watcher.name)
-            )
+    quality = _update_run(engine, run_id, watcher.name if judged else None)
     cost, tokens = watcher.spend()
     return WatchSummary(
         run_id=run_id,
