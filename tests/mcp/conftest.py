@@ -29,7 +29,6 @@ import pytest
 import sqlalchemy as sa
 
 from testledger import WatcherObservation, api
-from tests.conftest import BACKENDS
 from tests.histories import pin_run_durations, record_test, scripted_run
 
 # The SDK is imported by the fixtures that use it: a test module that needs it skips without it
@@ -43,6 +42,10 @@ VOLATILE = {"created_at", "updated_at", "finished_at", "resolved_at"}
 
 Transport = Callable[[], AbstractAsyncContextManager[Any]]
 _databases = itertools.count()
+BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+]
 
 
 class Client:
@@ -57,7 +60,11 @@ class Client:
         self._opened: Future[Any] = Future()
         self._closing: asyncio.Event | None = None
         self._main = asyncio.run_coroutine_threadsafe(self._hold(), self.loop)
-        self.session = self._opened.result(timeout=TIMEOUT)
+        try:
+            self.session = self._opened.result(timeout=TIMEOUT)
+        except BaseException:
+            self._stop_loop()
+            raise
 
     async def _hold(self) -> None:
         """Open the transport and the session, and hold them in this one task (anyio's scopes
@@ -112,9 +119,12 @@ class Client:
         try:
             self._main.result(timeout=TIMEOUT)
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(timeout=TIMEOUT)
-            self.loop.close()
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=TIMEOUT)
+        self.loop.close()
 
 
 def server_args(url: str, *options: str) -> list[str]:
@@ -122,8 +132,8 @@ def server_args(url: str, *options: str) -> list[str]:
 
 
 def server_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("TESTLEDGER_")}
-    return env
+    """The environment without testledger's variables: the server's ledger is its --db."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("TESTLEDGER_")}
 
 
 @contextmanager
@@ -312,12 +322,13 @@ def record_history(url: str, folder: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def sqlite_history(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Path:
-    """A SQLite ledger holding the scripted history, recorded once per session."""
+def sqlite_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite ledger holding the scripted history, recorded once per session (its schema
+    made by the ledger's first use) and closed, so that its file is the whole database."""
     folder = tmp_path_factory.mktemp("sqlite-history")
     path = folder / "ledger.db"
-    shutil.copyfile(sqlite_template, path)
     record_history(f"sqlite:///{path}", folder)
+    assert not path.with_name("ledger.db-wal").exists()
     return path
 
 
@@ -334,10 +345,14 @@ def _pg_url(admin_url: str, name: str) -> str:
     return sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
-def _pg_copy(admin_url: str, template: str, request: pytest.FixtureRequest) -> str:
-    """A new database copied from ``template``, dropped when the requesting scope ends."""
+def _pg_database(
+    admin_url: str, request: pytest.FixtureRequest, template: str | None = None
+) -> str:
+    """A new database (a copy of ``template`` when given), dropped when the requesting scope
+    ends."""
     name = f"tl_mcp_{os.getpid()}_{next(_databases)}"
-    _admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    copy = f' TEMPLATE "{template}"' if template else ""
+    _admin(admin_url, f'CREATE DATABASE "{name}"{copy}')
     request.addfinalizer(
         lambda: _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     )
@@ -345,10 +360,10 @@ def _pg_copy(admin_url: str, template: str, request: pytest.FixtureRequest) -> s
 
 
 @pytest.fixture(scope="session")
-def pg_history(request: pytest.FixtureRequest, pg_admin_url: str, pg_template: str) -> str:
+def pg_history(request: pytest.FixtureRequest, pg_admin_url: str) -> str:
     """The name of a PostgreSQL database holding the scripted history, recorded once per
-    session, to be copied (nobody stays connected to it)."""
-    name = _pg_copy(pg_admin_url, pg_template, request)
+    session, to be copied (nothing stays connected to it)."""
+    name = _pg_database(pg_admin_url, request)
     record_history(_pg_url(pg_admin_url, name), Path(tempfile.mkdtemp(prefix="tl-mcp-")))
     return name
 
@@ -361,7 +376,7 @@ def history_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         shutil.copyfile(request.getfixturevalue("sqlite_history"), path)
         return f"sqlite:///{path}"
     admin: str = request.getfixturevalue("pg_admin_url")
-    return _pg_url(admin, _pg_copy(admin, request.getfixturevalue("pg_history"), request))
+    return _pg_url(admin, _pg_database(admin, request, request.getfixturevalue("pg_history")))
 
 
 @pytest.fixture(scope="module")

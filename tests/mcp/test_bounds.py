@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,11 +38,10 @@ def _test_id(i: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) -> Iterator[Client]:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
     """A run of 10,000 passing tests, then a run where all of them fail, in 100 kinds (so 100
     issues of 100 failures); the failures of the first kinds carry a 7 KB traceback."""
     folder = tmp_path_factory.mktemp("bounds")
-    (folder / "ledger.db").write_bytes(sqlite_template.read_bytes())
     url = f"sqlite:///{folder / 'ledger.db'}"
     with api.Ledger(url, results_dir=folder / "results") as ledger:
         with scripted_run(ledger, 0, run_key="before") as run:

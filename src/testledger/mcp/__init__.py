@@ -4,8 +4,9 @@ what broke, why, and what it cost.
 Built on the official ``mcp`` SDK (the optional extra ``testledger[mcp]``); every tool is a call
 into :mod:`testledger.api` (import-linter forbids this package the layers below it), its input
 schema from its signature, its answer structured, bounded, and summed up in a line of text.
-Importing this package needs the SDK; :func:`sdk_missing` says whether it is absent without
-importing it.
+Modules: ``tools`` (the tools), ``shapes`` and ``answers`` (their answers), ``bounds`` (the size
+bounds), ``server`` (resources, the prompt, the transports). They import the SDK; this package
+itself does not, so that :func:`sdk_missing` can tell the command line it is absent.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_LIMIT",
     "MESSAGE_BYTES",
     "REPRESENTATIVE_BYTES",
+    "SUMMARY_CHARS",
     "TRACEBACK_BYTES",
     "cut",
     "first_line",
@@ -38,6 +39,8 @@ REPRESENTATIVE_BYTES = 2_000
 TRACEBACK_BYTES = 4_000
 #: The most JSON one answer carries (about 15,000 tokens).
 MAX_ANSWER_BYTES = 60_000
+#: The most characters of an answer's summary (it names a few tests, which may be long).
+SUMMARY_CHARS = 1_000
 
 T = TypeVar("T")
 
@@ -76,8 +79,10 @@ def _lists(data: dict[str, Any]) -> Iterable[tuple[str, list[Any]]]:
 
 
 def fit(data: dict[str, Any], limit: int = MAX_ANSWER_BYTES) -> dict[str, Any]:
-    """``data`` (a tool's answer, with its ``truncated`` map) within ``limit`` bytes of JSON: the
-    top-level list that weighs most is halved until it fits or no list is left to halve."""
+    """``data`` (a tool's answer, with its ``truncated`` map) within ``limit`` bytes of JSON: its
+    summary within :data:`SUMMARY_CHARS`, then the top-level list that weighs most halved until
+    it fits or no list is left to halve."""
+    data["summary"] = first_line(data["summary"], SUMMARY_CHARS) or ""
     truncated: dict[str, int] = data.setdefault("truncated", {})
     while json_size(data) > limit:
         heaviest = max(_lists(data), key=lambda item: json_size(item[1]), default=None)

@@ -209,6 +209,9 @@ class LedgerTools:
         priority: Annotated[
             list[str], Field(description="Any of CRITICAL, HIGH, MEDIUM, LOW; empty: all.")
         ] = [],  # noqa: B006
+        category: Annotated[
+            list[str], Field(description="Any of these categories (e.g. performance); empty: all.")
+        ] = [],  # noqa: B006
         tool: Annotated[str | None, Field(description="Only issues affecting this tool.")] = None,
         sort: Annotated[
             str, Field(description="priority, last-seen, occurrences, code or created.")
@@ -218,7 +221,12 @@ class LedgerTools:
         """The issues board: code, title, status, priority, category, lifecycle, origin,
         affected_tools, occurrences, flaky_occurrences, first/last seen runs."""
         where = api.IssueFilter(
-            statuses=status, priorities=priority, tool=tool, sort=sort, limit=limit + 1
+            statuses=status,
+            priorities=priority,
+            categories=category,
+            tool=tool,
+            sort=sort,
+            limit=limit + 1,
         )
         return answer(shapes.issues_answer(api.list_issues(self.opened(), where), limit))
 
