@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError
-from testledger.report.runs import RunSummary, find_run
+from testledger.report.runs import RunSummary, find_run, is_final_attempt
 from testledger.store.tables import issue_occurrences, issues, test_results
 
 __all__ = ["FailureGroup", "Representative", "RunFailures", "run_failures"]
@@ -78,20 +78,12 @@ class _Group:
 
 def _failures(connection: Connection, run_id: int) -> list[Any]:
     """(result id, test id) of each of the run's failing final attempts."""
-    later = test_results.alias("later")
-    newer_attempt = (
-        sa.select(later.c.id)
-        .where(later.c.run_id == test_results.c.run_id)
-        .where(later.c.test_id == test_results.c.test_id)
-        .where(later.c.attempt > test_results.c.attempt)
-        .exists()
-    )
     return list(
         connection.execute(
             sa.select(test_results.c.id, test_results.c.test_id)
             .where(test_results.c.run_id == run_id)
             .where(test_results.c.status.in_(_FAILING))
-            .where(~newer_attempt)
+            .where(is_final_attempt())
         )
     )
 

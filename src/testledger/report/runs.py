@@ -23,6 +23,7 @@ __all__ = [
     "RunDetail",
     "RunSummary",
     "find_run",
+    "is_final_attempt",
     "list_runs",
     "parse_run_status",
     "run_duration_secs",
@@ -184,6 +185,18 @@ class RunDetail(JsonData):
     retried_tests: int
 
 
+def is_final_attempt() -> sa.ColumnElement[bool]:
+    """A condition on ``test_results``: the row is its test's last attempt in its run."""
+    later = test_results.alias("later")
+    return ~(
+        sa.select(later.c.id)
+        .where(later.c.run_id == test_results.c.run_id)
+        .where(later.c.test_id == test_results.c.test_id)
+        .where(later.c.attempt > test_results.c.attempt)
+        .exists()
+    )
+
+
 def show_run(
     connection: Connection,
     ref: str | int | None = None,
@@ -193,14 +206,6 @@ def show_run(
 ) -> RunDetail:
     """One run's summary and its failing tests (final attempts that are FAIL or ERROR)."""
     run = find_run(connection, ref, branch=branch, suite=suite)
-    later = test_results.alias("later")
-    newer_attempt = (
-        sa.select(later.c.id)
-        .where(later.c.run_id == test_results.c.run_id)
-        .where(later.c.test_id == test_results.c.test_id)
-        .where(later.c.attempt > test_results.c.attempt)
-        .exists()
-    )
     rows = connection.execute(
         sa.select(
             test_results.c.id.label("result_id"),
@@ -218,7 +223,7 @@ def show_run(
         )
         .where(test_results.c.run_id == run.id)
         .where(test_results.c.status.in_(("FAIL", "ERROR")))
-        .where(~newer_attempt)
+        .where(is_final_attempt())
         .order_by(test_results.c.tool_name, test_results.c.variation)
     )
     failing = [FailingTest(**row._asdict()) for row in rows]
