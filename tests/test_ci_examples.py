@@ -5,9 +5,9 @@ their own holding a tiny test suite, against a throwaway ledger (SQLite, and Pos
 the CI variables they read set to test values and the venv's ``testledger`` and ``pytest`` first
 on PATH. Three jobs, each in a fresh folder as a CI job gets a fresh checkout:
 
-1. an earlier job on main whose database went away after its sync: it starts at the tests,
-   which spool their run; the summary fails (exit 1) and the job stops; the cleanup keeps the
-   pending run in the cached results folder;
+1. the first job on main, while the database is down: nothing to sync yet, the tests spool
+   their run, the summary fails (exit 1) and the job stops; the cleanup keeps the pending run
+   in the cached results folder;
 2. a push to main: its sync loads that run from the cache, its own run has the same known
    failure, and the gate passes (exit 0);
 3. a pull request that adds a failing test: compared with main, the gate exits 2.
@@ -104,7 +104,6 @@ class JobSpec:
     database_url: str
     suite: Mapping[str, str]
     target: str | None = None  # the branch a pull / merge request goes into
-    start_at: str | None = None  # the first step run (an earlier one failed in this story)
 
 
 @dataclass
@@ -135,12 +134,13 @@ class JobRun:
 
 
 def _base_env() -> dict[str, str]:
-    """This process's environment without any CI's, pytest's or testledger's own variables."""
+    """This process's environment without any CI's, pytest's or testledger's own variables, and
+    without a terminal's width (a CI job has none)."""
     prefixes = ("GITHUB_", "GITLAB_", "CI_", "RUNNER_", "PYTEST_", "TESTLEDGER_")
     env = {
         key: value
         for key, value in os.environ.items()
-        if key != "CI" and not key.startswith(prefixes)
+        if key not in ("CI", "COLUMNS", "LINES") and not key.startswith(prefixes)
     }
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -238,11 +238,9 @@ def run_github(spec: JobSpec, folder: Path, cache: Path) -> JobRun:
     }
     env.update({key: _github_expand(value, contexts) for key, value in job["env"].items()})
     run = JobRun(folder, env)
-    started = spec.start_at is None
     failed = False
     for step in job["steps"]:
-        started = started or ("run" in step and command_of(step["run"]) == spec.start_at)
-        if not started or step.get("id") == "install":
+        if step.get("id") == "install":
             continue
         condition = step.get("if")
         assert condition in (None, "always()"), f"the test cannot evaluate if: {condition}"
@@ -251,11 +249,14 @@ def run_github(spec: JobSpec, folder: Path, cache: Path) -> JobRun:
                 run.steps.append(Ran(command_of(step["run"]), None))
             continue
         if "run" in step:
-            ran = run_shell(folder, {**env, **step.get("env", {})}, step["run"])
+            step_env = {key: _github_expand(v, contexts) for key, v in step.get("env", {}).items()}
+            ran = run_shell(folder, {**env, **step_env}, step["run"])
             run.steps.append(ran)
             failed = failed or ran.code != 0
             continue
-        options = {key: _github_expand(value, contexts) for key, value in step.get("with", {}).items()}
+        options = {
+            key: _github_expand(value, contexts) for key, value in step.get("with", {}).items()
+        }
         action = step["uses"]
         if action.startswith("actions/cache/restore@"):
             _copy_tree(cache / options["path"], folder / options["path"])
@@ -267,6 +268,8 @@ def run_github(spec: JobSpec, folder: Path, cache: Path) -> JobRun:
                     run.uploaded.append(path)
                 else:
                     assert options.get("if-no-files-found") == "ignore", f"{path} is missing"
+        elif action not in GITHUB_ACTIONS:  # checkout and setup-python: done already
+            pytest.fail(f"the test has no stand-in for {action}")
     return run
 
 
@@ -339,12 +342,8 @@ def run_gitlab(spec: JobSpec, folder: Path, cache: Path) -> JobRun:
     cached = [str(path).rstrip("/") for path in job["cache"]["paths"]]
     for path in cached:  # GitLab restores the cache before the job's scripts
         _copy_tree(cache / path, folder / path)
-    started = spec.start_at is None
     failed = False
     for line in job["script"]:  # one shell in GitLab: no line may rely on an earlier's variables
-        started = started or command_of(line) == spec.start_at
-        if not started:
-            continue
         if failed:
             run.steps.append(Ran(command_of(line), None))
             continue
@@ -397,18 +396,22 @@ def test_the_readme_shows_the_github_workflow_as_it_is() -> None:
 
 
 def test_the_cleanup_keeps_only_runs_the_database_does_not_hold(tmp_path: Path) -> None:
-    """The step before the cache is saved, on a pending run and a synced one (run.json as the
-    results folder writes it)."""
+    """The step before the cache is saved, on a pending run and synced ones (run.json as the
+    results folder writes it, and compact)."""
     cleanups = [
         next(s["run"] for s in github_job()["steps"] if s.get("if") == "always()" and "run" in s),
         *gitlab_job()["after_script"],
     ]
     for number, script in enumerate(cleanups):
         results = tmp_path / str(number) / "results"
-        for key, state in [("kept", "pending"), ("gone", "synced")]:
+        for key, state, indent in [
+            ("kept", "pending", 2),
+            ("gone", "synced", 2),
+            ("x", "synced", None),
+        ]:
             (results / "runs" / key).mkdir(parents=True)
             (results / "runs" / key / "run.json").write_text(
-                json.dumps({"run_key": key, "database": {"state": state}}, indent=2)
+                json.dumps({"run_key": key, "database": {"state": state}}, indent=indent)
             )
         env = {**_base_env(), "TESTLEDGER_RESULTS_DIR": "results"}
         assert run_shell(results.parent, env, script).code == 0
@@ -429,16 +432,18 @@ def _unreachable_url() -> str:
     return f"postgresql://testledger@127.0.0.1:{port}/gone"
 
 
-def _runs(url: str) -> list[tuple[str, str, str, str, int]]:
+def _runs(url: str) -> list[tuple[str, str, str, str, int, str]]:
+    """The ledger's runs: key, branch, commit, status, failed tests, CI provider."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
             rows = conn.execute(
                 sa.text(
-                    "SELECT run_key, branch, commit, status, tests_failed FROM test_runs ORDER BY id"
+                    "SELECT run_key, branch_name, commit_hash, status, tests_failed, ci_provider"
+                    " FROM test_runs ORDER BY id"
                 )
             )
-            return [tuple(row) for row in rows]  # type: ignore[misc]
+            return [tuple(row) for row in rows]
     finally:
         engine.dispose()
 
@@ -465,17 +470,20 @@ def test_the_workflow_records_syncs_summarises_reports_and_gates(
     cache = tmp_path / "cache"
     cache.mkdir()
 
-    # 1. The database goes away after the sync: the run is spooled and the summary cannot be
-    # written (exit 1). The cleanup keeps the pending run for the next job.
+    # 1. The first job, while the database is down: nothing to sync yet, the tests' run goes to
+    # the results folder, the summary cannot be written (exit 1) and the job stops. The cleanup
+    # keeps the pending run for the next job.
     outage = runner(
-        JobSpec("outage", "main", 100, "c0" * 20, _unreachable_url(), SUITE, start_at="pytest"),
+        JobSpec("outage", "main", 100, "c0" * 20, _unreachable_url(), SUITE),
         tmp_path / "outage",
         cache,
     )
     results = outage.env["TESTLEDGER_RESULTS_DIR"]
     outage_key = outage.env["TESTLEDGER_RUN_KEY"]
     codes = outage.codes()
+    assert codes.pop("testledger sync") == 0, outage.output("testledger sync")
     assert codes.pop("pytest") == 0, outage.output("pytest")
+    assert "unreachable" in outage.output("pytest")
     assert codes.pop("testledger summary") == 1, outage.output("testledger summary")
     assert codes.pop("testledger report") is None and codes.pop("testledger gate") is None
     assert set(codes.values()) == {0}, outage.steps  # the cleanup
@@ -489,9 +497,10 @@ def test_the_workflow_records_syncs_summarises_reports_and_gates(
     push_key = push.env["TESTLEDGER_RUN_KEY"]
     assert set(push.codes().values()) == {0}, "\n".join(s.output for s in push.steps)
     assert f"synced {outage_key} " in push.output("testledger sync")
+    provider = "github-actions" if "GITHUB_ACTIONS" in push.env else "gitlab-ci"
     assert _runs(db_url) == [
-        (outage_key, "main", "c0" * 20, "finished", 1),
-        (push_key, "main", "c1" * 20, "finished", 1),
+        (outage_key, "main", "c0" * 20, "finished", 1, provider),
+        (push_key, "main", "c1" * 20, "finished", 1, provider),
     ]
     made = outputs(push)
     assert made["summary"].startswith("### ") and "Still failing (1)" in made["summary"]
@@ -520,6 +529,6 @@ def test_the_workflow_records_syncs_summarises_reports_and_gates(
     assert "test_title" in made["summary"]
     assert made["report"] in pull.uploaded
     assert (pull.folder / made["report"]).stat().st_size > 1000
-    assert _runs(db_url)[-1][:2] == (pull.env["TESTLEDGER_RUN_KEY"], "feature")
+    pull_key = pull.env["TESTLEDGER_RUN_KEY"]
+    assert _runs(db_url)[-1][:5] == (pull_key, "feature", "c2" * 20, "finished", 2)
     assert _pending_runs(cache / results) == []
-
