@@ -93,3 +93,37 @@ def test_urls_get_testledgers_drivers(url: str, driver: str) -> None:
 def test_passwords_are_masked_in_text(text: str, masked: str) -> None:
     assert mask_urls_in(text) == masked
     assert "s3cret" not in mask_url("postgresql://u:s3cret@h/db")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "host=db.example.com port=5432 dbname=ledger user=u password=s3cret",
+        "dbname=ledger",
+        "  user = me password=s3cret",
+        "PASSWORD=s3cret host=h",
+    ],
+)
+def test_a_keyword_connection_string_is_refused(text: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        normalize_url(text)
+    message = str(raised.value)
+    assert "postgresql://" in message and "s3cret" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("path", ["ledger.db", "results/host-ledger.db", "my=ledger.db"])
+def test_file_names_are_still_sqlite_paths(path: str) -> None:
+    assert normalize_url(path).get_backend_name() == "sqlite"
+
+
+def test_a_keyword_connection_string_as_db_creates_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from testledger.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["--db", "host=127.0.0.1 password=s3cret", "--results-dir", "r", "runs"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "postgresql://" in err and "s3cret" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

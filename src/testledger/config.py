@@ -21,15 +21,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
-__all__ = ["DEFAULT_DIRNAME", "Settings", "find_pyproject", "load_settings"]
+__all__ = [
+    "DEFAULT_DIRNAME",
+    "DEFAULT_STATEMENT_TIMEOUT_SECS",
+    "Settings",
+    "find_pyproject",
+    "load_settings",
+]
 
 DEFAULT_DIRNAME = ".testledger"
 ENV_DATABASE_URL = "TESTLEDGER_DATABASE_URL"
 ENV_RESULTS_DIR = "TESTLEDGER_RESULTS_DIR"
+#: The longest any one statement of testledger's may run on PostgreSQL before the server cancels
+#: it, so that none holds its locks for longer (on a database a team shares); generous, since a
+#: detection or an import of a large run writes much in one statement. 0: no limit.
+DEFAULT_STATEMENT_TIMEOUT_SECS = 300.0
 
 # Top-level keys; nested tables (gate, detect, flaky, watcher, regressions...) belong to the
 # layers that read them. max_run_cost_usd is the run budget that `cost` and `gate` enforce.
-_KNOWN_KEYS = {"database_url", "results_dir", "suite", "batch_size", "max_run_cost_usd"}
+_KNOWN_KEYS = {
+    "database_url",
+    "results_dir",
+    "suite",
+    "batch_size",
+    "max_run_cost_usd",
+    "statement_timeout_secs",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +58,7 @@ class Settings:
     results_dir: Path
     suite: str = "default"
     batch_size: int = 10_000
+    statement_timeout_secs: float = DEFAULT_STATEMENT_TIMEOUT_SECS
     project_root: Path = field(default_factory=Path.cwd)
     pyproject: Path | None = None
     tool: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +116,9 @@ def load_settings(
     batch_size = tool.get("batch_size", 10_000)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"{pyproject}: batch_size must be a positive integer")
+    timeout = tool.get("statement_timeout_secs", DEFAULT_STATEMENT_TIMEOUT_SECS)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+        raise ConfigError(f"{pyproject}: statement_timeout_secs must be a number >= 0 (0: none)")
     suite = tool.get("suite", "default")
     if not isinstance(suite, str) or not suite:
         raise ConfigError(f"{pyproject}: suite must be a non-empty string")
@@ -106,6 +127,7 @@ def load_settings(
         results_dir=resolved_dir,
         suite=suite,
         batch_size=batch_size,
+        statement_timeout_secs=float(timeout),
         project_root=root,
         pyproject=pyproject,
         tool=tool,

@@ -56,7 +56,7 @@ def test_migration_0007_backfills_duration_from_the_integer_column(empty_db_url:
         with engine.begin() as conn:
             for day, secs in ((1, "42"), (2, "NULL"), (3, "45")):
                 conn.exec_driver_sql(_RUN_0006.format(day=day, secs=secs))
-        assert upgrade(engine) == ("0006", "0007")
+        assert upgrade(engine, "0007") == ("0006", "0007")
         with engine.connect() as conn:
             stored = conn.execute(
                 sa.select(test_runs.c.run_key, test_runs.c.duration_secs).order_by(

@@ -51,7 +51,7 @@ def upgrade_schema(ledger: Ledger) -> SchemaUpgrade:
     """Create or migrate the schema to the latest revision; a database made from the
     proposal's schema.sql is adopted with every row kept."""
     url = ledger.settings.database_url
-    engine = open_engine(url)
+    engine = open_engine(url, statement_timeout_secs=ledger.settings.statement_timeout_secs)
     try:
         before, after = upgrade(engine)
     finally:

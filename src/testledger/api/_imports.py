@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from testledger.analyze.pipeline import detect_after_recording
 from testledger.errors import DatabaseUnavailable
 from testledger.ingest.importer import ImportOptions
 from testledger.ingest.paths import ImportFailure, ImportProgress, ImportReport
@@ -13,6 +14,7 @@ from testledger.ingest.registry import FORMATS
 from testledger.record.archive import ArchivedRun
 from testledger.record.runner import Ledger
 from testledger.record.sync import SyncReport, pending_runs, sync_runs
+from testledger.store.database import database_errors
 from testledger.store.engine import normalize_url
 
 __all__ = [
@@ -66,12 +68,13 @@ def sync(
     normalize_url(settings.database_url)  # a mistyped URL is said now, not when runs wait
     waiting = sum(1 for _ in pending_runs(settings.results_dir, include_synced=include_synced))
     if not waiting:
+        _complete_detection(ledger)
         return SyncReport()
     try:
         engine = ledger.engine()
     except DatabaseUnavailable as exc:
         raise DatabaseUnavailable(f"{exc}; {waiting} run(s) stay in the spool") from None
-    return sync_runs(
+    report = sync_runs(
         engine,
         settings.database_url,
         settings.results_dir,
@@ -80,3 +83,17 @@ def sync(
         progress=progress,
         settings=settings,
     )
+    if not report.synced:  # each synced run's detection completes the others' (pipeline)
+        detect_after_recording(engine, settings, [])
+    return report
+
+
+def _complete_detection(ledger: Ledger) -> None:
+    """Detect the runs whose detection was lost: a sync killed after loading a run and before
+    detecting it marked the run synced, so the next sync finds nothing else to do. Best effort:
+    a sync with nothing to load has never needed the database, and still does not."""
+    try:
+        engine = ledger.engine(create=False)
+    except database_errors():
+        return
+    detect_after_recording(engine, ledger.settings, [])

@@ -41,14 +41,15 @@ def detect(
     rules_path: Path | None = None,
 ) -> list[DetectionReport]:
     """Group a run's failures into issues and move their lifecycle (default: the latest run;
-    ``all_runs``: every run, oldest first). Detecting a run again changes nothing."""
+    ``all_runs``: every run, oldest first), with any earlier run whose detection was lost to a
+    crash. Detecting a run again changes nothing."""
     rules, config = detection_settings(ledger.settings, rules_path)
     engine = ledger.engine(create=False)
     run_ids: list[int] | None = None
     if not all_runs:
         with engine.connect() as connection:
             run_ids = [find_run(connection, run).id]
-    return detect_runs(engine, run_ids, rules, config)
+    return detect_runs(engine, run_ids, rules, config, catch_up=True)
 
 
 @dataclass(frozen=True, slots=True)

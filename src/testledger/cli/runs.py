@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from testledger import api
-from testledger.cli.app import command, console, emit_json, ledger_of
+from testledger.cli.app import EXIT_ERROR, command, console, emit_json, ledger_of
 from testledger.cli.tables import Column, fitted_table
 from testledger.common.formatting import format_seconds
 
@@ -158,8 +158,10 @@ def sync_command(
         )
     if as_json:
         emit_json(report)
+        if report.failed:
+            raise typer.Exit(EXIT_ERROR)
         return
-    if not report.synced and not report.skipped_unfinished:
+    if not (report.synced or report.skipped_unfinished or report.failed or report.already_loaded):
         console.print(f"Nothing to sync in {opened.results_dir}.")
         return
     target = opened.url
@@ -173,3 +175,9 @@ def sync_command(
         console.print(
             f"skipped {key}: still marked running (use --include-unfinished if its process died)"
         )
+    for key in report.already_loaded:
+        console.print(f"already loaded {key}: another sync loaded it at the same time")
+    for key, reason in report.failed:
+        console.print(f"could not load {key} (it stays in the spool): {reason}", markup=False)
+    if report.failed:
+        raise typer.Exit(EXIT_ERROR)

@@ -5,14 +5,17 @@ Shared by the importers and the pytest plugin (which must not import SQLAlchemy 
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 
 __all__ = [
+    "ID_LIMIT",
     "MESSAGE_LIMIT",
     "OUTPUT_LIMIT",
     "TRACEBACK_LIMIT",
     "bounded",
+    "bounded_id",
     "exception_from_longrepr",
     "join_output",
     "split_exception",
@@ -25,6 +28,30 @@ OUTPUT_LIMIT = 8 * 1024
 MESSAGE_LIMIT = 8 * 1024
 
 _TRUNCATION_MARKER = "\n[... truncated {n} bytes]\n"
+
+#: Bound (in UTF-8 bytes) of a test's identity: ``test_id``, ``tool_name``, ``variation``. Real
+#: ones are far shorter (a long parametrized pytest id is a few hundred bytes); a generated
+#: 50 MB name once took minutes and gigabytes to import, index and show.
+ID_LIMIT = 4 * 1024
+_ID_HASH_CHARS = 16
+
+
+def bounded_id(text: str, limit: int = ID_LIMIT) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, still telling tests apart.
+
+    A longer identity keeps its head and ends in ``…#`` and the first 16 hex digits of the
+    SHA-256 of the whole text: two long names that share their head stay two tests, and the same
+    name is cut the same way every time (so its history stays one).
+    """
+    if len(text) * 4 <= limit:  # cannot be over the limit: skip encoding the common short id
+        return text
+    data = text.encode("utf-8", errors="surrogatepass")
+    if len(data) <= limit:
+        return text
+    digest = hashlib.sha256(data).hexdigest()[:_ID_HASH_CHARS]
+    suffix = f"…#{digest}"
+    keep = limit - len(suffix.encode("utf-8"))
+    return data[:keep].decode("utf-8", errors="ignore") + suffix
 
 
 def bounded(text: str | None, limit: int) -> str | None:

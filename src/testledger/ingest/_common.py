@@ -67,7 +67,10 @@ def opt_number(value: object) -> float | None:
     """``value`` as a finite float if it is a number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float: no finite number either
+        return None
     return number if math.isfinite(number) else None
 
 

@@ -12,7 +12,7 @@ rows in one transaction, so a late error leaves nothing of that file behind.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,9 @@ __all__ = [
     "ParsedFile",
     "RunTotals",
     "Skipped",
+    "checked",
+    "checked_results",
+    "unexpected_error",
     "verdict",
 ]
 
@@ -195,3 +198,39 @@ class FolderHistoryImporter(Importer, Protocol):
     def parse_folder(self, path: Path) -> Iterator[ParsedFile]:
         """The folder's runs, oldest first."""
         ...
+
+
+def unexpected_error(path: Path, exc: Exception) -> ImportFormatError:
+    """An error no importer meant to raise, as the ImportFormatError it stands for."""
+    text = str(exc).strip()
+    detail = text.splitlines()[0][:200] if text else ""
+    reason = f"unreadable input ({type(exc).__name__}{': ' + detail if detail else ''})"
+    return ImportFormatError(path, reason)
+
+
+def checked_results(path: Path, results: Iterator[TestResult]) -> Iterator[TestResult]:
+    """``results``, any exception but ImportFormatError raised as one (see :func:`checked`)."""
+    try:
+        yield from results
+    except ImportFormatError:
+        raise
+    except Exception as exc:
+        raise unexpected_error(path, exc) from exc
+
+
+def checked(path: Path, parse: Callable[[Path], ParsedFile]) -> ParsedFile:
+    """``parse(path)``, with every error an input can cause ending as ImportFormatError.
+
+    The importers raise ImportFormatError for what they expect to be malformed; fuzzing found
+    inputs they did not expect (an XML declaration naming no codec, a JSON object where a
+    string belongs) and a plugin's importer may meet more. Whatever escapes a parser is still
+    a file it could not read: said in one line naming the file, never a traceback mid-import.
+    """
+    try:
+        parsed = parse(path)
+    except ImportFormatError:
+        raise
+    except Exception as exc:
+        raise unexpected_error(path, exc) from exc
+    parsed.results = checked_results(parsed.path, parsed.results)
+    return parsed

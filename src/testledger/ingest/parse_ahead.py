@@ -30,7 +30,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from testledger.common.framing import encode_frame, read_frame
-from testledger.ingest.base import ImportFormatError, ParsedFile
+from testledger.ingest.base import ImportFormatError, ParsedFile, checked
 from testledger.ingest.discovery import FORMATS
 from testledger.model import WatcherObservation
 
@@ -145,7 +145,7 @@ def _parse(format_name: str, path: Path, remember: int, out: IO[bytes]) -> None:
     # A plugin's format is found in the child as in this process, through the installed
     # distributions' entry points; one this process found otherwise (on a sys.path of its own)
     # is unknown there, and the file is then parsed in this process (ParseAheadFailed).
-    parsed = FORMATS[format_name].parse(path)
+    parsed = checked(path, FORMATS[format_name].parse)
     rows = EncodedResults(parsed.results, AttemptNumbers({}, remember))
     chunk: list[tuple[Any, ...]] = []
     for row in rows:

@@ -26,7 +26,7 @@ from testledger.analyze.pipeline import detect_after_recording
 from testledger.common.jsondata import JsonData
 from testledger.config import Settings
 from testledger.errors import ConfigError
-from testledger.ingest.base import ImportFormatError, ParsedFile, Skipped
+from testledger.ingest.base import ImportFormatError, ParsedFile, Skipped, checked
 from testledger.ingest.importer import ImportOptions, ImportOutcome, content_key, import_parsed
 from testledger.ingest.placement import DEFAULT_SESSION_GAP, PlacementOutcome, place_loose
 from testledger.ingest.reconcile import reconcile_run
@@ -126,7 +126,7 @@ def _error(exc: ImportFormatError) -> ImportFailure:
 
 def _reparser(parsed: ParsedFile, format_name: str | None) -> Callable[[], ParsedFile]:
     """Parses the same file again (see import_parsed)."""
-    return lambda: FORMATS[format_name or parsed.format].parse(parsed.path)
+    return lambda: checked(parsed.path, FORMATS[format_name or parsed.format].parse)
 
 
 def import_paths(

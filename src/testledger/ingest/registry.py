@@ -16,7 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from testledger.ingest.base import FolderHistoryImporter, Importer, ImportFormatError, ParsedFile
+from testledger.ingest.base import (
+    FolderHistoryImporter,
+    Importer,
+    ImportFormatError,
+    ParsedFile,
+    checked,
+    unexpected_error,
+)
 from testledger.ingest.discovery import BUILT_IN_FORMATS, FORMATS, sniffs
 from testledger.ingest.formats import junit
 
@@ -161,9 +168,19 @@ def parse_source(path: Path, format_name: str | None = None) -> Iterator[ParsedF
     else:
         importer = detect_format(path)
     if path.is_dir() and isinstance(importer, FolderHistoryImporter):
-        yield from importer.parse_folder(path)
+        runs = importer.parse_folder(path)
+        while True:
+            try:
+                parsed = next(runs)
+            except StopIteration:
+                return
+            except ImportFormatError:
+                raise
+            except Exception as exc:  # as checked() does, for each run of the folder
+                raise unexpected_error(path, exc) from exc
+            yield checked(path, lambda _, run=parsed: run)  # type: ignore[misc]
         return
-    yield importer.parse(path)
+    yield checked(path, importer.parse)
 
 
 def is_report(path: Path) -> bool:

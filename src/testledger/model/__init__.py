@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from testledger.common.text import bounded_id
+
 __all__ = [
     "NO_WATCHER",
     "RunInfo",
@@ -227,6 +229,10 @@ class TestResult:
         self.status = Status.parse(self.status)
         if not self.test_id:
             raise ValueError("a test result needs a non-empty test_id")
+        # A test's identity is bounded (ID_LIMIT) as its messages are, whatever produced it.
+        self.test_id = bounded_id(self.test_id)
+        self.tool_name = bounded_id(self.tool_name)
+        self.variation = bounded_id(self.variation)
         if self.attempt is not None and self.attempt < 1:
             raise ValueError(f"attempt numbers start at 1, got {self.attempt}")
         for name, value in self.metrics.items():

@@ -20,13 +20,16 @@ as the run goes, so it is the spool too: when the database is away, ``run.json``
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -44,9 +47,11 @@ __all__ = [
     "read_events",
     "result_from_archive_row",
     "stats_from_events",
+    "write_atomically",
 ]
 
 FORMAT = "testledger-run/1"
+log = logging.getLogger("testledger")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -82,10 +87,66 @@ def result_from_archive_row(columns: list[str], row: list[Any]) -> TestResult:
     return result
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
+def _replace_from(target: Path, fill: Callable[[Path], None]) -> None:
+    """Replace ``target`` atomically by a file ``fill`` makes at a temporary path.
+
+    The temporary name is unique to this call: processes finishing at once in one results
+    folder (``latest/``), or syncing one run together, each write their own file and the last
+    ``os.replace`` wins whole, where a shared fixed name let one remove or overwrite another's.
+    """
+    temporary = target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        fill(temporary)
+        os.replace(temporary, target)
+    finally:
+        # Gone once replaced, except where both names were links to one file already (the
+        # same run published twice): rename() then leaves both. The name is this call's own.
+        temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (see :func:`_replace_from`)."""
+
+    def fill(temporary: Path) -> None:
+        # "x": a fresh file of this call's own, never one another process linked there.
+        with temporary.open("x", encoding="utf-8") as handle:
+            handle.write(text)
+
+    _replace_from(path, fill)
+
+
+def _cut_torn_line(path: Path) -> None:
+    """Cut a last line left without its newline (a process died while writing it)."""
+    try:
+        with path.open("rb+") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            handle.seek(size - 1)
+            if handle.read(1) == b"\n":
+                return
+            handle.seek(0)
+            data = handle.read()  # rare (after a crash): the whole file, to find the line
+            handle.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        return
+    log.warning("testledger: cut a torn last line off %s (its process died mid-write)", path)
+
+
+def _copy_fresh(source: Path, temporary: Path) -> None:
+    with source.open("rb") as reading, temporary.open("xb") as writing:
+        shutil.copyfileobj(reading, writing)
+
+
+def _link_or_copy(source: Path, temporary: Path) -> None:
+    try:
+        os.link(source, temporary)
+    except FileExistsError:
+        raise  # never expected (the name is unique); never written through either
+    except OSError:
+        # No hard links here (another file system, a FAT volume...): a copy into a file of
+        # its own, created exclusively, so that no other run's file is written through.
+        _copy_fresh(source, temporary)
 
 
 class RunArchive:
@@ -96,15 +157,42 @@ class RunArchive:
         self.results_dir = results_dir
         self.run_key = run_key
         self.folder = results_dir / "runs" / folder_name(run_key)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.run_path = self.folder / "run.json"
         self.events_path = self.folder / "results.jsonl"
-        fresh = not self.events_path.exists() or self.events_path.stat().st_size == 0
-        self._events: IO[str] | None = self.events_path.open("a", encoding="utf-8")
-        if fresh:
-            header = {"event": "columns", "columns": list(ROW_COLUMNS)}
-            self._events.write(encode_json(header) + "\n")
+        #: Why the files could not be written (a full disk...), once they could not.
+        self.failed: str | None = None
+        self._events: IO[str] | None = None
         self._state: dict[str, Any] = {}
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            # A run key used again after a process died mid-line: what follows must not be
+            # glued to the torn line.
+            _cut_torn_line(self.events_path)
+            fresh = not self.events_path.exists() or self.events_path.stat().st_size == 0
+            self._events = self.events_path.open("a", encoding="utf-8")
+            if fresh:
+                header = {"event": "columns", "columns": list(ROW_COLUMNS)}
+                self._events.write(encode_json(header) + "\n")
+        except OSError as exc:
+            self._trouble(exc)
+
+    def _trouble(self, exc: OSError) -> None:
+        """The files cannot be written (a full disk, a lost mount...): recording goes on, into
+        the database if it is there, and this run's files stop here. Said once per run; never
+        raised into the test runner."""
+        events, self._events = self._events, None
+        if events is not None:
+            with contextlib.suppress(OSError):
+                events.close()  # its unwritten buffer fails again: dropped
+        if self.failed is None:
+            self.failed = exc.strerror or str(exc) or type(exc).__name__
+            log.warning(
+                "testledger: cannot write the files of run %s in %s (%s); recording goes on "
+                "without them",
+                self.run_key,
+                self.folder,
+                self.failed,
+            )
 
     def write_run(
         self,
@@ -126,51 +214,69 @@ class RunArchive:
             "stats": dataclasses.asdict(stats) if stats else None,
             "database": database or {"state": "pending"},
         }
-        _write_atomically(self.run_path, json.dumps(self._state, indent=2, default=_jsonable))
+        text = json.dumps(self._state, indent=2, default=_jsonable)
+        try:
+            write_atomically(self.run_path, text)
+        except OSError as exc:
+            self._trouble(exc)
+
+    def _write_line(self, line: str) -> None:
+        events = self._events
+        if events is None:
+            assert self.failed is not None, "archive already closed"
+            return
+        try:
+            events.write(line)
+        except OSError as exc:
+            self._trouble(exc)
 
     def append_row(self, row: tuple[Any, ...]) -> None:
         """Append one result, as encoded by :func:`encode_result`."""
-        assert self._events is not None, "archive already closed"
-        self._events.write('{"event":"result","row":' + encode_json(row) + "}\n")
+        self._write_line('{"event":"result","row":' + encode_json(row) + "}\n")
 
     def append_watcher(self, test_id: str, attempt: int, observation: WatcherObservation) -> None:
-        assert self._events is not None, "archive already closed"
         line = {
             "event": "watcher",
             "test_id": test_id,
             "attempt": attempt,
             "observation": observation.as_json(),
         }
-        self._events.write(encode_json(line) + "\n")
+        self._write_line(encode_json(line) + "\n")
 
     def flush(self) -> None:
         if self._events is not None:
-            self._events.flush()
+            try:
+                self._events.flush()
+            except OSError as exc:
+                self._trouble(exc)
 
     def close(self) -> None:
-        if self._events is not None:
-            self._events.flush()
-            os.fsync(self._events.fileno())
-            self._events.close()
-            self._events = None
+        events = self._events
+        if events is None:
+            return
+        try:
+            events.flush()
+            os.fsync(events.fileno())
+            events.close()
+        except OSError as exc:
+            self._trouble(exc)
+        self._events = None
 
     def publish_latest(self) -> None:
         """Copy this run's files to ``latest/`` (each file replaced atomically)."""
+        if self.failed is not None:
+            return  # incomplete files are not the latest run's
         latest = self.results_dir / "latest"
-        latest.mkdir(parents=True, exist_ok=True)
-        for source in (self.run_path, self.events_path):
-            temporary = latest / (source.name + ".tmp")
-            temporary.unlink(missing_ok=True)
-            try:
-                # The results file can be large: a hard link costs nothing, and it is only
-                # ever appended to (by the same run). run.json is replaced when a sync marks
-                # the run synced, so it is copied, not linked.
-                if source is not self.events_path:
-                    raise OSError("copy run.json")
-                os.link(source, temporary)
-            except OSError:
-                shutil.copyfile(source, temporary)
-            os.replace(temporary, latest / source.name)
+        try:
+            latest.mkdir(parents=True, exist_ok=True)
+            # run.json is replaced when a sync marks the run synced, so it is copied. The
+            # results file can be large: a hard link costs nothing, and it is only ever
+            # appended to (by the same run).
+            _replace_from(latest / self.run_path.name, lambda t: _copy_fresh(self.run_path, t))
+            events = self.events_path
+            _replace_from(latest / events.name, lambda t: _link_or_copy(events, t))
+        except OSError as exc:
+            self._trouble(exc)
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,20 +333,37 @@ def read_events(
     """Replay a ``results.jsonl``: results, and (test_id, attempt, observation) attachments.
 
     A torn last line (the process died mid-write) is skipped: everything before it is intact.
+    So is a torn line further up (a run key used again after such a death, by a version that
+    did not cut it first), with a warning: the lines after it are intact too.
     """
     columns: list[str] = list(ROW_COLUMNS)
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
+    # errors="replace": a line torn inside a character is still skipped as a torn line.
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, line in enumerate(handle, start=1):
             if not line.endswith("\n"):
                 return
-            event = json.loads(line)
-            if event["event"] == "columns":
+            try:
+                event = json.loads(line)
+                kind = event["event"]
+            except (ValueError, TypeError, KeyError):
+                log.warning("testledger: skipped torn line %d of %s", number, path)
+                continue
+            if kind == "columns":
                 columns = event["columns"]
-            elif event["event"] == "result":
+            elif kind == "result":
                 yield result_from_archive_row(columns, event["row"])
-            elif event["event"] == "watcher":
+            elif kind == "watcher":
                 observation = WatcherObservation.from_json(event["observation"])
                 yield (event["test_id"], int(event["attempt"]), observation)
+
+
+def _readable_events(path: Path) -> Iterator[TestResult | tuple[str, int, WatcherObservation]]:
+    """The events of a file the recorder may have failed to write (see RunArchive._trouble):
+    the run's statistics are those of what could be read, never an error in the runner."""
+    try:
+        yield from read_events(path)
+    except OSError as exc:
+        log.warning("testledger: cannot read %s (%s)", path, exc.strerror or exc)
 
 
 def stats_from_events(path: Path, wall_clock_secs: float | None) -> RunStats:
@@ -251,7 +374,7 @@ def stats_from_events(path: Path, wall_clock_secs: float | None) -> RunStats:
     duration = 0.0
     cost: float | None = None
     tokens: int | None = None
-    for event in read_events(path):
+    for event in _readable_events(path):
         if isinstance(event, TestResult):
             attempt = event.attempt or 1
             quality = event.watcher.quality_score if event.watcher else None

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 
 from testledger.common.environment import detect_ci, detect_git, host_metadata
 from testledger.config import Settings, load_settings
-from testledger.errors import TestledgerError
+from testledger.errors import SchemaError, TestledgerError
 from testledger.model import (
     NO_WATCHER,
     RunInfo,
@@ -100,7 +100,11 @@ class Ledger:
         ``create`` False (for reading) nothing is created: a ledger that does not exist yet is
         NotFound. Raises DatabaseUnavailable or SchemaError."""
         if self._engine is None:
-            self._engine = connect_engine(self.settings.database_url, create=create)
+            self._engine = connect_engine(
+                self.settings.database_url,
+                create=create,
+                statement_timeout_secs=self.settings.statement_timeout_secs,
+            )
         return self._engine
 
     def start_run(
@@ -258,6 +262,18 @@ class Run:
             log.error("testledger: unexpected %s while writing", type(exc).__name__, exc_info=exc)
         reason = mask_urls_in(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
         self.spool_reason = reason
+        if isinstance(exc, SchemaError):
+            # The database is there but its schema cannot take runs: a fix for its owner,
+            # which calling it "unavailable" would send looking at the network instead.
+            log.error(
+                "testledger: database %s cannot take runs: %s; run %s goes on in %s - "
+                "load it with `testledger sync` once the schema is fixed",
+                self.ledger.url,
+                reason,
+                self.run_key,
+                self.archive.folder,
+            )
+            return
         log.warning(
             "testledger: database %s unavailable (%s); run %s goes on in %s - "
             "load it later with `testledger sync`",

@@ -9,18 +9,23 @@ or syncing a run that had fully reached the database, changes nothing.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from testledger.common.jsondata import JsonData
 from testledger.config import Settings
 from testledger.model import RunStatus, TestResult
-from testledger.record.archive import ArchivedRun, iter_archived_runs, read_events
-from testledger.store.engine import mask_url
+from testledger.record.archive import (
+    ArchivedRun,
+    iter_archived_runs,
+    read_events,
+    write_atomically,
+)
+from testledger.store.engine import mask_url, mask_urls_in
 from testledger.store.runs import create_or_join_run, finish_run
 from testledger.store.writer import PendingObservation, insert_observations, insert_results
 
@@ -42,6 +47,10 @@ class SyncOutcome:
 class SyncReport(JsonData):
     synced: list[SyncOutcome] = field(default_factory=list)
     skipped_unfinished: list[str] = field(default_factory=list)
+    #: Runs that could not be loaded, as (run key, why): they stay pending in the spool.
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    #: Runs another ``sync`` running at the same time loaded first.
+    already_loaded: list[str] = field(default_factory=list)
 
 
 def pending_runs(results_dir: Path, *, include_synced: bool = False) -> Iterator[ArchivedRun]:
@@ -93,6 +102,36 @@ def _sync_one(engine: Engine, run: ArchivedRun, status: RunStatus) -> SyncOutcom
     return SyncOutcome(run.run_key, row.id, written, observed, status.value)
 
 
+def _load(
+    engine: Engine, run: ArchivedRun, status: RunStatus, report: SyncReport
+) -> tuple[SyncOutcome, bool] | None:
+    """Load one run: its outcome, and whether another process had loaded it first; None when
+    it cannot be loaded, said in ``report.failed``: one run that cannot be
+    loaded (a bad row, a value the database refuses) must not keep every later run in the
+    spool. It is rolled back and passed by."""
+    try:
+        return _sync_one(engine, run, status), False
+    except IntegrityError:
+        # Another sync of the same spool inserted the run or its rows between this one's look
+        # and its insert, and has committed them by now: joined, nothing is left to write.
+        pass
+    except Exception as exc:
+        report.failed.append((run.run_key, _one_line(exc)))
+        return None
+    try:
+        joined = _sync_one(engine, run, status)
+    except Exception as exc:
+        report.failed.append((run.run_key, _one_line(exc)))
+        return None
+    return joined, not (joined.results_written or joined.observations_written)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return mask_urls_in(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
 def _recorded_duration(run: ArchivedRun) -> float | None:
     stats = run.raw.get("stats") or {}
     # Archives written before runs kept fractions have only the rounded figure.
@@ -106,9 +145,7 @@ def _mark_synced(run: ArchivedRun, outcome: SyncOutcome, url: str) -> None:
     data = dict(run.raw)
     data["status"] = outcome.status
     data["database"] = {"state": "synced", "run_id": outcome.run_id, "url": mask_url(url)}
-    temporary = run.folder / "run.json.tmp"
-    temporary.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(temporary, run.folder / "run.json")
+    write_atomically(run.folder / "run.json", json.dumps(data, indent=2))
 
 
 def sync_runs(
@@ -135,8 +172,14 @@ def sync_runs(
             status = RunStatus.ABORTED
         else:
             status = RunStatus(run.status)
-        outcome = _sync_one(engine, run, status)
+        loaded = _load(engine, run, status, report)
+        if loaded is None:
+            continue
+        outcome, already = loaded
         _mark_synced(run, outcome, url)
+        if already:
+            report.already_loaded.append(run.run_key)
+            continue
         report.synced.append(outcome)
         if settings is not None:
             from testledger.analyze.pipeline import detect_after_recording

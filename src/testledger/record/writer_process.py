@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from testledger.common.framing import encode_frame, read_frame
 from testledger.common.nodeids import split_nodeid
+from testledger.common.text import bounded_id
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -43,6 +44,12 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
 
     test_id, attempt, duration, started, rss, cpu = compact
     tool_name, variation = split_nodeid(test_id)
+    # As TestResult bounds them (a compact tuple never was one).
+    test_id, tool_name, variation = (
+        bounded_id(test_id),
+        bounded_id(tool_name),
+        bounded_id(variation),
+    )
     return (
         test_id,
         attempt,

@@ -6,9 +6,10 @@ import sqlite3
 import sys
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 
-from testledger.errors import DatabaseUnavailable, NotFound, TestledgerError
+from testledger.config import DEFAULT_STATEMENT_TIMEOUT_SECS
+from testledger.errors import DatabaseUnavailable, NotFound, SchemaError, TestledgerError
 from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in, sqlite_path
 from testledger.store.migrate import ensure_schema, schema_state
 
@@ -39,7 +40,12 @@ def database_errors() -> tuple[type[BaseException], ...]:
 DATABASE_ERRORS: tuple[type[BaseException], ...] = database_errors()
 
 
-def open_engine(url: str, *, create: bool = True) -> Engine:
+def open_engine(
+    url: str,
+    *,
+    create: bool = True,
+    statement_timeout_secs: float = DEFAULT_STATEMENT_TIMEOUT_SECS,
+) -> Engine:
     """An engine whose database answered a first connection (no schema check). With ``create``
     False a SQLite file that does not exist is not created: NotFound.
 
@@ -47,7 +53,9 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
     path = sqlite_path(url)
     if not create and path is not None and not path.is_file():
         raise NotFound(f"no ledger at {path}: {_HOW_TO_START}")
-    engine = create_ledger_engine(url, create_folder=create)
+    engine = create_ledger_engine(
+        url, create_folder=create, statement_timeout_secs=statement_timeout_secs
+    )
     try:
         with engine.connect():
             pass
@@ -64,18 +72,32 @@ _HOW_TO_START = (
 )
 
 
-def connect_engine(url: str, *, create: bool = True) -> Engine:
+def connect_engine(
+    url: str,
+    *,
+    create: bool = True,
+    statement_timeout_secs: float = DEFAULT_STATEMENT_TIMEOUT_SECS,
+) -> Engine:
     """An engine on a usable ledger: reachable, and its schema current (an empty database is
     migrated on first use). With ``create`` False, for reading, nothing is created: a missing
     SQLite file or a database without testledger's schema is NotFound. Raises
     DatabaseUnavailable or SchemaError."""
-    engine = open_engine(url, create=create)
+    engine = open_engine(url, create=create, statement_timeout_secs=statement_timeout_secs)
     try:
         if not create:
             with engine.connect() as connection:
                 if schema_state(connection).is_empty:
                     raise NotFound(f"no ledger in {mask_url(url)}: {_HOW_TO_START}")
         ensure_schema(engine)
+    except (OperationalError, InterfaceError):
+        engine.dispose()
+        raise  # the connection failed: an outage, which the recorder spools through
+    except DBAPIError as exc:
+        engine.dispose()
+        # The database answered and refused the schema (a constraint, a permission): not an
+        # outage, and never to be reported as one.
+        detail = mask_urls_in(" ".join(str(getattr(exc, "orig", None) or exc).split()))
+        raise SchemaError(f"cannot create the schema in {mask_url(url)}: {detail}") from exc
     except BaseException:
         engine.dispose()
         raise

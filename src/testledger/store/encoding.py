@@ -21,6 +21,7 @@ __all__ = [
     "format_utc",
     "json_column",
     "parse_utc",
+    "replace_nul",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -106,7 +107,7 @@ def encode_result(result: TestResult) -> tuple[Any, ...]:
     watcher = result.watcher
     memory = result.memory_mb
     started = result.started_at
-    return (
+    row = (
         result.test_id,
         result.attempt or 1,
         result.tool_name,
@@ -132,3 +133,66 @@ def encode_result(result: TestResult) -> tuple[Any, ...]:
         json_column(result.details),
         None if started is None else format_utc(started),
     )
+    for value in row:
+        # A NUL is the rare case; finding one costs a scan of each text value.
+        if value.__class__ is str and ("\x00" in value or "\\u0000" in value):
+            return replace_nul(row)
+    return row
+
+
+#: What a NUL byte in text is stored as. PostgreSQL refuses NUL in text and in JSON (jsonb),
+#: SQLite would keep it: replacing it before either store sees it keeps both alike, and the
+#: replacement character shows plainly where a byte was lost.
+NUL_REPLACEMENT = "\ufffd"
+_JSON_COLUMNS = frozenset(("watcher_observations", "metrics", "details"))
+_DETAILS = ROW_COLUMNS.index("details")
+
+
+def _without_nul(value: Any) -> tuple[Any, bool]:
+    """``value`` (decoded JSON) with every NUL in its strings and keys replaced; and whether
+    there was one."""
+    if isinstance(value, str):
+        return (value.replace("\x00", NUL_REPLACEMENT), True) if "\x00" in value else (value, False)
+    if isinstance(value, list):
+        pairs = [_without_nul(item) for item in value]
+        return [item for item, _ in pairs], any(changed for _, changed in pairs)
+    if isinstance(value, dict):
+        cleaned: dict[str, Any] = {}
+        changed = False
+        for key, item in value.items():
+            new_key, key_changed = _without_nul(key)
+            cleaned[new_key], item_changed = _without_nul(item)
+            changed = changed or key_changed or item_changed
+        return cleaned, changed
+    return value, False
+
+
+def replace_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An encoded row (of ``ROW_COLUMNS``) with every NUL replaced by U+FFFD, the columns
+    that held one named in ``details["nul_replaced"]`` (so that the loss is on record)."""
+    values = list(row)
+    replaced: list[str] = []
+    for index, name in enumerate(ROW_COLUMNS):
+        value = values[index]
+        if value.__class__ is not str:
+            continue
+        if name in _JSON_COLUMNS:
+            # In JSON text a NUL is the escape \u0000; decoding tells it apart from an
+            # escaped backslash followed by "u0000".
+            if "\\u0000" not in value:
+                continue
+            decoded, changed = _without_nul(json.loads(value))
+            if changed:
+                values[index] = encode_json(decoded)
+                replaced.append(name)
+        elif "\x00" in value:
+            values[index] = value.replace("\x00", NUL_REPLACEMENT)
+            replaced.append(name)
+    if replaced:
+        details_text = values[_DETAILS]
+        details = json.loads(details_text) if details_text else {}
+        if not isinstance(details, dict):
+            details = {"value": details}
+        details["nul_replaced"] = replaced
+        values[_DETAILS] = encode_json(details)
+    return tuple(values)

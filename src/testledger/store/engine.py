@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
+from testledger.config import DEFAULT_STATEMENT_TIMEOUT_SECS
 from testledger.errors import ConfigError
 
 __all__ = ["create_ledger_engine", "mask_url", "mask_urls_in", "normalize_url", "sqlite_path"]
@@ -21,6 +22,13 @@ __all__ = ["create_ledger_engine", "mask_url", "mask_urls_in", "normalize_url", 
 #: A word and a colon, as URLs start (``htp:/x``, ``postgres:x``): not taken for a file name. A
 #: single letter is a Windows drive (``C:\\ledger.db``), which is a path.
 _LOOKS_LIKE_A_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:")
+
+#: A libpq keyword/value connection string (``host=db user=me password=...``) starts so.
+_LIBPQ_KEYWORDS = re.compile(
+    r"^(?:host|hostaddr|port|dbname|user|password|passfile|sslmode|service|connect_timeout"
+    r"|options|application_name|target_session_attrs)\s*=",
+    re.IGNORECASE,
+)
 
 _SCHEMES_WITHOUT_DRIVER = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
 
@@ -34,6 +42,12 @@ def normalize_url(url: str | URL) -> URL:
         if not text:
             raise ConfigError("the database URL is empty")
         if "://" not in text:
+            if _LIBPQ_KEYWORDS.match(text):
+                # Taken as a file name, it made a SQLite ledger named after the password.
+                raise ConfigError(
+                    "a keyword connection string (host=... dbname=...) is not supported: "
+                    "use a postgresql:// URL (postgresql://user:password@host:5432/db)"
+                )
             if _LOOKS_LIKE_A_SCHEME.match(text):
                 raise ConfigError(
                     f"not a database URL: {mask_urls_in(text)!r} (use sqlite:///PATH, a file "
@@ -104,10 +118,14 @@ def sqlite_path(url: str | URL) -> Path | None:
 
 
 def create_ledger_engine(
-    url: str | URL, *, connect_timeout: int = 10, create_folder: bool = True
+    url: str | URL,
+    *,
+    connect_timeout: int = 10,
+    create_folder: bool = True,
+    statement_timeout_secs: float = DEFAULT_STATEMENT_TIMEOUT_SECS,
 ) -> Engine:
     """An engine for the URL; SQLite files get sane pragmas (and their folder created, unless
-    ``create_folder`` is False)."""
+    ``create_folder`` is False); PostgreSQL sessions a ``statement_timeout`` (0: none)."""
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -122,6 +140,14 @@ def create_ledger_engine(
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
     kwargs["connect_args"] = {"connect_timeout": connect_timeout}
+    if statement_timeout_secs > 0:
+        # Sent with the connection (not a SET afterwards), so it holds from the first statement;
+        # before the URL's own ``options``, so that a statement_timeout set there wins.
+        milliseconds = max(1, round(statement_timeout_secs * 1000))
+        own = parsed.query.get("options")
+        kwargs["connect_args"]["options"] = f"-c statement_timeout={milliseconds}" + (
+            f" {own}" if isinstance(own, str) else ""
+        )
     kwargs["pool_pre_ping"] = True
     try:
         return sa.create_engine(parsed, **kwargs)

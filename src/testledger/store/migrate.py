@@ -29,7 +29,7 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 PROPOSAL_REVISION = "0001"
 #: The newest migration's revision; ``tests/store`` checks it against the migration scripts.
 #: Every session of a recorder checks it, so it is known without loading Alembic's scripts.
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 
 #: The proposal's tables and the columns each must have for an adoption to be safe.
 PROPOSAL_COLUMNS: dict[str, frozenset[str]] = {
@@ -188,8 +188,20 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Bring the database to ``revision``; returns (revision before, revision after).
 
     A database created from the proposal's DDL (docs/schema.md) is stamped at ``0001`` first.
-    All of it happens in one transaction (PostgreSQL and SQLite both have transactional DDL).
+    All of it happens in one transaction (PostgreSQL and SQLite both have transactional DDL),
+    serialised with any other process migrating the same database.
     """
+    return _upgrade(engine, revision, first_use=False)
+
+
+#: The key of the PostgreSQL advisory lock that serialises migrations of one database (any
+#: 64-bit number no other application on the database uses: "testledger" in ASCII).
+SCHEMA_LOCK_KEY = 0x746573746C6564
+
+
+def _upgrade(engine: Engine, revision: str, *, first_use: bool) -> tuple[str | None, str]:
+    """:func:`upgrade`; with ``first_use``, only an empty database is migrated: one that
+    another process migrated meanwhile is left as it is, and any other raises SchemaError."""
     from alembic import command
 
     with engine.connect() as connection:
@@ -212,7 +224,18 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
             with connection.begin():
                 if sqlite:
                     connection.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    # PostgreSQL's DDL takes no lock that keeps two processes from creating
+                    # the same tables at once (the second fails on pg_type's unique index):
+                    # this lock makes the second wait, then read the schema the first made.
+                    # Held to the end of the transaction, so released even on failure.
+                    connection.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY}
+                    )
                 state = schema_state(connection)
+                if first_use and not state.is_empty:
+                    _refuse_unless_current(state)
+                    return state.revision, state.head
                 before = state.revision
                 config = _config(connection)
                 if state.is_proposal_database:
@@ -242,10 +265,15 @@ def ensure_schema(engine: Engine) -> None:
     """
     with engine.connect() as connection:
         state = schema_state(connection)
-    if state.is_current:
-        return
     if state.is_empty:
-        upgrade(engine)
+        # Checked again under the migration lock: other processes may be creating it too.
+        _upgrade(engine, "head", first_use=True)
+        return
+    _refuse_unless_current(state)
+
+
+def _refuse_unless_current(state: SchemaState) -> None:
+    if state.is_current:
         return
     if state.is_proposal_database:
         raise SchemaError(

@@ -80,6 +80,9 @@ class XmlEventStream:
             raise self._parse_error(exc) from None
         except DefusedXmlException:
             raise ImportFormatError(self.path, DTD_REASON) from None
+        except LookupError as exc:
+            # Expat asks Python's codecs for an encoding the XML declaration names.
+            raise ImportFormatError(self.path, f"unknown encoding ({exc})", 1) from None
         except (OSError, EOFError, ValueError, zlib.error) as exc:
             raise ImportFormatError(self.path, f"cannot read: {exc}") from None
 

@@ -287,7 +287,9 @@ def _entries(path: Path, doc: dict[str, Any], kind: str) -> list[tuple[str, dict
         return [(f"tests[{i}]", e) for i, e in enumerate(doc["tests"]) if _is_obj(path, i, e)]
     failures = _list(doc.get("failures"))
     out = [(f"failures[{i}]", e) for i, e in enumerate(failures) if _is_obj(path, i, e)]
-    seen = {(e.get("tool"), e.get("variation")) for _, e in out}
+    # Through opt_str: a malformed entry's tool or variation may be any JSON (a dict is
+    # unhashable), and such an entry is reported by test_result, not here.
+    seen = {(opt_str(e.get("tool")), opt_str(e.get("variation"))) for _, e in out}
     coverage = _obj(doc.get("coverage"))
     for tool, block in coverage.items():
         for variation, status in _obj(_obj(block).get("variations")).items():

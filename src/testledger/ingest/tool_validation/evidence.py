@@ -170,7 +170,10 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
             text = stream.read().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError, EOFError) as exc:
         raise ImportFormatError(path, f"cannot read the CSV of watcher analyses: {exc}") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ImportFormatError(path, f"not a readable CSV of watcher analyses: {exc}") from None
     missing = [c for c in ("Tool", "Variation", "QualityScore") if rows and c not in rows[0]]
     if missing:
         raise ImportFormatError(path, f"not a CSV of watcher analyses: no {', '.join(missing)}")
