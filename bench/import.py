@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from record import fresh_pg_database, postgres_server, raw_insert
-from testledger.ingest import importer, junit
+from testledger.ingest import importer
+from testledger.ingest.formats import junit
 from testledger.ingest.importer import ImportOptions, import_parsed
 from testledger.store.database import connect_engine
 

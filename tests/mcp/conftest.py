@@ -31,8 +31,7 @@ import sqlalchemy as sa
 from testledger import WatcherObservation, api
 from tests.histories import pin_run_durations, record_test, scripted_run
 
-# The SDK is imported by the fixtures that use it: a test module that needs it skips without it
-# (``pytest.importorskip`` at its top), the others run.
+# The SDK is in the test extra: these tests run wherever the suite does.
 
 #: How long a server may take to start or to answer.
 TIMEOUT = 60.0

@@ -14,14 +14,9 @@ import pytest
 
 from testledger import api
 from testledger.common.text import bounded
+from testledger.mcp.bounds import MAX_ANSWER_BYTES, json_size
 from tests.histories import scripted_run
 from tests.mcp.conftest import Client, stdio_session
-
-pytest.importorskip(
-    "mcp.server.mcpserver", reason='needs the mcp extra: pip install "testledger[mcp]"'
-)
-
-from testledger.mcp.bounds import MAX_ANSWER_BYTES, json_size
 
 pytestmark = pytest.mark.slow
 

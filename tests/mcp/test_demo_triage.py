@@ -17,10 +17,6 @@ import pytest
 from testledger import api
 from tests.mcp.conftest import Client, stdio_session
 
-pytest.importorskip(
-    "mcp.server.mcpserver", reason='needs the mcp extra: pip install "testledger[mcp]"'
-)
-
 WEATHER = "tests/demo_assistant.py::test_weather_tool_call"
 
 

@@ -12,10 +12,6 @@ import pytest
 from testledger import api
 from tests.mcp.conftest import Client, http_server, http_session, steady
 
-pytest.importorskip(
-    "mcp.server.mcpserver", reason='needs the mcp extra: pip install "testledger[mcp]"'
-)
-
 
 @pytest.fixture(scope="module")
 def client(history_url: str, server_folder: Path) -> Iterator[Client]:

@@ -15,10 +15,6 @@ import pytest
 from testledger import api
 from tests.mcp.conftest import Client, stdio_session, steady
 
-pytest.importorskip(
-    "mcp.server.mcpserver", reason='needs the mcp extra: pip install "testledger[mcp]"'
-)
-
 READ_TOOLS = [
     "run_summary",
     "list_runs",

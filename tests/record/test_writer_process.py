@@ -23,7 +23,11 @@ from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
 
-COMMON = ("-p", "no:cacheprovider", "-p", "no:randomly")
+# The inner sessions load the installed plugins they may meet (xdist, rerunfailures and, from its
+# entry point, testledger's own), not those that have no part in what is tested here: loading
+# hypothesis, anyio, pytest-metadata, -json-report and -reportlog took 0.8 s of each session's 1 s.
+_UNUSED_PLUGINS = "cacheprovider randomly hypothesispytest anyio metadata pytest_jsonreport"
+COMMON = tuple(f"-pno:{name}" for name in f"{_UNUSED_PLUGINS} pytest_reportlog".split())
 
 
 def test_recording_session_never_imports_the_database_stack(
