@@ -7,6 +7,8 @@ Accepted URLs: ``sqlite:///path/to/ledger.db``, a bare file path (taken as SQLit
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,11 +94,33 @@ def mask_urls_in(text: str) -> str:
     return _PASSWORD_IN_DSN.sub(lambda m: m.group("head") + "***", text)
 
 
+#: How long a connection keeps trying to switch a new SQLite file to WAL while another
+#: process holds its lock (the same as the busy timeout writers wait for).
+_WAL_SWITCH_SECS = 30.0
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode. Switching needs the file's exclusive lock, and SQLite answers
+    "database is locked" at once, without its busy handler, while another connection holds it
+    (several processes opening a new ledger together): so retry until the switch is made or
+    the file is found in WAL mode already. A file in WAL mode stays so: no lock is needed."""
+    deadline = time.monotonic() + _WAL_SWITCH_SECS
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (reports, the dashboard) work while a run is being recorded; NORMAL
     # synchronous is durable across application crashes in WAL mode and far faster than FULL.
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _use_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
     # Checkpoint every ~40 MB of WAL instead of SQLite's 4 MB: a run writes in batches, and
     # each checkpoint rewrites the same index pages and syncs the file; at the default,
