@@ -35,6 +35,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests package
+
+from tests.bigfiles import write_import_junit, write_parse_junit, write_reportlog
+
 from testledger.ingest.formats import junit, reportlog
 
 IMPORT_GROWTH_GOAL_MB = 25
@@ -47,21 +51,6 @@ def verdict(met: bool) -> str:
 
 
 # -- (a) import: peak RSS of the importing process and of its parse-ahead child -------------------
-
-
-def write_import_junit(path: Path, count: int) -> None:
-    """Every tenth testcase fails with a 200-byte message."""
-    with path.open("w") as handle:
-        handle.write(f'<testsuite name="big" tests="{count}">')
-        for index in range(count):
-            if index % 10 == 0:
-                handle.write(
-                    f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01">'
-                    f'<failure message="boom {index}">{"x" * 200}</failure></testcase>'
-                )
-            else:
-                handle.write(f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01"/>')
-        handle.write("</testsuite>")
 
 
 # The import in a process of its own, which reports its peak memory and its parse-ahead child's.
@@ -147,24 +136,6 @@ def traced(results: Iterable[object], marks: tuple[int, ...]) -> tuple[int, floa
     return count, peak, samples
 
 
-def write_parse_junit(path: Path, count: int) -> None:
-    """One testcase in a hundred fails, with a traceback and captured output."""
-    with path.open("w", encoding="utf-8") as out:
-        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
-        out.write('<testsuite name="huge" timestamp="2024-01-01T00:00:00">\n')
-        for i in range(count):
-            cls = f"pkg.module_{i // 1000}.TestClass"
-            if i % 100 == 0:
-                out.write(
-                    f'<testcase classname="{cls}" name="test_{i}" time="0.001">'
-                    f'<failure message="boom {i}" type="AssertionError">Traceback {i}\n'
-                    f"  line {i}</failure><system-out>out {i}</system-out></testcase>\n"
-                )
-            else:
-                out.write(f'<testcase classname="{cls}" name="test_{i}" time="0.001"/>\n')
-        out.write("</testsuite>\n</testsuites>\n")
-
-
 def iterparse_testcases(path: Path) -> Iterable[str]:
     for _event, element in ET.iterparse(path, events=("end",)):
         if element.tag == "testcase":
@@ -201,26 +172,6 @@ def bench_junit(folder: Path, count: int) -> None:
         f"(goal: peak < {PARSE_PEAK_GOAL_MB} MB, growth < {PARSE_GROWTH_GOAL_MB} MB: "
         f"{verdict(met)})"
     )
-
-
-def write_reportlog(path: Path, tests: int) -> None:
-    line = (
-        '{{"nodeid": "tests/test_big.py::test_{i}", "location": ["tests/test_big.py", {i}, '
-        '"test_{i}"], "keywords": {{"test_{i}": 1}}, "outcome": "{outcome}", "longrepr": '
-        '{longrepr}, "when": "{when}", "user_properties": [], "sections": [], '
-        '"duration": 0.001, "start": 1700000000.{i}, "stop": 1700000000.{i}, '
-        '"$report_type": "TestReport"}}\n'
-    )
-    failure = json.dumps("E   AssertionError: boom\n\nt.py:1: AssertionError")
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as out:
-        out.write('{"pytest_version": "8.3.0", "$report_type": "SessionStart"}\n')
-        for i in range(tests):
-            failing = i % 1000 == 0
-            out.write(line.format(i=i, when="setup", outcome="passed", longrepr="null"))
-            outcome, longrepr = ("failed", failure) if failing else ("passed", "null")
-            out.write(line.format(i=i, when="call", outcome=outcome, longrepr=longrepr))
-            out.write(line.format(i=i, when="teardown", outcome="passed", longrepr="null"))
-        out.write('{"exitstatus": 1, "$report_type": "SessionFinish"}\n')
 
 
 def json_lines(path: Path) -> Iterable[object]:

@@ -8,9 +8,11 @@ failure carries an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from testledger import Ledger
@@ -85,3 +87,13 @@ def pin_run_durations(ledger: Ledger, seconds: dict[str, float]) -> None:
                 .where(test_runs.c.run_key == key)
                 .values(duration_secs=secs, total_duration_secs=round(secs))
             )
+
+
+def record_once(
+    url: str, tmp_path_factory: pytest.TempPathFactory, record: Callable[[Ledger], object]
+) -> str:
+    """``record`` a module's scenario into its ``module_db_url`` (JSON files in a temporary
+    folder), closing the ledger so that tests can copy the database; returns the URL."""
+    with Ledger(url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+        record(ledger)
+    return url

@@ -19,7 +19,7 @@ from testledger.analyze.regressions.finder import METRICS, RegressionConfig, fin
 from testledger.cli import main
 from testledger.config import load_settings
 from testledger.errors import ConfigError
-from tests.histories import scripted_run
+from tests.histories import record_once, scripted_run
 
 START = datetime(2025, 10, 1, 9, 0, tzinfo=timezone.utc)
 NOISE = (0.0, 0.02, -0.02, 0.01, -0.01, 0.03, -0.03, 0.0)
@@ -59,9 +59,7 @@ def record_history(ledger: Ledger, runs: int = len(LEVELS)) -> None:
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The whole history, recorded once per database for the tests that only read it."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger)
-    return module_db_url
+    return record_once(module_db_url, tmp_path_factory, record_history)
 
 
 @pytest.fixture

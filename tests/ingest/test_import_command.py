@@ -15,6 +15,7 @@ from testledger.ingest.base import ImportFormatError
 from testledger.ingest.formats import junit as junit_format
 from testledger.ingest.registry import detect_format
 from testledger.store.database import connect_engine
+from tests.bigfiles import write_import_junit
 from tests.helpers import query
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -242,24 +243,9 @@ def test_peak_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
     process and in the one that parses the file for it (ingest.parse_ahead). A bounded check
     (about 10 s); bench/memory.py imports 1,000,000 with the product's own bounds."""
 
-    def generate(path: Path, count: int) -> None:
-        with path.open("w") as handle:
-            handle.write(f'<testsuite name="big" tests="{count}">')
-            for index in range(count):
-                if index % 10 == 0:
-                    handle.write(
-                        f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01">'
-                        f'<failure message="boom {index}">{"x" * 200}</failure></testcase>'
-                    )
-                else:
-                    handle.write(
-                        f'<testcase classname="m.C{index % 97}" name="t{index}" time="0.01"/>'
-                    )
-            handle.write("</testsuite>")
-
     def peak_kib(count: int) -> tuple[int, int]:
         report = tmp_path / f"big-{count}.xml"
-        generate(report, count)
+        write_import_junit(report, count)
         done = subprocess.run(
             [
                 sys.executable,

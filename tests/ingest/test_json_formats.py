@@ -32,6 +32,7 @@ from testledger.common import text as common_text
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.ingest.formats import allure, ctrf, pytest_json, reportlog
 from testledger.model import Status, TestResult
+from tests.bigfiles import write_reportlog
 
 pytest_plugins = ["pytester"]
 
@@ -339,30 +340,7 @@ def test_reportlog_streams_its_tests_in_flat_memory(tmp_path: Path) -> None:
     """A bounded check (about 2 s): the 200,000-test version is bench/memory.py."""
     path = tmp_path / "big.jsonl.gz"
     tests = 10_000
-    line = (
-        '{{"nodeid": "tests/test_big.py::test_{i}", "location": ["tests/test_big.py", {i}, '
-        '"test_{i}"], "keywords": {{"test_{i}": 1}}, "outcome": "{outcome}", "longrepr": '
-        '{longrepr}, "when": "{when}", "user_properties": [], "sections": [], '
-        '"duration": 0.001, "start": 1700000000.{i}, "stop": 1700000000.{i}, '
-        '"$report_type": "TestReport"}}\n'
-    )
-    with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as out:
-        out.write('{"pytest_version": "8.3.0", "$report_type": "SessionStart"}\n')
-        for i in range(tests):
-            failing = i % 1000 == 0
-            out.write(line.format(i=i, when="setup", outcome="passed", longrepr="null"))
-            out.write(
-                line.format(
-                    i=i,
-                    when="call",
-                    outcome="failed" if failing else "passed",
-                    longrepr=json.dumps("E   AssertionError: boom\n\nt.py:1: AssertionError")
-                    if failing
-                    else "null",
-                )
-            )
-            out.write(line.format(i=i, when="teardown", outcome="passed", longrepr="null"))
-        out.write('{"exitstatus": 1, "$report_type": "SessionFinish"}\n')
+    write_reportlog(path, tests)
 
     gc.collect()
     tracemalloc.start()

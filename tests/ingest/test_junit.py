@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from testledger.ingest.base import ImportFormatError, ParsedFile
 from testledger.ingest.formats import junit
 from testledger.model import Status, TestResult
+from tests.bigfiles import write_parse_junit
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "junit"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "reports"
@@ -557,20 +558,7 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
     """A bounded check (about 2 s): the 200,000-testcase version is bench/memory.py."""
     path = tmp_path / "huge.xml"
     count = 40_000
-    with path.open("w", encoding="utf-8") as out:
-        out.write('<?xml version="1.0" encoding="UTF-8"?>\n<testsuites>\n')
-        out.write('<testsuite name="huge" timestamp="2024-01-01T00:00:00">\n')
-        for i in range(count):
-            cls = f"pkg.module_{i // 1000}.TestClass"
-            if i % 100 == 0:
-                out.write(
-                    f'<testcase classname="{cls}" name="test_{i}" time="0.001">'
-                    f'<failure message="boom {i}" type="AssertionError">Traceback {i}\n'
-                    f"  line {i}</failure><system-out>out {i}</system-out></testcase>\n"
-                )
-            else:
-                out.write(f'<testcase classname="{cls}" name="test_{i}" time="0.001"/>\n')
-        out.write("</testsuite>\n</testsuites>\n")
+    write_parse_junit(path, count)
     assert path.stat().st_size > 3_000_000
 
     gc.collect()

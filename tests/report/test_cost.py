@@ -13,6 +13,7 @@ from testledger import Ledger
 from testledger.cli import main
 from testledger.errors import ConfigError
 from testledger.report.cost import CostGroup, budget_from_settings, cost_report
+from tests.histories import record_once
 from tests.report.test_trend import record_history
 
 # (run key, results, tests, passed, cost, tokens, cost per passing test, watcher cost,
@@ -33,9 +34,7 @@ ALL_RUNS: list[RunRow] = [
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """test_trend's history, recorded once per database for this module's tests."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger)
-    return module_db_url
+    return record_once(module_db_url, tmp_path_factory, record_history)
 
 
 @pytest.fixture

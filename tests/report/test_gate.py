@@ -15,6 +15,7 @@ from testledger import Ledger
 from testledger.cli import main
 from testledger.errors import ConfigError
 from testledger.report.gate import GateRules, evaluate_gate, parse_percent
+from tests.histories import pin_run_durations, record_once
 from tests.report.test_compare import record_history
 
 # r4 against r3 (see test_compare.HISTORY): 1 new failure (chat/broken) + 1 flaky one,
@@ -26,20 +27,12 @@ from tests.report.test_compare import record_history
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The history below, recorded once per database for this module's tests."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
+
+    def record(ledger: Ledger) -> None:
         record_history(ledger)
-    engine = sa.create_engine(module_db_url)
-    with engine.begin() as conn:
-        for key, secs in (("r3", 0.5), ("r4", 0.65)):
-            conn.execute(
-                sa.text(
-                    "UPDATE test_runs SET duration_secs = :s, total_duration_secs = :rounded"
-                    " WHERE run_key = :k"
-                ),
-                {"s": secs, "rounded": round(secs), "k": key},
-            )
-    engine.dispose()
-    return module_db_url
+        pin_run_durations(ledger, {"r3": 0.5, "r4": 0.65})
+
+    return record_once(module_db_url, tmp_path_factory, record)
 
 
 @pytest.fixture

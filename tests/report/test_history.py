@@ -13,7 +13,7 @@ from testledger import Ledger
 from testledger.cli import main
 from testledger.errors import NotFound
 from testledger.report.history import AmbiguousTest, resolve_test, result_history
-from tests.histories import scripted_run
+from tests.histories import record_once, scripted_run
 from tests.report.test_trend import START, record_history
 
 NODE_ID = "tests/test_api.py::test_login[glm]"
@@ -22,9 +22,11 @@ NODE_ID = "tests/test_api.py::test_login[glm]"
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """test_trend's history (finished runs only), recorded once per database for this module."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger, with_unfinished=False)
-    return module_db_url
+    return record_once(
+        module_db_url,
+        tmp_path_factory,
+        lambda ledger: record_history(ledger, with_unfinished=False),
+    )
 
 
 @pytest.fixture

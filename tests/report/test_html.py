@@ -23,7 +23,7 @@ from testledger.report.html import (
     run_verdict,
     safe_json,
 )
-from tests.histories import record_test, scripted_run
+from tests.histories import record_once, record_test, scripted_run
 
 START = datetime(2025, 11, 3, 9, 0, tzinfo=timezone.utc)
 HOSTILE = "</script><img src=x onerror=alert(1)><!--"
@@ -61,9 +61,7 @@ def record_history(ledger: Ledger) -> None:
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The history above, recorded once per database for this module's tests."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger)
-    return module_db_url
+    return record_once(module_db_url, tmp_path_factory, record_history)
 
 
 @pytest.fixture

@@ -16,15 +16,14 @@ from testledger.cli import main
 from testledger.report.compare import TestChange
 from testledger.report.gate import GateRules
 from testledger.report.markdown import SummaryData, build_summary, render_markdown
+from tests.histories import record_once
 from tests.report.test_compare import record_history
 
 
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """test_compare's history, recorded once per database for this module's tests."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger)
-    return module_db_url
+    return record_once(module_db_url, tmp_path_factory, record_history)
 
 
 @pytest.fixture

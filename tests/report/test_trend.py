@@ -16,7 +16,7 @@ from testledger.cli import main
 from testledger.common.formatting import sparkline
 from testledger.report.trend import run_trend
 from testledger.store.database import connect_engine
-from tests.histories import pin_run_durations, record_test, scripted_run
+from tests.histories import pin_run_durations, record_once, record_test, scripted_run
 
 START = datetime(2025, 10, 7, 12, 0, tzinfo=timezone.utc)
 
@@ -186,9 +186,7 @@ TREND_CASES: list[tuple[str, dict[str, Any], list[Row]]] = [
 @pytest.fixture(scope="module")
 def recorded(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """HISTORY (and the unfinished run), recorded once per database for this module's tests."""
-    with Ledger(module_db_url, results_dir=tmp_path_factory.mktemp("results")) as ledger:
-        record_history(ledger)
-    return module_db_url
+    return record_once(module_db_url, tmp_path_factory, record_history)
 
 
 @pytest.fixture
