@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.analyze.issues.lifecycle import PRIORITY_RANK
 from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound, TestledgerError
 from testledger.store.tables import (
@@ -22,9 +23,6 @@ from testledger.store.tables import (
 
 __all__ = ["IssueDetail", "IssueSummary", "issue_codes_for_results", "issue_detail", "list_issues"]
 
-_PRIORITY_RANK = sa.case(
-    {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}, value=issues.c.priority, else_=4
-)
 SORTS = ("priority", "last-seen", "occurrences", "code", "created")
 
 
@@ -132,7 +130,7 @@ def list_issues(
     if tool is not None:
         where.append(_affects_tool(connection, tool))
     orders: dict[str, list[Any]] = {
-        "priority": [_PRIORITY_RANK, issues.c.last_seen_at.desc()],
+        "priority": [PRIORITY_RANK, issues.c.last_seen_at.desc()],
         "last-seen": [issues.c.last_seen_at.desc()],
         "occurrences": [sa.literal_column("n").desc()],
         "code": [],

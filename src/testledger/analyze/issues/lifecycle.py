@@ -27,6 +27,8 @@ from testledger.store.tables import (
 )
 
 __all__ = [
+    "PRIORITIES",
+    "PRIORITY_RANK",
     "IssueStatus",
     "add_event",
     "auto_resolve",
@@ -41,6 +43,12 @@ __all__ = [
 
 DETECTOR = "testledger"
 PRIORITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+#: An issue's priority as a number to sort by, most urgent first (an unknown one last).
+PRIORITY_RANK = sa.case(
+    {priority: rank for rank, priority in enumerate(PRIORITIES)},
+    value=issues.c.priority,
+    else_=len(PRIORITIES),
+)
 
 
 class IssueStatus(str, enum.Enum):

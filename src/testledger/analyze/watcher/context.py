@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.issues.lifecycle import IssueStatus
+from testledger.analyze.issues.lifecycle import PRIORITY_RANK, IssueStatus
 from testledger.analyze.regressions.metrics import ORIGIN as REGRESSION_ORIGIN
 from testledger.analyze.regressions.metrics import series_key
 from testledger.analyze.watcher.base import OpenIssue, RecordedChange
@@ -27,9 +27,6 @@ __all__ = ["OPEN_STATUSES", "open_issues_for_tests", "recorded_changes"]
 OPEN_STATUSES = (IssueStatus.OPEN.value, IssueStatus.IN_PROGRESS.value)
 #: Test ids per IN (...) list: well below SQLite's bound-parameter limit.
 _CHUNK = 500
-_PRIORITY_RANK = sa.case(
-    {"CRITICAL": 0, "HIGH": 1, "MEDIUM": 2, "LOW": 3}, value=issues.c.priority, else_=4
-)
 
 
 def open_issues_for_tests(
@@ -58,7 +55,7 @@ def open_issues_for_tests(
             .group_by(issue_occurrences.c.test_id, issues.c.id, *columns)
             .order_by(
                 issue_occurrences.c.test_id,
-                _PRIORITY_RANK,
+                PRIORITY_RANK,
                 issues.c.last_seen_at.desc(),
                 issues.c.issue_code,
             )
