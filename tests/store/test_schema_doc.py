@@ -31,7 +31,7 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _pg_type(column: sa.Column[object]) -> str:
-    if column.primary_key:
+    if column.primary_key and len(column.table.primary_key.columns) == 1:
         return "BIGSERIAL"
     compiled = column.type.compile(dialect=postgresql.dialect())
     return compiled.replace("TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ").replace(", ", ",")

@@ -316,6 +316,7 @@ def _issue_for(
             status=IssueStatus.OPEN.value,
             affected_tools=[],
             first_detected_run_id=run.id,
+            first_seen_at=run.run_timestamp,
             created_at=now,
             updated_at=now,
             origin="detected",
@@ -415,8 +416,8 @@ def _update_seen_issues(
         newer = issue.last_seen_at is None or issue.last_seen_at <= run.run_timestamp
         if newer:
             values.update(last_seen_run_id=run.id, last_seen_at=run.run_timestamp)
-        if issue.first_detected_run_id is None:
-            values["first_detected_run_id"] = run.id
+        if issue.first_detected_run_id is None and issue.first_seen_at is None:
+            values.update(first_detected_run_id=run.id, first_seen_at=run.run_timestamp)
         if issue.status == IssueStatus.RESOLVED.value and newer:
             values.update(
                 status=IssueStatus.OPEN.value,

@@ -23,11 +23,14 @@ import sqlalchemy as sa
 from testledger.store.types import BigId, JsonDoc, StringArray, UtcDateTime
 
 __all__ = [
+    "api_tokens",
+    "ingest_batches",
     "issue_events",
     "issue_fingerprints",
     "issue_occurrences",
     "issues",
     "metadata",
+    "test_daily_stats",
     "test_results",
     "test_runs",
     "watcher_insights",
@@ -71,6 +74,8 @@ test_runs = sa.Table(
     sa.Column("detected_at", UtcDateTime()),
     # + the run's wall-clock duration with its fractions (0007; total_duration_secs rounds it)
     sa.Column("duration_secs", sa.Numeric(12, 3, asdecimal=False)),
+    # + how many tests a run still recording expects, for a live run's progress (0009)
+    sa.Column("expected_tests", sa.Integer()),
 )
 
 test_results = sa.Table(
@@ -141,6 +146,10 @@ issues = sa.Table(
     sa.Column("backfill_source", sa.Text()),
     sa.Column("backfill_hash", sa.Text()),
     sa.Column("details", JsonDoc),
+    # + the non-default branch an issue was seen only on (NULL: the default branch's), and when
+    # it was first seen, kept when retention removes that run (0009)
+    sa.Column("branch_name", sa.Text()),
+    sa.Column("first_seen_at", UtcDateTime()),
 )
 
 issue_occurrences = sa.Table(
@@ -225,6 +234,60 @@ watcher_insights = sa.Table(
     sa.Column("truncated", sa.Boolean(), nullable=False, server_default=sa.false()),
 )
 
+# + the HTTP API's tokens, hashed (0009)
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.Text(), nullable=False),
+    sa.Column("scope", sa.Text(), nullable=False),
+    sa.Column("token_hash", sa.Text(), nullable=False),
+    sa.Column("token_prefix", sa.Text(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.Column("last_used_at", UtcDateTime()),
+    sa.Column("revoked_at", UtcDateTime()),
+    sa.CheckConstraint("scope IN ('read', 'write')", name="ck_api_tokens_scope"),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_token_hash"),
+)
+
+# + the keys of result batches posted over HTTP, so that a retried batch is stored once (0009)
+ingest_batches = sa.Table(
+    "ingest_batches",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "run_id", sa.BigInteger(), sa.ForeignKey("test_runs.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("batch_key", sa.Text(), nullable=False),
+    sa.Column("result_count", sa.Integer(), nullable=False),
+    sa.Column("created_at", UtcDateTime(), nullable=False),
+    sa.UniqueConstraint("run_id", "batch_key", name="uq_ingest_batches_run_key"),
+)
+
+# + what retention keeps of the results it removes: sums and counts per day, suite, branch and
+# test, so that pruning a day twice adds up (0009)
+test_daily_stats = sa.Table(
+    "test_daily_stats",
+    metadata,
+    sa.Column("day", sa.Date(), nullable=False),
+    sa.Column("suite", sa.Text(), nullable=False),
+    sa.Column("branch_name", sa.Text(), nullable=False),
+    sa.Column("test_id", sa.Text(), nullable=False),
+    sa.Column("tool_name", sa.Text(), nullable=False),
+    sa.Column("results", sa.Integer(), nullable=False),
+    sa.Column("passed", sa.Integer(), nullable=False),
+    sa.Column("failed", sa.Integer(), nullable=False),
+    sa.Column("skipped", sa.Integer(), nullable=False),
+    sa.Column("errored", sa.Integer(), nullable=False),
+    sa.Column("duration_secs_sum", sa.Numeric(14, 3, asdecimal=False)),
+    sa.Column("duration_count", sa.Integer(), nullable=False),
+    sa.Column("cost_usd_sum", sa.Numeric(14, 6, asdecimal=False)),
+    sa.Column("tokens_total_sum", sa.BigInteger()),
+    sa.Column("watcher_quality_sum", sa.Integer()),
+    sa.Column("watcher_quality_count", sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint("day", "suite", "branch_name", "test_id", name="pk_test_daily_stats"),
+)
+
 # The proposal's indexes, then testledger's (uniqueness of run keys and of a test's attempts in
 # a run; the suite/branch/time index behind "latest run of this branch").
 sa.Index("idx_test_runs_timestamp", test_runs.c.run_timestamp.desc())
@@ -284,3 +347,4 @@ sa.Index(
     test_results.c.provider,
     test_results.c.model,
 )
+sa.Index("idx_test_daily_stats_test", test_daily_stats.c.test_id, test_daily_stats.c.day)

@@ -233,6 +233,7 @@ class _Sync:
                 status=IssueStatus.OPEN.value,
                 affected_tools=self.tool_of(row),
                 first_detected_run_id=self.run.id,
+                first_seen_at=self.run.run_timestamp,
                 created_at=self.now,
                 updated_at=self.now,
                 origin=ORIGIN,
