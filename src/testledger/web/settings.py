@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from testledger.record.runner import Ledger
+from testledger.api import Ledger
 
 __all__ = ["WebSettings", "ledger_of", "settings_of"]
 
