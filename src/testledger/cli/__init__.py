@@ -1,21 +1,10 @@
-"""The ``testledger`` command line: thin commands over :mod:`testledger.api`."""
+"""The ``testledger`` command line: thin commands over :mod:`testledger.api`.
 
-# Imported for their side effect of adding commands to the app; the modules import only
-# testledger.cli.app, never this package, so there is no import cycle.
-from testledger.cli import (  # noqa: F401
-    compare,
-    db,
-    demo,
-    export,
-    html,
-    imports,
-    issues,
-    mcp,
-    regressions,
-    runs,
-    trend,
-    watch,
-)
+Each command lives in a module of this package, imported only when the command runs
+(:mod:`testledger.cli.registry` names the module of every command; add a row there for a new
+one).
+"""
+
 from testledger.cli.app import app, run_app
 
 __all__ = ["app", "main"]

@@ -11,21 +11,22 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-import os
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.text import Text
-from sqlalchemy.exc import SQLAlchemyError
 from typer.core import TyperGroup
 
 from testledger import api
+from testledger.cli.registry import COMMANDS, SECTIONS
+from testledger.cli.visible import visible
+
+if TYPE_CHECKING:  # the console is made on first use (see __getattr__)
+    from testledger.cli.console import console
 from testledger.common.jsondata import as_json
 from testledger.errors import TestledgerError
 
@@ -44,37 +45,32 @@ __all__ = [
 
 EXIT_ERROR = 1
 
-#: The top-level help lists the commands by what they are for, in this order.
-COMMAND_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Record", ("import", "sync", "demo")),
-    ("Inspect", ("runs", "show", "history", "trend", "cost", "compare", "summary")),
-    ("Detect", ("detect", "issues", "issue", "explain", "flaky", "regressions", "watch")),
-    ("Report", ("gate", "report", "export", "query", "backfill")),
-    ("Serve and administer", ("mcp", "serve", "db")),
-)
-
 
 class SectionedGroup(TyperGroup):
-    """The root command, whose help groups its commands (see COMMAND_SECTIONS)."""
+    """The root command. Its help lists the commands by section from the registry, without
+    importing them; a command's module is imported when the command is looked up to run it
+    (or to show its own help)."""
 
     def list_commands(self, ctx: Any) -> list[str]:
-        ordered = [name for _, names in COMMAND_SECTIONS for name in names]
         known = super().list_commands(ctx)
-        return [n for n in ordered if n in known] + [n for n in known if n not in ordered]
+        return [*COMMANDS, *(name for name in known if name not in COMMANDS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        if found is None and cmd_name in COMMANDS:
+            import_module(f"testledger.cli.{COMMANDS[cmd_name].module}")
+            found = typer.main.get_command(app).commands.get(cmd_name)  # type: ignore[attr-defined]
+            if found is not None:
+                _name_placeholders(found)
+                self.add_command(found, cmd_name)
+        return found
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
-        placed: set[str] = set()
-        sections = [*COMMAND_SECTIONS, ("Other", tuple(self.list_commands(ctx)))]
-        for title, names in sections:
-            rows = []
-            for name in names:
-                command = self.get_command(ctx, name)
-                if command is None or command.hidden or name in placed:
-                    continue
-                placed.add(name)
-                rows.append((name, command.get_short_help_str(limit=formatter.width - 20)))
+        for section in SECTIONS:
+            rows = [(name, entry.summary) for name, entry in COMMANDS.items()]
+            rows = [row for row in rows if COMMANDS[row[0]].section == section]
             if rows:
-                with formatter.section(f"{title} commands"):
+                with formatter.section(f"{section} commands"):
                     formatter.write_dl(rows)
 
 
@@ -88,34 +84,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
+def __getattr__(name: str) -> Any:
+    """``console``, made when a command first prints: Rich is not imported for ``--help``."""
+    if name == "console":
+        return import_module("testledger.cli.console").console
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-def visible(text: str) -> str:
-    """``text`` with its control characters (terminal escape sequences, NUL, bell...) written
-    out as ``\\x1b``: shown to the reader, never sent raw to their terminal."""
-    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)
-
-
-class TextConsole(Console):
-    """A console that prints every string as text. Test ids (``test_x[a-b]``), messages
-    (``[red]x[/red]``), branches and notes are data, so no string is read as Rich markup or
-    emoji codes, and control characters are shown visibly. Styling is given with ``style=``
-    and Text objects instead of markup."""
-
-    def render_str(self, text: str, **options: Any) -> Text:
-        options.update(markup=False, emoji=False, highlight=False)
-        return super().render_str(visible(text), **options)
-
-
-# Piped output (CI logs, files) gets a wide console instead of Rich's 80 columns, so tables
-# are not squeezed into unreadable stubs; a terminal keeps its own width, and $COLUMNS wins.
-console = TextConsole(
-    highlight=False,
-    markup=False,
-    emoji=False,
-    width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160,
-)
 
 DB_HELP = (
     "Database URL (sqlite:///path.db, postgresql://user:pass@host/db, or a file path). "
@@ -223,7 +198,10 @@ def with_global_options(func: Command) -> Command:
 def command(
     name: str, *, group: typer.Typer | None = None, **options: Any
 ) -> Callable[[Command], Command]:
-    """``app.command(name)`` (or ``group``'s) for a command that takes the global options."""
+    """``app.command(name)`` (or ``group``'s) for a command that takes the global options. A
+    top-level command's line in the root help is its registry summary."""
+    if group is None and name in COMMANDS:
+        options.setdefault("short_help", COMMANDS[name].summary)
 
     def register(func: Command) -> Command:
         (group or app).command(name, **options)(with_global_options(func))
@@ -267,6 +245,14 @@ def _name_placeholders(command: Any) -> None:
             param.display_type_rich = lambda ctx: None
 
 
+def _is_database_error(exc: Exception) -> bool:
+    """Whether ``exc`` is SQLAlchemy's. Looked up instead of imported: a command that never
+    touched the database (``--help``) must not pay for importing SQLAlchemy, and then cannot
+    have raised one of its errors."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
+
+
 def run_app(argv: list[str] | None = None) -> int:
     """Run the command; returns the exit code: 0, 1 for any error (one line on stderr, never a
     traceback for a user's mistake), or what the command chose (``gate``: 2 for a broken rule).
@@ -278,12 +264,12 @@ def run_app(argv: list[str] | None = None) -> int:
     except TestledgerError as exc:
         typer.echo(f"error: {visible(api.mask_urls_in(str(exc)))}", err=True)
         return EXIT_ERROR
-    except SQLAlchemyError as exc:
-        original = getattr(exc, "orig", None) or exc
-        detail = visible(api.mask_urls_in(" ".join(str(original).split())))
-        typer.echo(f"error: database error: {detail}", err=True)
-        return EXIT_ERROR
     except Exception as exc:
+        if _is_database_error(exc):
+            original = getattr(exc, "orig", None) or exc
+            detail = visible(api.mask_urls_in(" ".join(str(original).split())))
+            typer.echo(f"error: database error: {detail}", err=True)
+            return EXIT_ERROR
         handled = _click_error(exc)
         if handled is None:
             raise

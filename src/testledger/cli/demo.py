@@ -9,7 +9,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 
 from testledger import api
-from testledger.cli.app import app, command, console, emit_json, run_app, state
+from testledger.cli.app import command, console, emit_json, run_app, state
+from testledger.cli.registry import COMMANDS
 from testledger.demo.runner import (
     DEFAULT_DIRECTORY,
     DEFAULT_RUNS,
@@ -31,9 +32,8 @@ _EXPLORE = (
 
 
 def _command_names() -> set[str]:
-    """The commands this installation has (the reports are added by separate modules)."""
-    group = typer.main.get_command(app)
-    return set(getattr(group, "commands", {}))
+    """The commands this installation has."""
+    return set(COMMANDS)
 
 
 @command("demo")
