@@ -1,10 +1,11 @@
 """Benchmark: failure fingerprinting throughput, against a naive no-normalisation peer.
 
-    python bench/fingerprint.py [--n N] [--seed S]
+    python bench/fingerprint.py [--n N] [--seed S] [--version V]
 
 Generates N realistic, varied failing results (AssertionError diffs, timeouts with durations
 and ports, KeyErrors with generated keys, tracebacks with temp paths and hex addresses),
-fingerprints them all and prints failures/s, the ratio against the peer measured in the same
+fingerprints them all (with the current algorithm, or ``--version``; version 1 is measured
+beside it) and prints failures/s, the ratio against the peer measured in the same
 run (``sha1(error_type + message)``, no normalisation: what normalising costs), and how many
 distinct groups each produces. Benchmarks report; they do not gate: the goal line says MET or
 NOT MET and the exit status is 0 either way.
@@ -105,6 +106,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=20240105)
+    parser.add_argument("--version", type=int, help="fingerprint algorithm (default: current)")
     args = parser.parse_args()
 
     results = make_failures(args.n, args.seed)
@@ -132,11 +134,24 @@ def main() -> int:
     peer_secs = time.perf_counter() - start
 
     start = time.perf_counter()
-    groups = {fingerprint(r).hash for r in results}
+    groups = {fingerprint(r, args.version).hash for r in results}
     secs = time.perf_counter() - start
+    if args.version is None or args.version != 1:
+        # Version 1 beside the current algorithm, measured in the same run (same machine load).
+        start = time.perf_counter()
+        v1_groups = {fingerprint(r, 1).hash for r in results}
+        v1_secs = time.perf_counter() - start
+        print(
+            f"version 1:     {len(results) / v1_secs:12,.0f} failures/s  ({v1_secs:.2f} s)"
+            f"  groups: {len(v1_groups):,}"
+        )
 
     rate, peer_rate = len(results) / secs, len(results) / peer_secs
-    print(f"fingerprint:   {rate:12,.0f} failures/s  ({secs:.2f} s)  groups: {len(groups):,}")
+    made = fingerprint(results[0], args.version)
+    print(
+        f"fingerprint v{made.version}: {rate:12,.0f} failures/s  ({secs:.2f} s)"
+        f"  groups: {len(groups):,}"
+    )
     print(
         f"naive sha1 peer: {peer_rate:10,.0f} failures/s  ({peer_secs:.2f} s)"
         f"  groups: {len(peer):,}"

@@ -331,14 +331,15 @@ def test_library_frames_and_line_numbers_do_not_matter() -> None:
             "line 12", "line 99"
         )
     )
-    frames = [c.normalized for c in fingerprint(a).components if c.name == "frame"]
+    frames = [c.normalized for c in fingerprint(a, version=1).components if c.name == "frame"]
     assert frames == ["service.py:load"]
+    assert fingerprint(a, version=1).hash == fingerprint(b, version=1).hash
     assert fingerprint(a).hash == fingerprint(b).hash
 
 
-def test_only_top_app_frames_count() -> None:
+def test_only_top_app_frames_count_in_version_1() -> None:
     frames = [(f"/app/m{i}.py", f"f{i}") for i in range(6)]
-    fp = fingerprint(_result(traceback=_py_tb(*frames)))
+    fp = fingerprint(_result(traceback=_py_tb(*frames)), version=1)
     names = [c.normalized for c in fp.components if c.name == "frame"]
     assert names == ["m5.py:f5", "m4.py:f4", "m3.py:f3"][:MAX_APP_FRAMES]
 
@@ -368,10 +369,10 @@ def test_status_only_falls_back_to_test_identity() -> None:
     assert contributing == ["test_id", "status"]
 
 
-def test_explain_lists_components_and_rules() -> None:
+def test_explain_lists_components_and_rules_of_version_1() -> None:
     failure = _result("timed out after 2s", error_type="TimeoutError", traceback=_py_tb(LIB, APP))
-    lines = explain(failure)
-    assert (lines.hash, lines.version) == (fingerprint(failure).hash, 1)
+    lines = explain(failure, version=1)
+    assert (lines.hash, lines.version) == (fingerprint(failure, version=1).hash, 1)
     assert lines.algorithm == "components" and lines.description.startswith("Exception type")
     by_name = {line.name: line for line in lines}
     assert by_name["message"].rules == ("duration",)
@@ -416,17 +417,18 @@ def test_first_lines_shortcut_matches_full_normalisation(lines: list[str]) -> No
     assert normalize_first_lines(text, 3) == full[:3]
 
 
-def _hash_of_components(result: TestResult) -> str:
+def _hash_of_components(result: TestResult, version: int | None = None) -> str:
     """The documented hash: SHA-1 over 'name\\x1fnormalized' of each contributing component,
     joined by '\\x1e' (``fingerprint`` builds those bytes directly, without the components)."""
-    components = fingerprint(result).components
+    components = fingerprint(result, version).components
     payload = "\x1e".join(f"{c.name}\x1f{c.normalized}" for c in components if c.contributes)
     return hashlib.sha1(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize(("name", "result"), SNAPSHOT_CASES, ids=[c[0] for c in SNAPSHOT_CASES])
-def test_hash_is_the_components_hash(name: str, result: TestResult) -> None:
-    assert fingerprint(result).hash == _hash_of_components(result)
+def test_hash_is_the_components_hash(name: str, result: TestResult, version: int) -> None:
+    assert fingerprint(result, version).hash == _hash_of_components(result, version)
 
 
 @settings(max_examples=200, deadline=None)
@@ -440,4 +442,5 @@ def test_hash_is_the_components_hash_for_any_input(
     message: str | None, traceback: str | None, error_type: str | None, status: str
 ) -> None:
     result = _result(message, traceback, error_type, status=status)
-    assert fingerprint(result).hash == _hash_of_components(result)
+    for version in (1, 2):
+        assert fingerprint(result, version).hash == _hash_of_components(result, version)

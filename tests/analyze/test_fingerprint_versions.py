@@ -67,10 +67,12 @@ class Salted(FingerprintAlgorithm):
 
 @pytest.fixture
 def salted() -> Iterator[FingerprintAlgorithm]:
-    """``Salted``, registered for one test; the selection it started with is restored after."""
+    """``Salted``, registered for one test, with version 1 selected alone (a ledger before any
+    change of algorithm); the selection it started with is restored after."""
     algorithm = Salted()
     register_algorithm(algorithm)
     before = current_algorithm().version, _version(secondary_algorithm())
+    select_algorithms(1)
     try:
         yield algorithm
     finally:
@@ -97,11 +99,14 @@ def _failure(message: str = "kimi timed out after 31.2s") -> TestResult:
 # --- the registry ------------------------------------------------------------------------------
 
 
-def test_the_shipped_selection_is_version_1_without_a_secondary() -> None:
-    assert (CURRENT_VERSION, SECONDARY_VERSION) == (1, None)
-    assert (current_algorithm().version, secondary_algorithm()) == (1, None)
-    assert [(a.version, a.name) for a in registered_algorithms()] == [(1, "components")]
-    assert fingerprint(_failure()).version == 1
+def test_the_shipped_selection_is_version_2_with_version_1_secondary() -> None:
+    assert (CURRENT_VERSION, SECONDARY_VERSION) == (2, 1)
+    assert (current_algorithm().version, _version(secondary_algorithm())) == (2, 1)
+    assert [(a.version, a.name) for a in registered_algorithms()] == [
+        (1, "components"),
+        (2, "raised-at"),
+    ]
+    assert fingerprint(_failure()).version == 2
 
 
 def test_selecting_an_algorithm_changes_what_fingerprint_and_explain_use(
@@ -263,11 +268,11 @@ def test_a_new_algorithm_without_a_secondary_opens_new_issues(
     assert new == {"versions": [salted.version], "occurrences": 1, "linked": []}
 
 
-def test_with_the_shipped_selection_detection_groups_by_version_1(ledger: Ledger) -> None:
+def test_with_the_shipped_selection_detection_groups_by_version_2(ledger: Ledger) -> None:
     _run(ledger, 0, _kimi(31.2))
     _run(ledger, 1, {**_kimi(44.0), "chat/basic": ("KeyError", "'user_12'")})
     state = sorted(_state(ledger).values(), key=lambda issue: -issue["occurrences"])
     assert state == [
-        {"versions": [1], "occurrences": 2, "linked": []},
-        {"versions": [1], "occurrences": 1, "linked": []},
+        {"versions": [2], "occurrences": 2, "linked": []},
+        {"versions": [2], "occurrences": 1, "linked": []},
     ]

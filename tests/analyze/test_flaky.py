@@ -6,6 +6,8 @@ run also records five steady passing tests, so that one failing test is never an
 
 from __future__ import annotations
 
+import json
+import random
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
@@ -25,12 +27,16 @@ from testledger.analyze.flaky.finder import (
     flaky_test_ids,
     is_flaky_result,
 )
+from testledger.cli import main
 from testledger.errors import ConfigError
 from testledger.store.tables import test_results, test_runs
 from tests.histories import scripted_run
 
 T0 = datetime(2025, 3, 1, tzinfo=timezone.utc)
 STEADY = [f"steady/{i}" for i in range(5)]
+
+#: The recent-window rules alone (the score rule off), for the tests of their definition.
+WINDOW_RULES_ONLY: dict[str, Any] = {"min_confidence": 1.0}
 
 # A test's statuses in one run: one status, or its attempts in order ("FAIL PASS" = a retry).
 Outcomes = dict[str, str]
@@ -176,8 +182,10 @@ def test_k_flips_in_the_window_is_flaky_and_k_minus_one_is_not(history: History)
 def test_only_the_last_window_runs_count(history: History) -> None:
     history.series("t/x", "PFPFPF")  # 5 flips, then a steady failing stretch
     history.series("t/x", "FFFFF")
-    assert history.flaky(config=FlakyConfig(window=5)) == {}
+    assert history.flaky(config=FlakyConfig(window=5, **WINDOW_RULES_ONLY)) == {}
     assert history.flaky(config=FlakyConfig(window=11))["t/x"].flips == 5
+    # The score rule reads further back: three separate failures, the last one lasting.
+    assert history.flaky(config=FlakyConfig(window=5))["t/x"].rules == ["score"]
 
 
 def test_below_min_runs_is_not_flaky(history: History) -> None:
@@ -244,7 +252,7 @@ def test_running_runs_are_not_evidence(history: History) -> None:
 
 
 def test_flaky_status_expires_after_consecutive_passes(history: History) -> None:
-    config = FlakyConfig(expire_after_passes=5)
+    config = FlakyConfig(expire_after_passes=5, **WINDOW_RULES_ONLY)
     history.series("t/x", "PFPFPF")
     history.series("t/x", "PPPP")
     found = history.flaky(config=config)
@@ -374,6 +382,13 @@ def test_config_from_settings() -> None:
         pytest.param({"outage_share": "half"}, id="share-text"),
         pytest.param({"expire_after_passes": 0}, id="expiry-zero"),
         pytest.param({"outage_min_tests": 0}, id="outage-min-zero"),
+        pytest.param({"history": 1}, id="history-one"),
+        pytest.param({"history": 10_000}, id="history-unbounded"),
+        pytest.param({"half_life": 0}, id="half-life-zero"),
+        pytest.param({"neighbour_share": 0}, id="neighbour-share-zero"),
+        pytest.param({"neighbour_share": "most"}, id="neighbour-share-text"),
+        pytest.param({"min_confidence": 1.5}, id="confidence-above-one"),
+        pytest.param({"min_confidence": True}, id="confidence-bool"),
         pytest.param({"windw": 30}, id="unknown-key"),
     ],
 )
@@ -449,12 +464,119 @@ def test_a_long_history_finds_exactly_its_flaky_tests(history: History) -> None:
     assert all(f.flips == 7 and f.runs_considered == 30 for f in found)
 
 
+# -- the score rule: low-rate flakes over a long, decaying history --------------------------
+
+NEIGHBOURS = [f"n/{i:02d}" for i in range(38)]
+
+
+def _score_history() -> list[dict[str, Any]]:
+    """120 main-branch runs of 40 tests, and 6 runs of a pull request's branch among them."""
+    rng = random.Random(19)
+    flake5 = {9, 31, 48, 67, 83, 104}  # 5%, never twice on a commit, no retry
+    flake10 = set(rng.sample(range(0, 120), 12))
+    outages = {60, 90}  # 45% of the tests fail: under the outage rule's half
+    runs: list[dict[str, Any]] = []
+    for n in range(120):
+        tests = {name: ["PASS"] for name in NEIGHBOURS}
+        tests["t/flake5"] = ["FAIL" if n in flake5 else "PASS"]
+        tests["t/flake10"] = ["FAIL" if n in flake10 else "PASS"]
+        tests["t/bug"] = ["FAIL" if 40 <= n < 56 else "PASS"]  # a bug, then its fix
+        tests["t/pr"] = ["PASS"]
+        if n in outages:
+            for name in [*NEIGHBOURS[:16], "t/bug", "t/pr"]:
+                tests[name] = ["FAIL"]
+        runs.append({"commit": f"c{n}", "tests": tests, "branch": "main"})
+    # The 10% flake's only same-commit evidence is old: a re-run of commit c5 that passed.
+    old = min(flake10)
+    runs.insert(old + 1, {**runs[old], "tests": {**runs[old]["tests"], "t/flake10": ["PASS"]}})
+    # A pull request breaks t/pr on its own branch, its runs among main's.
+    for k in range(6):
+        tests = {name: ["PASS"] for name in [*NEIGHBOURS, "t/flake5", "t/flake10", "t/bug"]}
+        tests["t/pr"] = ["FAIL"]
+        runs.insert(100 + 2 * k, {"commit": f"pr{k}", "tests": tests, "branch": "feature"})
+    for n, run in enumerate(runs):
+        run.update(n=n, ts=T0 + timedelta(minutes=n), suite="s", status="finished")
+    return runs
+
+
+def test_the_score_rule_finds_low_rate_flakes_and_not_their_lookalikes(history: History) -> None:
+    _insert(history.ledger.engine(), _score_history())
+    found = history.flaky()
+    assert set(found) == {"t/flake5", "t/flake10"}
+    low = found["t/flake5"]
+    assert low.rules == ["score"]  # no same-commit, retry or flip evidence in 30 runs
+    assert 0.6 <= low.confidence < 1 and low.independence == 1.0
+    assert low.history_failures == 6 and low.crowded_failures == 0
+    assert 0.02 < low.failure_rate < 0.06
+    assert low.reasons[-1].startswith("failed in 6 of its last 127 runs")
+    assert "confidence" in low.reasons[-1]
+    # The old same-commit evidence counts as one more episode, at its age's weight.
+    assert "1 commit(s) passed and failed" in found["t/flake10"].reasons[-1]
+    # The bug's streak is one episode for 16 failures; the outages' victims failed with 45%
+    # of the run; the pull request's failures are one episode of its own branch.
+    with history.ledger.engine().connect() as conn:
+        every = {f.test_id: f for f in find_flaky(conn, config=FlakyConfig(min_confidence=0.01))}
+        assert "t/bug" not in every or every["t/bug"].confidence < 0.2
+        assert "t/pr" not in every
+        assert find_flaky(conn, branch="feature") == []
+        # Judged as of each failure, as detection marks occurrences.
+        assert flaky_test_ids(conn, ["t/flake5", "t/bug", "t/pr", "n/00"]) == {"t/flake5"}
+    # Without the score rule the 5% flake is missed: its recent window holds one failure.
+    assert "t/flake5" not in history.flaky(config=FlakyConfig(**WINDOW_RULES_ONLY))
+
+
+def test_the_flaky_command_shows_the_rules_and_the_confidence(
+    history: History, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _insert(history.ledger.engine(), _score_history())
+    db_url = history.ledger.settings.database_url
+    capsys.readouterr()
+    assert main(["--db", db_url, "flaky", "--json"]) == 0
+    shown = {f["test_id"]: f for f in json.loads(capsys.readouterr().out)}
+    low = shown["t/flake5"]
+    assert low["rules"] == ["score"] and 0.6 <= low["confidence"] < 1
+    assert (low["history_failures"], low["crowded_failures"]) == (6, 0)
+    assert main(["--db", db_url, "flaky"]) == 0
+    text = capsys.readouterr().out
+    assert "rules" in text and "confidence" in text and "fail rate" in text
+    row = next(line for line in text.splitlines() if line.lstrip().startswith("t/flake5"))
+    assert " score " in row and f"{low['confidence']:.2f}" in row
+
+
+def test_the_score_rule_expires_when_passes_outlast_the_failure_rate(history: History) -> None:
+    runs = []
+    for n in range(60):
+        failed = n in (3, 9, 16, 22)
+        tests = {name: ["PASS"] for name in NEIGHBOURS}
+        tests["t/x"] = ["FAIL" if failed else "PASS"]
+        runs.append({"commit": f"c{n}", "tests": tests, "n": n, "suite": "s"})
+        runs[-1].update(ts=T0 + timedelta(minutes=n), status="finished")
+    _insert(history.ledger.engine(), runs)
+    found = history.flaky()
+    # Four failures in 23 runs, then 37 clean passes: below 1% for a test failing that often.
+    assert found == {}
+    with history.ledger.engine().connect() as conn:
+        last_failure = conn.execute(
+            sa.select(sa.func.max(test_results.c.id)).where(
+                test_results.c.test_id == "t/x", test_results.c.status == "FAIL"
+            )
+        ).scalar_one()
+        # As of that failure it was flaky: four separate failures in 23 runs.
+        assert is_flaky_result(conn, last_failure)
+
+
 # -- the SQL against a plain-Python reading of the definition -----------------------------------
 
 # Small enough for short random histories to reach every rule, the expiry, outages (2+ tests)
 # and the second pass (a first pass over the last 4 x 6 runs).
 SMALL = FlakyConfig(
-    window=6, min_flips=2, min_runs=3, outage_share=0.5, expire_after_passes=4, outage_min_tests=2
+    window=6,
+    min_flips=2,
+    min_runs=3,
+    outage_share=0.5,
+    expire_after_passes=4,
+    outage_min_tests=2,
+    **WINDOW_RULES_ONLY,
 )
 
 
@@ -514,7 +636,7 @@ def _insert(engine: sa.Engine, runs: list[dict[str, Any]]) -> None:
                 .values(
                     run_timestamp=run["ts"],
                     created_at=T0,
-                    branch_name="main",
+                    branch_name=run.get("branch", "main"),
                     commit_hash=run["commit"],
                     watcher_model="none",
                     total_tests=len(finals),

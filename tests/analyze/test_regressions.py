@@ -251,7 +251,12 @@ suite nightly, branch main
  calc/slow    duration  1.000 s -> 1.600 s   +60.0%  27 n26     2025-10-02 11:00  c25..c26  5.8e-16  8/8    yes     -         PERF-MEDIUM-001
  calc/steady  cost      $0.0020 -> $0.0040  +100.0%  21 n20     2025-10-02 05:00  c19..c20  <1e-300  20/14  yes     -         COST-CRITICAL-001
  chat/answer  quality   8.00 -> 5.00         -37.5%  13 n12     2025-10-01 21:00  c11..c12  <1e-300  12/22  yes     -         QUAL-MEDIUM-001
-4 regressions in 6 series.
+
+Improvements
+suite nightly, branch main
+ test       metric    before -> after     change  first run  when (UTC)        commits   p-value  runs  latest  outliers  issue
+ calc/slow  duration  1.500 s -> 1.000 s  -33.3%  19 n18     2025-10-02 03:00  c17..c18  4.5e-15  8/8   no      -         -
+4 regressions, 1 improvements in 6 series.
 """  # noqa: E501 (Rich pads each cell; trailing spaces are compared stripped)
 
 
@@ -261,6 +266,15 @@ def test_regressions_command(history: Ledger, capsys: pytest.CaptureFixture[str]
     assert main(["--db", db_url, "regressions"]) == 0
     out = capsys.readouterr().out
     assert [line.rstrip() for line in out.splitlines()] == EXPECTED_TABLE.splitlines()
+
+    # Improvements are reported by default, in their own section; --regressions-only leaves
+    # them out (and the JSON marks each change's kind and direction).
+    assert main(["--db", db_url, "regressions", "--regressions-only"]) == 0
+    only = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
+    assert "Improvements" not in only and only[-1] == "4 regressions in 6 series."
+    assert main(["--db", db_url, "regressions", "--metric", "duration", "--json"]) == 0
+    kinds = [(c["kind"], c["direction"]) for c in json.loads(capsys.readouterr().out)["changes"]]
+    assert kinds == [("regression", "up"), ("improvement", "down"), ("regression", "up")]
 
     assert main(["--db", db_url, "regressions", "--metric", "cost", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -272,6 +286,7 @@ def test_regressions_command(history: Ledger, capsys: pytest.CaptureFixture[str]
             "test_id": "calc/steady",
             "metric": "cost",
             "kind": "regression",
+            "direction": "up",
             "before_mean": 0.002,
             "after_mean": 0.004,
             "magnitude_pct": 100.0,
@@ -300,7 +315,7 @@ def test_regressions_command(history: Ledger, capsys: pytest.CaptureFixture[str]
     assert (
         main(["--db", db_url, "regressions", "--test", "calc/steady", "--metric", "quality"]) == 0
     )
-    assert capsys.readouterr().out == "No regressions in 0 series.\n"
+    assert capsys.readouterr().out == "No changes in 0 series.\n"
     assert main(["--db", db_url, "regressions", "--metric", "speed"]) == 1
     assert "unknown metric 'speed'" in capsys.readouterr().err
 

@@ -115,7 +115,7 @@ def test_issue_detail(history: Ledger) -> None:
         "recurring",
     )
     assert detail.affected_tests == {"chat/a": 3}
-    assert len(detail.fingerprints) == 1 and detail.fingerprints[0].endswith(" (v1)")
+    assert len(detail.fingerprints) == 1 and detail.fingerprints[0].endswith(" (v2)")
     assert (detail.first_seen, detail.last_seen) == (START, START + 2 * HOUR)
     # Newest first, cut at ``occurrences``; the retried failure of run 3 is the flaky one.
     assert [

@@ -19,8 +19,18 @@ Then the lifecycle moves, and every move is written to ``issue_events`` with its
 * a new issue is ``new``; one seen again is ``recurring``;
 * a RESOLVED issue seen again is reopened (OPEN) and marked ``regressed``, with the run;
 * WONT_FIX is never reopened by detection (its occurrences are still recorded);
-* an OPEN issue whose tests ran and passed in the last N runs (default 3) of the same suite and
-  branch, without it being seen, is RESOLVED with ``resolved_run_id`` set to this run.
+* an OPEN issue whose tests ran in the last N runs (default 3) of the same suite and branch,
+  at least one of them passing in each and none failing with it, is RESOLVED with
+  ``resolved_run_id`` set to this run.
+
+Issues are branch-aware. The default branch is ``[tool.testledger] default_branch``, else
+``main``, else ``master`` (the first with runs; a ledger with neither and no setting has no
+default branch, and every branch counts as the default, as before branches were told apart).
+An issue first seen on another branch is that branch's (``issues.branch_name``); seen on the
+default branch, it becomes the default branch's (``branch_name`` NULL). A failure on another
+branch of a default-branch issue is recorded as an occurrence but does not move its lifecycle
+(no reopening, no "recurring", no resolving by that branch's passing runs); a branch's issue
+moves with that branch's runs only.
 
 Detection is idempotent: running it again over the same run changes nothing, because lifecycle
 moves only follow occurrences added by the same pass, or the absence of any.
@@ -68,7 +78,16 @@ from testledger.store.tables import (
     test_runs,
 )
 
-__all__ = ["DetectConfig", "DetectionReport", "detect_run", "result_from_row", "runs_in_order"]
+__all__ = [
+    "DEFAULT_BRANCHES",
+    "DetectConfig",
+    "DetectionReport",
+    "default_branch",
+    "detect_run",
+    "issue_branch",
+    "result_from_row",
+    "runs_in_order",
+]
 
 _DESCRIPTION_LIMIT = 4000
 
@@ -77,10 +96,37 @@ _DESCRIPTION_LIMIT = 4000
 class DetectConfig:
     """``[tool.testledger.detect]``: how many passing runs resolve an issue. (Category and
     priority of failures no rule matches come from the rules file's ``[defaults]``.)
-    ``regressions``: metric regressions are looked for too (analyze.regressions) when set."""
+    ``regressions``: metric regressions are looked for too (analyze.regressions) when set.
+    ``default_branch``: ``[tool.testledger] default_branch``; None: ``main``, else ``master``
+    (see the module docstring)."""
 
     auto_resolve_after: int = 3
     regressions: RegressionConfig | None = None
+    default_branch: str | None = None
+
+
+#: The default branch when none is configured: the first of these that has runs.
+DEFAULT_BRANCHES = ("main", "master")
+
+
+def default_branch(connection: Connection, configured: str | None) -> str | None:
+    """The ledger's default branch: the configured one, else the first of DEFAULT_BRANCHES
+    with runs, else None (no default branch: every branch counts as the default)."""
+    if configured:
+        return configured
+    for name in DEFAULT_BRANCHES:
+        found = connection.execute(
+            sa.select(test_runs.c.id).where(test_runs.c.branch_name == name).limit(1)
+        ).first()
+        if found is not None:
+            return name
+    return None
+
+
+def issue_branch(run_branch: str, default: str | None) -> str | None:
+    """The ``issues.branch_name`` of an issue first seen on ``run_branch``: None on the default
+    branch (or when there is none)."""
+    return None if default is None or run_branch == default else run_branch
 
 
 @dataclass(slots=True)
@@ -280,8 +326,10 @@ def _issue_for(
     secondary: FingerprintAlgorithm | None,
     now: datetime,
     report: DetectionReport,
+    branch: str | None,
 ) -> int:
-    """The id of the issue a failure belongs to, creating the issue when it is new."""
+    """The id of the issue a failure belongs to, creating the issue when it is new (with
+    ``branch`` as its ``branch_name``)."""
     if failure.rule is not None:
         found = connection.execute(
             sa.select(issues.c.id)
@@ -317,6 +365,7 @@ def _issue_for(
             affected_tools=[],
             first_detected_run_id=run.id,
             first_seen_at=run.run_timestamp,
+            branch_name=branch,
             created_at=now,
             updated_at=now,
             origin="detected",
@@ -405,7 +454,10 @@ def _update_seen_issues(
     added: dict[int, _Seen],
     now: datetime,
     report: DetectionReport,
+    branch: str | None,
 ) -> None:
+    """Move the lifecycle of the issues this run saw. ``branch``: the run's branch as an issue's
+    ``branch_name`` (None: the default branch)."""
     if not added:
         return
     rows = connection.execute(sa.select(issues).where(issues.c.id.in_(list(added)))).all()
@@ -413,6 +465,21 @@ def _update_seen_issues(
         seen = added[issue.id]
         tools = sorted(set(issue.affected_tools or []) | seen.tools)
         values: dict[str, Any] = {"affected_tools": tools, "updated_at": now}
+        if branch is not None and issue.branch_name is None:
+            # The default branch's issue failing on another branch: an occurrence only.
+            connection.execute(sa.update(issues).where(issues.c.id == issue.id).values(**values))
+            continue
+        if branch is None and issue.branch_name is not None:
+            values["branch_name"] = None  # seen on the default branch: the default branch's
+            add_event(
+                connection,
+                issue.id,
+                "branch",
+                run_id=run.id,
+                note=f"seen on the default branch in {seen.first_test_id}: no longer only "
+                f"{issue.branch_name}'s",
+                at=now,
+            )
         newer = issue.last_seen_at is None or issue.last_seen_at <= run.run_timestamp
         if newer:
             values.update(last_seen_run_id=run.id, last_seen_at=run.run_timestamp)
@@ -464,6 +531,8 @@ def detect_run(
     if run is None:
         raise NotFound(f"no run with id {run_id}")
     report = DetectionReport(run_id)
+    default = default_branch(connection, config.default_branch)
+    branch = issue_branch(run.branch_name, default)
     seen_issues: set[int] = set()
     added: dict[int, _Seen] = {}
     # One selection for the whole pass, whatever is selected meanwhile.
@@ -473,7 +542,7 @@ def detect_run(
         _mark_flaky(connection, run_id, run.suite, failures)
         grouped: dict[int, list[_Failure]] = {}
         for failure in failures:
-            issue_id = _issue_for(connection, failure, run, rules, secondary, now, report)
+            issue_id = _issue_for(connection, failure, run, rules, secondary, now, report, branch)
             grouped.setdefault(issue_id, []).append(failure)
         seen_issues.update(grouped)
         for issue_id, new in _record_occurrences(connection, run, grouped, now).items():
@@ -481,7 +550,7 @@ def detect_run(
             report.flaky_occurrences += sum(f.flaky for f in new)
             seen = added.setdefault(issue_id, _Seen(new[0].result.test_id))
             seen.tools.update(f.result.tool_name for f in new)
-    _update_seen_issues(connection, run, added, now, report)
+    _update_seen_issues(connection, run, added, now, report, branch)
     # Regression issues resolve when their metric is back, not when their test passes.
     not_failures = open_regression_issue_ids(connection)
     report.auto_resolved = auto_resolve(
@@ -490,6 +559,9 @@ def detect_run(
         after_runs=config.auto_resolve_after,
         seen=seen_issues | not_failures,
         at=now,
+        # Only the issues of this run's branch (None: the default branch's): another branch's
+        # passing runs say nothing of them. No default branch: every issue, as before.
+        branch_scope=None if default is None else (branch,),
     )
     if config.regressions is not None and config.regressions.detect:
         moved = detect_regressions(

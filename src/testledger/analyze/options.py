@@ -1,6 +1,10 @@
 """Detection settings from the project's configuration: the rules file and
 ``[tool.testledger.detect]``, and ``[tool.testledger.regressions]``.
 
+[tool.testledger]
+default_branch = "main"            # issues seen only on other branches are theirs (the default:
+                                   # main, else master; analyze.detect)
+
 [tool.testledger.detect]
 rules = ".testledger/rules.toml"   # the default; a missing default file means "no rules"
 auto_resolve_after = 3             # passing runs before an OPEN issue is resolved
@@ -49,7 +53,14 @@ def detection_settings(
     after = table.get("auto_resolve_after", 3)
     if not isinstance(after, int) or isinstance(after, bool) or after < 0:
         raise ConfigError(f"{where}: auto_resolve_after must be a whole number >= 0")
-    config = DetectConfig(auto_resolve_after=after, regressions=regression_settings(settings))
+    branch = settings.tool.get("default_branch")
+    if branch is not None and (not isinstance(branch, str) or not branch.strip()):
+        raise ConfigError(f"{settings.pyproject}: default_branch must be a non-empty string")
+    config = DetectConfig(
+        auto_resolve_after=after,
+        regressions=regression_settings(settings),
+        default_branch=branch.strip() if branch else None,
+    )
     if rules_path is None and "rules" in table:
         rules_path = settings.project_root / str(table["rules"])
     # No path: the project's .testledger/rules.toml when it exists, else no rules.

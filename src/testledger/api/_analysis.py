@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from testledger.analyze.flaky.finder import FlakyConfig, FlakyTest
+from testledger.analyze.flaky.config import FlakyConfig
+from testledger.analyze.flaky.finder import FlakyTest
 from testledger.analyze.flaky.finder import find_flaky as _find_flaky
 from testledger.analyze.options import regression_settings
 from testledger.analyze.regressions.finder import find_regressions as _find_regressions
@@ -62,12 +63,13 @@ def find_regressions(
     suite: str | None = None,
     metric: str | None = None,
     test: str | None = None,
-    include_improvements: bool = False,
+    include_improvements: bool = True,
     config: RegressionConfig | None = None,
 ) -> RegressionReport:
     """Lasting changes (change points confirmed by a t-test) in each test's duration, memory,
     CPU, tokens, cost and watcher quality, with the latest window's single-run outliers.
-    ``config`` defaults to ``[tool.testledger.regressions]``."""
+    Improvements are reported too (``kind`` "improvement") unless ``include_improvements`` is
+    False. ``config`` defaults to ``[tool.testledger.regressions]``."""
     config = config or regression_settings(ledger.settings)
     with ledger.engine(create=False).connect() as connection:
         return _find_regressions(

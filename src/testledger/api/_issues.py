@@ -62,6 +62,8 @@ class IssueFilter:
     tool: str | None = None
     sort: str = "priority"
     limit: int | None = None
+    #: Issues seen on this branch (in one of its runs).
+    branch: str | None = None
 
 
 def list_issues(
@@ -85,6 +87,7 @@ def list_issues(
             tool=where.tool,
             sort=where.sort,
             limit=where.limit,
+            branch=where.branch,
         )
 
 

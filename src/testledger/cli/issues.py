@@ -62,11 +62,16 @@ def issues_command(
     priority: list[str] = typer.Option([], "--priority", help="CRITICAL, HIGH, MEDIUM, LOW."),
     category: list[str] = typer.Option([], "--category", help="e.g. production (repeatable)."),
     tool: str | None = typer.Option(None, "--tool", help="Issues affecting this tool."),
+    branch: str | None = typer.Option(
+        None, "--branch", "-b", help="Issues seen on this branch (in one of its runs)."
+    ),
     sort: str = typer.Option("priority", "--sort", help=f"One of {', '.join(api.ISSUE_SORTS)}."),
     limit: int | None = typer.Option(None, "--limit", "-n", min=1),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """List issues, detected and backfilled alike."""
+    """List issues, detected and backfilled alike. An issue seen only on a branch other than
+    the default one is that branch's (its name in the branch column; empty: the default
+    branch's)."""
     where = api.IssueFilter(
         statuses=status,
         priorities=priority,
@@ -74,6 +79,7 @@ def issues_command(
         tool=tool,
         sort=sort,
         limit=limit,
+        branch=branch,
     )
     found = api.list_issues(ledger_of(ctx), where)
     if as_json:
@@ -91,6 +97,7 @@ def issues_command(
         Column("seen", justify="right", keep=1),
         Column("flaky", justify="right", keep=3),
         Column("last seen", keep=5),
+        Column("branch", keep=6),
         Column("title", main=True),
     ]
     rows = [
@@ -103,6 +110,7 @@ def issues_command(
             str(issue.occurrences),
             str(issue.flaky_occurrences or ""),
             _when(issue.last_seen_at),
+            issue.branch_name or "",
             issue.title[:200],
         ]
         for issue in found
@@ -175,6 +183,11 @@ def _print_detail(detail: api.IssueDetail) -> None:
         + (f", regressed in run {i.regressed_run_id}" if i.regressed_run_id else "")
         + (f", resolved in run {i.resolved_run_id}" if i.resolved_run_id else "")
     )
+    if i.branch_name:
+        console.print(f"  branch: {i.branch_name} (seen only there, not on the default branch)")
+    if detail.branches:
+        seen_on = ", ".join(f"{name} ({n})" for name, n in detail.branches.items())
+        console.print(f"  seen on: {seen_on}")
     if i.affected_tools:
         console.print(f"  tools: {', '.join(i.affected_tools)}")
     if i.rule_name:
@@ -294,8 +307,11 @@ def flaky_command(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """List flaky tests: passed and failed on the same commit (or on a retry), or flipped
-    between pass and fail often in their recent runs. Outage runs (most tests failing at once)
-    are not evidence. Thresholds: [tool.testledger.flaky]."""
+    between pass and fail often in their recent runs, or failed again and again on their own
+    over a longer, decaying history (the score rule: separate failures against the test's own
+    failure rate, failures shared with many other tests of the run left out). Outage runs
+    (most tests failing at once) are not evidence. Each test shows the rules that fired and the
+    score rule's confidence. Thresholds: [tool.testledger.flaky]."""
     found = api.find_flaky(ledger_of(ctx), suite=suite, branch=branch)
     if as_json:
         emit_json(found)
@@ -307,6 +323,9 @@ def flaky_command(
         Column("test", main=True),
         Column("suite", keep=4),
         Column("score", justify="right"),
+        Column("rules", keep=5),
+        Column("confidence", justify="right", keep=5),
+        Column("fail rate", justify="right", keep=4),
         Column("evidence runs", keep=3),
         Column("last failure", keep=2),
         Column("issue", keep=1),
@@ -317,10 +336,15 @@ def flaky_command(
             flaky.test_id,
             flaky.suite,
             f"{flaky.score:.2f}",
+            ", ".join(flaky.rules),
+            f"{flaky.confidence:.2f}",
+            f"{flaky.failure_rate:.1%}",
             ", ".join(str(r) for r in flaky.evidence_run_ids[:8]),
             str(flaky.last_failure_run_id or "-"),
             flaky.last_failure_issue or "-",
-            "; ".join(flaky.reasons)[:200],
+            # Every rule's sentence stays in view (the score rule's comes last): each is cut
+            # on its own rather than the whole cell.
+            "; ".join(r if len(r) <= 160 else r[:157] + "..." for r in flaky.reasons)[:600],
         ]
         for flaky in found
     ]

@@ -37,13 +37,16 @@ def regressions_command(
     ),
     test: str | None = typer.Option(None, "--test", "-t", help="Only this test id."),
     include_improvements: bool = typer.Option(
-        False, "--include-improvements", help="Also list changes for the better."
+        True,
+        "--include-improvements/--regressions-only",
+        help="List changes for the better too, in a section of their own (the default).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """List the lasting changes (E-divisive change points confirmed by a t-test) in each
     test's duration, memory, CPU, tokens, cost and watcher quality over the runs of its branch
-    and suite, with the single-run outliers of the latest window. Settings:
+    and suite: regressions, then improvements (``kind`` in --json; only regressions open
+    issues), with the single-run outliers of the latest window. Settings:
     [tool.testledger.regressions] (p_value, window, min_magnitude, min_change, min_runs, metrics,
     history)."""
     report = api.find_regressions(
@@ -61,15 +64,36 @@ def regressions_command(
 
 
 def _print_report(report: api.RegressionReport, include_improvements: bool) -> None:
-    what = "changes" if include_improvements else "regressions"
+    """Regressions, then improvements in a section of their own, then the outliers."""
+    regressions = [c for c in report.changes if c.kind == "regression"]
+    improvements = [c for c in report.changes if c.kind != "regression"]
     if not report.changes:
+        what = "changes" if include_improvements else "regressions"
         console.print(f"No {what} in {report.series_analyzed} series.")
-    scopes = sorted({(change.suite, change.branch) for change in report.changes})
-    for scope_suite, scope_branch in scopes:
+    else:
+        _print_changes(regressions, "regressions")
+        if improvements:
+            console.print("")
+            console.print("Improvements", style="bold")
+            _print_changes(improvements, "improvements")
+        console.print(
+            f"{len(regressions)} regressions"
+            + (f", {len(improvements)} improvements" if improvements else "")
+            + f" in {report.series_analyzed} series."
+        )
+    if report.outliers:
+        _print_outliers(report)
+
+
+def _print_changes(changes: list[api.MetricChange], what: str) -> None:
+    """One table of changes per suite and branch."""
+    if not changes:
+        console.print(f"No {what}.")
+    for scope_suite, scope_branch in sorted({(c.suite, c.branch) for c in changes}):
         console.print(f"suite {scope_suite}, branch {scope_branch}", style="bold")
-        columns = [Column("test", main=True), Column("metric")]
-        columns += [Column("kind")] if include_improvements else []
-        columns += [
+        columns = [
+            Column("test", main=True),
+            Column("metric"),
             Column("before -> after"),
             Column("change", justify="right"),
             Column("first run", keep=3),
@@ -81,14 +105,10 @@ def _print_report(report: api.RegressionReport, include_improvements: bool) -> N
             Column("outliers", keep=5),
             Column("issue", keep=1),
         ]
-        rows = []
-        for change in report.changes:
-            if (change.suite, change.branch) != (scope_suite, scope_branch):
-                continue
-            cells = [change.test_id, change.metric]
-            if include_improvements:
-                cells.append(change.kind)
-            cells += [
+        rows = [
+            [
+                change.test_id,
+                change.metric,
                 _change(change),
                 _percent(change),
                 f"{change.first_run.id} {change.first_run.key}",
@@ -100,12 +120,10 @@ def _print_report(report: api.RegressionReport, include_improvements: bool) -> N
                 ", ".join(str(run) for run in change.outlier_runs) or "-",
                 change.issue_code or "-",
             ]
-            rows.append(cells)
+            for change in changes
+            if (change.suite, change.branch) == (scope_suite, scope_branch)
+        ]
         console.print(fitted_table(columns, rows, width=console.width))
-    if report.changes:
-        console.print(f"{len(report.changes)} {what} in {report.series_analyzed} series.")
-    if report.outliers:
-        _print_outliers(report)
 
 
 def _print_outliers(report: api.RegressionReport) -> None:

@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky.finder import FlakyConfig, flaky_test_ids
+from testledger.analyze.flaky.config import FlakyConfig
+from testledger.analyze.flaky.finder import flaky_test_ids
 from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.report.issues import issue_codes_for_results

@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky.finder import FlakyConfig
+from testledger.analyze.flaky.config import FlakyConfig
 from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError, NotFound
 from testledger.report.compare import RunComparison, compare_runs, find_baseline

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +47,8 @@ class IssueSummary(JsonData):
     created_at: datetime
     updated_at: datetime
     rule_name: str | None
+    #: None: the default branch's issue; else the one other branch it was seen only on.
+    branch_name: str | None = None
 
 
 def _occurrence_count(*, flaky_only: bool) -> sa.ScalarSelect[Any]:
@@ -105,6 +107,7 @@ def _summary(row: Any) -> IssueSummary:
         created_at=row.created_at,
         updated_at=row.updated_at,
         rule_name=row.rule_name,
+        branch_name=row.branch_name,
     )
 
 
@@ -117,10 +120,19 @@ def list_issues(
     tool: str | None = None,
     sort: str = "priority",
     limit: int | None = None,
+    branch: str | None = None,
 ) -> list[IssueSummary]:
     """Issues matching every filter given, sorted by ``sort``; every filter and the limit are
-    applied in the query, so occurrences are counted only for the issues returned."""
+    applied in the query, so occurrences are counted only for the issues returned. ``branch``:
+    issues seen on that branch (an occurrence in one of its runs)."""
     where: list[Any] = []
+    if branch is not None:
+        seen_on = (
+            sa.select(issue_occurrences.c.issue_id)
+            .join(test_runs, test_runs.c.id == issue_occurrences.c.run_id)
+            .where(test_runs.c.branch_name == branch)
+        )
+        where.append(issues.c.id.in_(seen_on))
     if statuses:
         where.append(issues.c.status.in_([s.upper() for s in statuses]))
     if priorities:
@@ -180,6 +192,9 @@ class IssueDetail(JsonData):
     last_seen: datetime | None
     occurrences: list[Occurrence]
     events: list[IssueEvent]
+    #: The branches it was seen on (from its occurrences' runs), with its occurrences on each,
+    #: most first.
+    branches: dict[str, int] = field(default_factory=dict)
 
 
 def _fingerprints(connection: Connection, issue_id: int) -> list[str]:
@@ -205,6 +220,21 @@ def _affected_tests(connection: Connection, issue_id: int) -> dict[str, int]:
             .order_by(sa.func.count().desc(), issue_occurrences.c.test_id)
         )
         if test_id is not None
+    }
+
+
+def _branches(connection: Connection, issue_id: int) -> dict[str, int]:
+    """The branches of the runs the issue occurred in, with its occurrences on each."""
+    count = sa.func.count()
+    return {
+        str(branch): int(n)
+        for branch, n in connection.execute(
+            sa.select(test_runs.c.branch_name, count)
+            .join(issue_occurrences, issue_occurrences.c.run_id == test_runs.c.id)
+            .where(issue_occurrences.c.issue_id == issue_id)
+            .group_by(test_runs.c.branch_name)
+            .order_by(count.desc(), test_runs.c.branch_name)
+        )
     }
 
 
@@ -294,6 +324,7 @@ def issue_detail(connection: Connection, code: str, *, occurrences: int = 50) ->
         last_seen=last_seen,
         occurrences=_latest_occurrences(connection, row.id, occurrences),
         events=_events(connection, row.id),
+        branches=_branches(connection, row.id),
     )
 
 

@@ -17,18 +17,36 @@ Within that evidence a test is flaky when either rule holds:
     both PASS and FAIL/ERROR (runs without a commit are never grouped), or within one run an
     attempt FAILed/ERRORed and a later attempt PASSed (a retry);
 (b) **flips**: its final status changed between pass and fail at least ``min_flips`` times, over
-    at least ``min_runs`` runs.
+    at least ``min_runs`` runs, counting changes between consecutive runs of one branch only (a
+    test broken on a pull request's branch, whose runs come between the main branch's passes,
+    does not flip).
 
-Flaky status expires: when its last ``expire_after_passes`` runs were all clean passes (final
-PASS with no failing attempt - a pass on retry is not clean), the test is not flaky, whatever
-older evidence says. A test that always fails has no mixed outcomes and no flips: it is broken,
-not flaky.
+Flaky status by these two rules expires: when its last ``expire_after_passes`` runs were all
+clean passes (final PASS with no failing attempt - a pass on retry is not clean), whatever older
+evidence says. A test that always fails has no mixed outcomes and no flips: it is broken, not
+flaky.
+
+A third rule, (c) the **score rule** of :mod:`testledger.analyze.flaky.score`, reads further
+back: over the scope's last ``history`` counted runs, weighted by age (``half_life``), it
+weighs the test's separate failure episodes against its own failure rate, leaving out the
+failures shared with ``neighbour_share`` or more of the run's other tests; it fires at
+``min_confidence`` and expires when the latest clean passes outlast the test's failure rate.
+It finds low-rate flakes without same-commit or retry evidence (a 5% flake fails once or
+twice in 30 runs: too few flips), and not the lookalikes: a bug's failing streak is one
+episode, an outage's failures are shared, a branch's breakage is one episode of its branch.
+
+Each flaky test lists the rules that fired (``rules``: ``same_commit``, ``retry``, ``flips``,
+``score``), a sentence per rule (``reasons``), and the score rule's figures whichever rule
+fired: ``confidence`` (0..1, how sure the score rule is), ``failure_rate`` (weighted),
+``episodes``, ``independence``, ``history_runs``, ``history_failures`` and
+``crowded_failures`` (left out: too many others failed with them).
 
 The score (0..1) ranks flaky tests, using the rules that fired only, combined as their maximum:
 
 * rule (a): the share of the test's commit groups, among those where mixed outcomes could be
   seen (two or more runs, or a run with retries), that did show both pass and fail;
-* rule (b): ``flips / (runs_considered - 1)``, 1.0 meaning it changed on every run.
+* rule (b): ``flips / (runs_considered - 1)``, 1.0 meaning it changed on every run;
+* rule (c): two changes per episode over the runs read, at most 1.
 
 The SQL does the heavy lifting on both SQLite and PostgreSQL: per run and test, the final
 status and retry facts come from one GROUP BY; a window function keeps each test's last
@@ -42,93 +60,39 @@ a span four times longer, until their window is full (see ``_collect``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from testledger.analyze.flaky.config import FlakyConfig
+from testledger.analyze.flaky.score import ScoreEvidence, SpanRun, read_span, score
+from testledger.analyze.flaky.sql import (
+    FAILING,
+    chunks,
+    counted_runs,
+    horizon,
+    per_run,
+    ranked,
+    run_scope,
+)
 from testledger.common.jsondata import JsonData
-from testledger.errors import ConfigError, NotFound
+from testledger.errors import NotFound
 from testledger.store.tables import test_results, test_runs
 
 __all__ = [
-    "FlakyConfig",
     "FlakyTest",
     "find_flaky",
     "flaky_test_ids",
     "is_flaky_result",
 ]
 
-_FAILING = ("FAIL", "ERROR")
-_COUNTED_RUN_STATUSES = ("finished", "aborted")
 #: The first pass covers this many windows of the most recent runs (see the module docstring).
 _SLICE_WINDOWS = 4
-#: Test ids per IN (...) list: well below SQLite's bound-parameter limit.
-_CHUNK = 500
 _HEX_SHA = re.compile(r"[0-9a-fA-F]{12,}")
-
-
-@dataclass(frozen=True)
-class FlakyConfig:
-    """``[tool.testledger.flaky]``; see the module docstring for what each knob means."""
-
-    window: int = 30
-    min_flips: int = 3
-    min_runs: int = 5
-    outage_share: float = 0.5
-    expire_after_passes: int = 30
-    outage_min_tests: int = 5
-
-    def __post_init__(self) -> None:
-        for name in ("window", "min_flips", "min_runs", "expire_after_passes", "outage_min_tests"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"flaky.{name} must be an integer, not {value!r}")
-        share = self.outage_share
-        if isinstance(share, bool) or not isinstance(share, (int, float)):
-            raise ConfigError(f"flaky.outage_share must be a number, not {share!r}")
-        # A flip needs two runs, so a window of one could never show one.
-        if self.window < 2:
-            raise ConfigError("flaky.window must be at least 2")
-        if not 1 <= self.min_flips < self.window:
-            raise ConfigError("flaky.min_flips must be at least 1 and less than flaky.window")
-        if not 2 <= self.min_runs <= self.window:
-            raise ConfigError("flaky.min_runs must be between 2 and flaky.window")
-        if not 0 < share <= 1:
-            raise ConfigError("flaky.outage_share must be greater than 0 and at most 1")
-        if self.expire_after_passes < 1:
-            raise ConfigError("flaky.expire_after_passes must be at least 1")
-        if self.outage_min_tests < 1:
-            raise ConfigError("flaky.outage_min_tests must be at least 1")
-
-    @classmethod
-    def from_settings(cls, tool_table: Mapping[str, Any]) -> FlakyConfig:
-        """The config from the ``[tool.testledger]`` table (``Settings.tool``): its ``flaky``
-        sub-table, every key optional. The sub-table itself is accepted too (callers pass
-        either): a mapping without a ``flaky`` key that names any flaky option is taken as
-        the sub-table. Raises ConfigError on unknown keys or bad values."""
-        known = {f.name for f in fields(cls)}
-        if "flaky" in tool_table:
-            table = tool_table["flaky"]
-        elif known.intersection(tool_table):
-            table = tool_table
-        else:
-            table = {}  # a [tool.testledger] table without a flaky section
-        if not isinstance(table, Mapping):
-            raise ConfigError("[tool.testledger.flaky] must be a table")
-        unknown = sorted(str(key) for key in table if key not in known)
-        if unknown:
-            raise ConfigError(f"unknown [tool.testledger.flaky] key(s): {', '.join(unknown)}")
-        return cls(**{str(key): value for key, value in table.items()})
-
-    @property
-    def keep(self) -> int:
-        """Runs read per test: enough for the window and for the expiry check."""
-        return max(self.window, self.expire_after_passes)
 
 
 @dataclass(frozen=True)
@@ -145,6 +109,17 @@ class FlakyTest(JsonData):
     last_failure_run_id: int | None
     last_failure_result_id: int | None
     consecutive_passes: int
+    #: The rules that fired: ``same_commit``, ``retry``, ``flips`` (recent window), ``score``.
+    rules: list[str]
+    #: The score rule's figures over the longer history (0 when the test did not fail there);
+    #: ``confidence`` (0..1) is how sure that rule is, whichever rule fired.
+    confidence: float
+    failure_rate: float
+    episodes: float
+    independence: float
+    history_runs: int
+    history_failures: int
+    crowded_failures: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +128,7 @@ class _RunOutcome:
 
     run_id: int
     commit: str | None
+    branch: str
     final: str  # "P" or "F": SKIP finals never come back
     attempts: int
     retried_ok: bool  # a failing attempt followed by a passing one
@@ -170,122 +146,6 @@ _Key = tuple[str, str]  # (suite, test_id)
 # -- SQL ----------------------------------------------------------------------------------------
 
 
-def _scope(
-    config: FlakyConfig,
-    suite: str | None,
-    branch: str | None,
-    as_of: tuple[datetime, int] | None,
-) -> list[sa.ColumnElement[bool]]:
-    """Which runs count: counted status, filters, no outage, and not after ``as_of``."""
-    runs = test_runs.c
-    executed = runs.total_tests - runs.tests_skipped
-    outage = sa.and_(
-        executed >= config.outage_min_tests,
-        runs.tests_failed > sa.literal(float(config.outage_share)) * executed,
-    )
-    counted: sa.ColumnElement[bool] = runs.status.in_(_COUNTED_RUN_STATUSES)
-    where: list[sa.ColumnElement[bool]] = [sa.not_(outage)]
-    if as_of is not None:
-        at, run_id = as_of
-        # The run being judged counts even while it is still running.
-        counted = sa.or_(counted, runs.id == run_id)
-        where.append(
-            sa.or_(runs.run_timestamp < at, sa.and_(runs.run_timestamp == at, runs.id <= run_id))
-        )
-    where.append(counted)
-    if suite is not None:
-        where.append(runs.suite == suite)
-    if branch is not None:
-        where.append(runs.branch_name == branch)
-    return where
-
-
-def _horizon(connection: Connection, scope: list[sa.ColumnElement[bool]], runs: int) -> Any:
-    """The timestamp of the ``runs``-th most recent counted run; None when there are fewer."""
-    return connection.execute(
-        sa.select(test_runs.c.run_timestamp)
-        .where(*scope)
-        .order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc())
-        .offset(runs - 1)
-        .limit(1)
-    ).scalar()
-
-
-def _counted_runs(scope: list[sa.ColumnElement[bool]], since: Any) -> sa.CTE:
-    """The runs that count (``scope``), from ``since`` on when given: the slice being read."""
-    run_where = list(scope)
-    if since is not None:
-        run_where.append(test_runs.c.run_timestamp >= since)
-    return (
-        sa.select(
-            test_runs.c.id,
-            test_runs.c.run_timestamp.label("ts"),
-            test_runs.c.commit_hash,
-            test_runs.c.suite,
-        )
-        .where(*run_where)
-        .cte("counted_runs")
-    )
-
-
-def _per_run(runs: sa.CTE, test_ids: Sequence[str] | None) -> sa.Subquery:
-    """Per counted run and test: its attempts, and which attempts passed and failed (to tell
-    its final status and whether a retry passed after a failure)."""
-    r = test_results.c
-    failing = r.status.in_(_FAILING)
-    query = (
-        sa.select(
-            r.run_id,
-            r.test_id,
-            sa.func.count().label("attempts"),
-            sa.func.max(r.attempt).label("last_attempt"),
-            sa.func.max(sa.case((r.status == "PASS", r.attempt))).label("last_pass"),
-            sa.func.min(sa.case((failing, r.attempt))).label("first_fail"),
-            sa.func.max(sa.case((failing, r.attempt))).label("last_fail"),
-            # Ids follow recording order, so the highest failing id is the latest failure.
-            sa.func.max(sa.case((failing, r.id))).label("last_fail_id"),
-        )
-        .select_from(test_results.join(runs, runs.c.id == r.run_id))
-        .group_by(r.run_id, r.test_id)
-    )
-    if test_ids is not None:
-        query = query.where(r.test_id.in_(test_ids))
-    return query.subquery("per_run")
-
-
-def _ranked(runs: sa.CTE, per_run: sa.Subquery) -> sa.Subquery:
-    """Each test's runs with a pass or fail final status, numbered newest first (``rn``) and
-    counted (``n``) per suite and test."""
-    p = per_run.c
-    # The last attempt decides, as in the run's own statistics.
-    final = sa.case(
-        (p.last_pass == p.last_attempt, "P"),
-        (p.last_fail == p.last_attempt, "F"),
-        else_="S",
-    )
-    test_key = (runs.c.suite, p.test_id)
-    return (
-        sa.select(
-            runs.c.suite,
-            p.test_id,
-            p.run_id,
-            runs.c.commit_hash,
-            final.label("final"),
-            p.attempts,
-            p.last_pass,
-            p.first_fail,
-            p.last_fail_id,
-            sa.func.row_number()
-            .over(partition_by=test_key, order_by=(runs.c.ts.desc(), p.run_id.desc()))
-            .label("rn"),
-            sa.func.count().over(partition_by=test_key).label("n"),
-        )
-        .select_from(per_run.join(runs, runs.c.id == p.run_id))
-        .where(final != "S")
-        .subquery("ranked")
-    )
-
-
 def _window_query(
     config: FlakyConfig,
     scope: list[sa.ColumnElement[bool]],
@@ -295,8 +155,8 @@ def _window_query(
     """Per suite and test: its last ``config.keep`` counted runs, newest first, for tests with
     a failing attempt in their last ``config.window``; one row (with its run count ``n``) for
     every other test, so the caller knows whether the slice held its whole window."""
-    runs = _counted_runs(scope, since)
-    k = _ranked(runs, _per_run(runs, test_ids)).c
+    runs = counted_runs(scope, since)
+    k = ranked(runs, per_run(runs, test_ids)).c
     failed_in_window = sa.case((sa.and_(k.rn <= config.window, k.first_fail.is_not(None)), 1))
     kept = (
         sa.select(
@@ -313,14 +173,6 @@ def _window_query(
     )
 
 
-def _chunks(test_ids: Sequence[str] | None) -> Iterator[Sequence[str] | None]:
-    if test_ids is None:
-        yield None
-        return
-    for start in range(0, len(test_ids), _CHUNK):
-        yield test_ids[start : start + _CHUNK]
-
-
 def _read_windows(
     connection: Connection,
     config: FlakyConfig,
@@ -331,7 +183,7 @@ def _read_windows(
     """Suspect tests' runs (newest first), and the tests whose ``keep`` runs were all seen."""
     suspects: dict[_Key, list[_RunOutcome]] = {}
     complete: set[_Key] = set()
-    for chunk in _chunks(test_ids):
+    for chunk in chunks(test_ids):
         for row in connection.execute(_window_query(config, scope, since, chunk)):
             key = (str(row.suite), str(row.test_id))
             if row.n >= config.keep:
@@ -342,6 +194,7 @@ def _read_windows(
                 _RunOutcome(
                     run_id=int(row.run_id),
                     commit=row.commit_hash,
+                    branch=str(row.branch_name),
                     final=str(row.final),
                     attempts=int(row.attempts),
                     retried_ok=row.first_fail is not None
@@ -361,12 +214,12 @@ def _ever_failed(
 ) -> set[_Key]:
     """Tests with a failing attempt in any counted run (read through the status index)."""
     found: set[_Key] = set()
-    for chunk in _chunks(test_ids):
+    for chunk in chunks(test_ids):
         query = (
             sa.select(test_runs.c.suite, test_results.c.test_id)
             .distinct()
             .select_from(test_results.join(test_runs, test_runs.c.id == test_results.c.run_id))
-            .where(test_results.c.status.in_(_FAILING), *scope)
+            .where(test_results.c.status.in_(FAILING), *scope)
         )
         if chunk is not None:
             query = query.where(test_results.c.test_id.in_(chunk))
@@ -392,7 +245,7 @@ def _collect(
     ids = test_ids
     span = _SLICE_WINDOWS * config.keep
     while True:
-        since = _horizon(connection, scope, span)
+        since = horizon(connection, scope, span)
         found, complete = _read_windows(connection, config, scope, since, ids)
         suspects.update(
             (key, runs) for key, runs in found.items() if pending is None or key in pending
@@ -422,18 +275,21 @@ def _runs_text(run_ids: Iterable[int]) -> str:
     return ("run " if len(ids) == 1 else "runs ") + ", ".join(str(i) for i in ids)
 
 
-def _judge(key: _Key, newest_first: list[_RunOutcome], config: FlakyConfig) -> FlakyTest | None:
-    consecutive = 0
-    for outcome in newest_first:
-        if not outcome.clean_pass:
-            break
-        consecutive += 1
-    if consecutive >= config.expire_after_passes:
-        return None
+@dataclass(slots=True)
+class _WindowVerdict:
+    """What the recent-window rules (a) and (b) found."""
+
+    reasons: list[str]
+    evidence: set[int]
+    scores: list[float]
+    rules: list[str]
+    runs_considered: int
+    flips: int
+
+
+def _window_rules(newest_first: list[_RunOutcome], config: FlakyConfig) -> _WindowVerdict:
     window = list(reversed(newest_first[: config.window]))  # oldest first
-    reasons: list[str] = []
-    evidence: set[int] = set()
-    scores: list[float] = []
+    verdict = _WindowVerdict([], set(), [], [], len(window), 0)
 
     # Rule (a): group by commit; a run without a commit is a group of its own.
     groups: dict[str | int, list[_RunOutcome]] = {}
@@ -448,45 +304,123 @@ def _judge(key: _Key, newest_first: list[_RunOutcome], config: FlakyConfig) -> F
         if len(finals) == 2 or any(o.retried_ok for o in group):
             mixed += 1
         if len(finals) == 2 and group[0].commit is not None:
-            reasons.append(
+            verdict.reasons.append(
                 f"passed and failed on commit {_short(group[0].commit)} "
                 f"({_runs_text(o.run_id for o in group)})"
             )
-            evidence.update(o.run_id for o in group)
+            verdict.evidence.update(o.run_id for o in group)
+            if "same_commit" not in verdict.rules:
+                verdict.rules.append("same_commit")
     retried = [o.run_id for o in window if o.retried_ok]
     if retried:
-        reasons.append(f"failed then passed on retry in {_runs_text(retried)}")
-        evidence.update(retried)
-    if reasons:
-        scores.append(mixed / observable)
+        verdict.reasons.append(f"failed then passed on retry in {_runs_text(retried)}")
+        verdict.evidence.update(retried)
+        verdict.rules.append("retry")
+    if verdict.reasons:
+        verdict.scores.append(mixed / observable)
 
-    # Rule (b): changes between consecutive counted runs.
-    flip_runs = [
-        (before.run_id, after.run_id)
-        for before, after in pairwise(window)
-        if before.final != after.final
+    # Rule (b): changes between consecutive counted runs of one branch (a test broken on one
+    # pull request's branch alternates with the main branch's passes without flipping).
+    last_of_branch: dict[str, _RunOutcome] = {}
+    flip_runs: list[tuple[int, int]] = []
+    for outcome in window:
+        before = last_of_branch.get(outcome.branch)
+        if before is not None and before.final != outcome.final:
+            flip_runs.append((before.run_id, outcome.run_id))
+        last_of_branch[outcome.branch] = outcome
+    verdict.flips = len(flip_runs)
+    if len(window) >= config.min_runs and verdict.flips >= config.min_flips:
+        verdict.reasons.append(f"flipped {verdict.flips} times in its last {len(window)} runs")
+        verdict.evidence.update(run_id for pair in flip_runs for run_id in pair)
+        verdict.scores.append(verdict.flips / (len(window) - 1))
+        verdict.rules.append("flips")
+    return verdict
+
+
+def _span_window(span: Sequence[SpanRun], config: FlakyConfig) -> list[_RunOutcome]:
+    """A test's newest runs as the window rules read them, from the span's reading (for a test
+    whose failures are all older than its window: its recent runs are then all passes)."""
+    return [
+        _RunOutcome(
+            run_id=r.run_id,
+            commit=r.commit,
+            branch=r.branch,
+            final="F" if r.failed else "P",
+            attempts=2 if r.retried_ok else 1,
+            retried_ok=r.retried_ok,
+            has_failure=r.has_failure,
+            last_fail_result_id=r.last_fail_result_id,
+        )
+        for r in span[: config.keep]
     ]
-    flips = len(flip_runs)
-    if len(window) >= config.min_runs and flips >= config.min_flips:
-        reasons.append(f"flipped {flips} times in its last {len(window)} runs")
-        evidence.update(run_id for pair in flip_runs for run_id in pair)
-        scores.append(flips / (len(window) - 1))
 
-    if not scores:
+
+def _judge(
+    key: _Key,
+    newest_first: list[_RunOutcome] | None,
+    span: Sequence[SpanRun] | None,
+    config: FlakyConfig,
+) -> FlakyTest | None:
+    """The verdict of every rule on one test: ``newest_first`` its recent window (None when it
+    did not fail there), ``span`` its runs over the score rule's history (None: no failure)."""
+    recent = newest_first if newest_first is not None else _span_window(span or [], config)
+    consecutive = 0
+    for outcome in recent:
+        if not outcome.clean_pass:
+            break
+        consecutive += 1
+    verdict = _window_rules(recent, config)
+    if consecutive >= config.expire_after_passes:
+        verdict = _WindowVerdict([], set(), [], [], verdict.runs_considered, verdict.flips)
+    evidence = score(span, config) if span else None
+    if evidence is not None and evidence.fired:
+        verdict.reasons.append(evidence.sentence())
+        verdict.evidence.update(evidence.evidence_run_ids)
+        verdict.scores.append(evidence.flip_rate)
+        verdict.rules.append("score")
+    if not verdict.scores:
         return None
-    last_failure = next((o for o in newest_first if o.last_fail_result_id is not None), None)
+    last_failure = next((o for o in recent if o.last_fail_result_id is not None), None)
+    if last_failure is None and span:
+        last_span = next((r for r in span if r.last_fail_result_id is not None), None)
+        if last_span is not None:
+            last_failure = _span_window([last_span], config)[0]
     return FlakyTest(
         test_id=key[1],
         suite=key[0],
-        score=round(max(scores), 4),
-        reasons=reasons,
-        evidence_run_ids=sorted(evidence),
-        runs_considered=len(window),
-        flips=flips,
+        score=round(max(verdict.scores), 4),
+        reasons=verdict.reasons,
+        evidence_run_ids=sorted(verdict.evidence),
+        runs_considered=verdict.runs_considered,
+        flips=verdict.flips,
         last_failure_run_id=None if last_failure is None else last_failure.run_id,
         last_failure_result_id=None if last_failure is None else last_failure.last_fail_result_id,
         consecutive_passes=consecutive,
+        rules=verdict.rules,
+        **_score_fields(evidence),
     )
+
+
+def _score_fields(evidence: ScoreEvidence | None) -> dict[str, Any]:
+    if evidence is None:
+        return {
+            "confidence": 0.0,
+            "failure_rate": 0.0,
+            "episodes": 0.0,
+            "independence": 0.0,
+            "history_runs": 0,
+            "history_failures": 0,
+            "crowded_failures": 0,
+        }
+    return {
+        "confidence": evidence.confidence,
+        "failure_rate": evidence.failure_rate,
+        "episodes": evidence.episodes,
+        "independence": evidence.independence,
+        "history_runs": evidence.runs,
+        "history_failures": evidence.failures,
+        "crowded_failures": evidence.crowded,
+    }
 
 
 # -- API --------------------------------------------------------------------------------------
@@ -503,11 +437,13 @@ def _find(
     ids = None if test_ids is None else sorted(set(test_ids))
     if ids is not None and not ids:
         return []
-    scope = _scope(config, suite, branch, as_of)
+    scope = run_scope(config, suite, branch, as_of)
+    windows = _collect(connection, config, scope, ids)
+    spans = read_span(connection, config, scope, ids)
     found = [
         judged
-        for key, runs in _collect(connection, config, scope, ids).items()
-        if (judged := _judge(key, runs, config)) is not None
+        for key in sorted(windows.keys() | spans.keys())
+        if (judged := _judge(key, windows.get(key), spans.get(key), config)) is not None
     ]
     found.sort(key=lambda f: (-f.score, f.test_id, f.suite))
     return found

@@ -22,6 +22,10 @@ Versions, as Sentry's grouping configs: a registered algorithm's hashes never ch
 snapshot tests pin version 1's), so changing what is hashed means registering a new algorithm
 under a new version and selecting it as CURRENT, with the one it replaces as SECONDARY
 (``select_algorithms``; ``CURRENT_VERSION`` / ``SECONDARY_VERSION`` are the shipped choice).
+The shipped choice is version 2 (``origin.RaisedAtV2``: type, message and the innermost project
+frame it was raised in, not the frames of the path to it, which split one bug by caller) with
+version 1 as its secondary. What every version builds on (components, the hash, the base class,
+traceback reading) is in ``algorithm``.
 New failures are hashed with the current algorithm; detection (``analyze.detect``) looks a
 failure's issue up by that hash and, when no issue has it, by the failure's secondary hash, and
 the issue found that way learns the new hash. So a new version moves open issues over as they
@@ -30,19 +34,26 @@ fail again instead of splitting each into a new one; once they have, the seconda
 
 from __future__ import annotations
 
-import abc
 import hashlib
-import inspect
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import NamedTuple
 
-from testledger.analyze.issues.normalize import (
-    normalize_first_lines,
-    normalize_message,
-    normalize_with_trace,
+from testledger.analyze.issues.algorithm import (
+    _EXC_LINE,
+    _FRAME_STYLES,
+    _LIBRARY,
+    _PY_FRAME,
+    Component,
+    ExplainedComponent,
+    Fingerprint,
+    FingerprintAlgorithm,
+    _exception_line,
+    _tail,
+    hash_components,
 )
+from testledger.analyze.issues.normalize import normalize_first_lines, normalize_message
+from testledger.analyze.issues.origin import RaisedAtV2
 from testledger.errors import NotFound
 from testledger.model import Status, TestResult
 
@@ -70,35 +81,13 @@ __all__ = [
 
 #: The shipped selection: new failures are hashed with CURRENT_VERSION; SECONDARY_VERSION (the
 #: version CURRENT replaced, while its open issues move over, else None) is looked up second.
-CURRENT_VERSION = 1
-SECONDARY_VERSION: int | None = None
+CURRENT_VERSION = 2
+SECONDARY_VERSION: int | None = 1
 
 MAX_APP_FRAMES = 3
-#: Only the end of a traceback is read: the innermost frames and the exception are there
-#: (the last 64 lines of at most 8 KB; a traceback under 2 KB is read whole).
-MAX_TRACEBACK_LINES = 64
-_MAX_TRACEBACK_CHARS = 8192
-_SMALL_TRACEBACK_CHARS = 2048
 #: The message component keeps this many non-empty normalised lines, each cut to this length.
 _MESSAGE_LINES = 3
 _MESSAGE_LINE_CHARS = 200
-
-
-class Component(NamedTuple):
-    """One input to the hash; ``contributes`` False ones are shown by explain only."""
-
-    name: str
-    raw: str
-    normalized: str
-    contributes: bool
-
-
-class ExplainedComponent(NamedTuple):
-    name: str
-    raw: str
-    normalized: str
-    contributes: bool
-    rules: tuple[str, ...]  # normalisation rules that fired on this component
 
 
 class _Parsed(NamedTuple):
@@ -116,93 +105,7 @@ class _Parsed(NamedTuple):
         return bool(self.exception_type or self.message or self.frames)
 
 
-class Fingerprint(NamedTuple):
-    """A failure's grouping hash. A named tuple, not a dataclass: one is built per failure on
-    the hot path, and ``components`` (for ``explain``) is only built when asked for."""
-
-    hash: str  # hex SHA-1 of the contributing components
-    version: int  # the version of the algorithm that made it
-    algorithm: FingerprintAlgorithm
-    result: TestResult
-
-    @property
-    def components(self) -> tuple[Component, ...]:
-        return tuple(self.algorithm.components(self.result))
-
-
-def hash_components(components: Iterable[Component]) -> str:
-    """The hash of components: SHA-1 over ``name\\x1fnormalized`` of each contributing one,
-    joined by ``\\x1e``."""
-    payload = "\x1e".join(f"{c.name}\x1f{c.normalized}" for c in components if c.contributes)
-    data = payload.encode("utf-8", "surrogatepass")
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
-
-
-class FingerprintAlgorithm(abc.ABC):
-    """A way of grouping failures: a named strategy registered under a version number.
-
-    A subclass sets ``version`` and ``name``, says in its docstring what it hashes (the first
-    paragraph is its ``description``, which ``explain`` shows) and lists a failure's
-    ``components``; its hash is ``hash_components`` of them. ``fingerprint`` may be overridden
-    for speed, never to hash anything else.
-    """
-
-    version: ClassVar[int]
-    name: ClassVar[str]
-
-    @property
-    def description(self) -> str:
-        doc = inspect.cleandoc(type(self).__doc__ or "")
-        return " ".join(doc.split("\n\n", 1)[0].split())
-
-    @abc.abstractmethod
-    def components(self, result: TestResult) -> list[Component]:
-        """Every input of the hash, in order (those not contributing are shown only)."""
-
-    def fingerprint(self, result: TestResult) -> Fingerprint:
-        return Fingerprint(hash_components(self.components(result)), self.version, self, result)
-
-    def rules(self, component: Component) -> tuple[str, ...]:
-        """The normalisation rules that fired on a component, for ``explain``."""
-        if component.name in ("message", "test_id"):
-            return tuple(normalize_with_trace(component.raw)[1])
-        return ()
-
-
-# --- traceback parsing -------------------------------------------------------------------------
-
-# One regex per frame style. CPython's ``File "..."`` has a literal prefix, which the regex
-# engine finds at C speed, so the common case scans 1 KB in well under a microsecond; the
-# other styles are only tried when a cheap substring test says they may be there.
-_PY_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
-_PYTEST_FRAME = re.compile(r"^(?P<file>[^\s:][^:\n]*\.py):\d+: in (?P<func>\S+)", re.MULTILINE)
-_JVM_FRAME = re.compile(r"^\s+at (?P<func>[\w$.<>]+)\((?P<file>[\w$.-]+):\d+\)", re.MULTILINE)
-_JS_FRAME = re.compile(
-    r"^\s+at (?:(?P<func>[^\s(]+) \()?(?P<file>[^\s()]+?):\d+:\d+\)?$", re.MULTILINE
-)
-_GO_FRAME = re.compile(r"^(?P<func>[\w./*()-]+)\(.*\)\n\t(?P<file>\S+\.go):\d+", re.MULTILINE)
-# (pattern, substring that must be present, innermost frame listed first?)
-_FRAME_STYLES: tuple[tuple[re.Pattern[str], str, bool], ...] = (
-    (_PYTEST_FRAME, ": in ", False),
-    (_JVM_FRAME, "at ", True),
-    (_JS_FRAME, "at ", True),
-    (_GO_FRAME, ".go:", True),
-)
-
-# Library code: the same for every bug, so it never identifies one.
-_LIBRARY = re.compile(
-    r"""site-packages|dist-packages|[/\\]lib[/\\]python\d|[/\\]Lib[/\\]|<frozen|^<
-    |[/\\]_?pytest[/\\]|[/\\]pluggy[/\\]|^_?pytest[/\\]|node_modules|^node:|^internal[/\\]
-    |/usr/local/go/src|/go/pkg/mod/|^(?:java|javax|jdk|sun|kotlin|org\.junit|junit|org\.gradle)\.
-    |^(?:runtime|testing)\.""",
-    re.VERBOSE,
-)
-
-# The exception line: "E   KeyError: 'x'" (pytest), "KeyError: 'x'" (CPython's last line),
-# "pkg.errors.Oops" alone. An exception name is CamelCase or dotted ending in one.
-_EXC_LINE = re.compile(r"^(?:E\s+)?((?:[A-Za-z_]\w*\.)*[A-Z]\w*)(?::\s|:$|$)")
-_PYTEST_ASSERT = re.compile(r"^E\s+assert\b")
-
+# --- version 1's frames ------------------------------------------------------------------------
 
 # Frame (file, function) -> component text, or "" for library frames. Real suites fail in the
 # same few hundred frames over and over, so this saves the library test and the basename.
@@ -221,17 +124,6 @@ def _frame_text(path: str, func: str) -> str:
         _frame_cache.clear()
     _frame_cache[path, func] = text
     return text
-
-
-def _tail(traceback: str) -> str:
-    if len(traceback) > _MAX_TRACEBACK_CHARS:
-        traceback = traceback[-_MAX_TRACEBACK_CHARS:]
-    if len(traceback) <= _SMALL_TRACEBACK_CHARS or traceback.count("\n") <= MAX_TRACEBACK_LINES:
-        return traceback  # the common case: a small traceback is read whole
-    cut = len(traceback)
-    for _ in range(MAX_TRACEBACK_LINES):
-        cut = traceback.rfind("\n", 0, cut)
-    return traceback[cut + 1 :]
 
 
 def _frames(tail: str) -> list[tuple[str, str]]:
@@ -278,21 +170,6 @@ def _frames(tail: str) -> list[tuple[str, str]]:
                 found.reverse()
             return found[:MAX_APP_FRAMES]
     return []
-
-
-def _exception_line(tail: str) -> tuple[str, str]:
-    """(type, message) from the traceback's last exception line, or ("", "")."""
-    lines = tail.rstrip().split("\n")
-    for line in reversed(lines[-16:]):
-        line = line.strip()
-        if not line:
-            continue
-        match = _EXC_LINE.match(line)
-        if match:
-            return match.group(1), line[match.end() :].strip()
-        if _PYTEST_ASSERT.match(line):
-            return "AssertionError", line[1:].strip()
-    return "", ""
 
 
 # --- version 1 ---------------------------------------------------------------------------------
@@ -398,7 +275,7 @@ class _Registry:
         return found
 
 
-_REGISTRY = _Registry(ComponentsV1())
+_REGISTRY = _Registry(ComponentsV1(), RaisedAtV2())
 
 
 def register_algorithm(algorithm: FingerprintAlgorithm) -> None:

@@ -24,6 +24,14 @@ permutation test replaced by Student's t-test:
 4. **Refine.** Each change point that stays moves to the split of largest mean difference
    within half a window (between its neighbours), and is described: means, spreads, sizes of
    both sides and the p-value.
+5. **Returns.** Two change points that enclose a stretch of at most half a window which the
+   series comes back from (a dip or a burst: the second change undoes at least half of the
+   first) stay only when the stretch differs from the values around it at ``p_value`` once
+   Bonferroni-corrected for every start and length it could have had. On a noisy test a few
+   slow runs in a row pass each single change's test; a regression reverted after some runs,
+   far above the noise, stays two changes.
+6. **Hold.** A change stays when ``min_segment`` values on each side are nearer their own
+   side's mean than the other's.
 
 Two departures from Otava, both measured on flat noisy series (the false alarms of
 ``tests/analyze/test_changepoint.py``): the p-value of the merge is Bonferroni-corrected for
@@ -390,6 +398,64 @@ def _refine(
     return {row: sorted(set(cps)) for row, cps in refined.items()}
 
 
+def _excursion_p(
+    prefix: _Sums, row: int, bounds: tuple[int, int, int, int], params: ChangePointParams
+) -> float | None:
+    """The corrected p-value of the stretch ``[a, b)`` against the values around it (``[low,
+    a)`` and ``[b, high)`` together) when the level comes back after it; None when it does not
+    come back (the second change keeps at most half of the first): two changes then."""
+    low, a, b, high = bounds
+    ts, tq = prefix.test_sums[row], prefix.test_squares[row]
+    n_left, n_mid, n_right = a - low, b - a, high - b
+    left = (ts[a] - ts[low]) / n_left
+    middle = (ts[b] - ts[a]) / n_mid
+    right = (ts[high] - ts[b]) / n_right
+    if (middle - left) * (middle - right) <= 0 or abs(right - left) > abs(middle - left) / 2:
+        return None
+    outer_sum = ts[a] - ts[low] + ts[high] - ts[b]
+    outer_squares = tq[a] - tq[low] + tq[high] - tq[b]
+    p, *_ = pooled_t(
+        np.array([outer_sum]),
+        np.array([outer_squares]),
+        np.array([float(n_left + n_right)]),
+        np.array([ts[b] - ts[a]]),
+        np.array([tq[b] - tq[a]]),
+        np.array([float(n_mid)]),
+    )
+    # The stretch was the best of every start and length (up to half a window): Bonferroni
+    # over those pairs, where a single change pays for its positions only.
+    pairs = max(high - low - 2 * params.min_segment, 1) * max(params.window // 2, 1)
+    return float(min(p[0] * pairs, 1.0))
+
+
+def _returning(
+    prefix: _Sums, points: dict[int, list[int]], params: ChangePointParams
+) -> dict[int, list[int]]:
+    """Drop the pairs of change points that enclose a dip or a burst the series comes back
+    from, within half a window, unless the stretch stands against the values around it at
+    ``p_value`` once corrected for every stretch it could have been. Noise on a noisy test
+    makes such stretches (a few slow runs in a row), and a single change's correction, over
+    its positions only, lets them through; a regression reverted after some runs still stands:
+    its level is far from the noise for as long as it lasts."""
+    kept: dict[int, list[int]] = {}
+    for row, cps in points.items():
+        cps = list(cps)
+        i = 0
+        while i + 1 < len(cps):
+            bounds = [0, *cps, prefix.n]
+            a, b = cps[i], cps[i + 1]
+            if b - a <= params.window // 2:
+                p = _excursion_p(prefix, row, (bounds[i], a, b, bounds[i + 3]), params)
+                if p is not None and p > params.p_value:
+                    del cps[i : i + 2]
+                    i = max(i - 1, 0)
+                    continue
+            i += 1
+        if cps:
+            kept[row] = cps
+    return kept
+
+
 def _holding(
     values: Floats, points: dict[int, list[int]], params: ChangePointParams
 ) -> dict[int, list[int]]:
@@ -455,7 +521,8 @@ def analyze_batch(
     if n >= 2 * params.min_segment:
         prefix = _sums(cleaned)
         kept = _merge(prefix, _split(prefix.test, params), params)
-        kept = _holding(cleaned, _refine(prefix, kept, params), params)
+        kept = _returning(prefix, _refine(prefix, kept, params), params)
+        kept = _holding(cleaned, kept, params)
         change_points = _describe(prefix, kept, count, params)
     positions = np.arange(n, dtype=np.int64)
     results = []

@@ -205,11 +205,12 @@ def find_regressions(
     suite: str | None = None,
     metric: str | None = None,
     test: str | None = None,
-    include_improvements: bool = False,
+    include_improvements: bool = True,
 ) -> RegressionReport:
     """Every change point of every (suite, branch, test, metric) series over the latest
     ``history`` runs, oldest first within a series, with the outliers of the latest ``window``
-    runs. Regressions only unless ``include_improvements``."""
+    runs. Improvements (``kind`` "improvement") are reported too unless
+    ``include_improvements`` is False; only regressions open issues."""
     config = config or RegressionConfig()
     if metric is not None and metric not in METRICS:
         raise TestledgerError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")

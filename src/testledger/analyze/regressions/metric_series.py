@@ -150,6 +150,7 @@ def describe_change(
         test_id=scope.tests[row],
         metric=metric.name,
         kind="regression" if is_regression(metric, cp) else "improvement",
+        direction="up" if cp.mean_after > cp.mean_before else "down",
         before_mean=round(cp.mean_before, 6),
         after_mean=round(cp.mean_after, 6),
         magnitude_pct=magnitude_pct(cp),

@@ -173,7 +173,8 @@ class MetricChange:
     branch: str
     test_id: str
     metric: str
-    kind: str  # "regression" or "improvement"
+    kind: str  # "regression" or "improvement": only regressions open issues
+    direction: str  # "up" or "down": which way the metric moved
     before_mean: float
     after_mean: float
     magnitude_pct: float | None  # None: the metric rose from zero
