@@ -340,6 +340,8 @@ def _run_suite(
         f"--ledger-commit={commit}",
         f"--ledger-run-key={run_key}",
         f"--ledger-results-dir={results_dir}",
+        # The demo shows each run's issues as soon as its session returns.
+        "--ledger-wait-detection",
         *_watcher_arguments(),
         "-q",
     ]

@@ -9,10 +9,10 @@ import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["cpu_percent", "rss_reader", "stored_cpu_percent"]
+__all__ = ["CPU_MAX", "cpu_percent", "rss_reader", "stored_cpu_percent"]
 
 #: ``test_results.cpu_percent`` is NUMERIC(5, 2); a test running several threads can exceed 100%.
-_CPU_MAX = 999.99
+CPU_MAX = 999.99
 
 
 def rss_reader() -> tuple[Callable[[], float | None], str]:
@@ -79,4 +79,4 @@ def stored_cpu_percent(measured: float | None) -> float | None:
     """A measured CPU percentage as ``test_results.cpu_percent`` holds it."""
     if measured is None:
         return None
-    return round(min(measured, _CPU_MAX), 2)
+    return round(min(measured, CPU_MAX), 2)

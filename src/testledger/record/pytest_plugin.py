@@ -98,6 +98,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAME",
         help="watch the recorded run when it finishes (heuristic, llm, or an installed watcher)",
     )
+    group.addoption(
+        "--ledger-wait-detection",
+        dest="testledger_wait_detection",
+        action="store_true",
+        help="wait for the run's issue detection before pytest exits (by default it goes on "
+        "in the background after 0.1 s; the next recording or `testledger detect` completes "
+        "it should it be stopped)",
+    )
     parser.addini("ledger", type="bool", default=False, help="record every session (testledger)")
     parser.addini(
         "ledger_url",
@@ -210,6 +218,8 @@ class _Recorder:
         self.summary: dict[str, Any] | None = None
         #: Set when the writer died: why, and the run this process spools into instead.
         self.writer_death: str | None = None
+        #: Whether the writer was left detecting the run's issues after the session.
+        self.detecting_after_exit = False
         self.fallback: Run | None = None
         self._fallback_logs: LogCollector | None = None
         self._client: WriterClient | None = None
@@ -217,6 +227,7 @@ class _Recorder:
         self._attempts: dict[str, int] = {}
         self._batch: list[Any] = []
         self._last_sent = time.monotonic()
+        self._expected_sent = False
         #: When the session started: the run's duration is the session's, not the writer's
         #: (whose Run starts once its imports are done, with tests already running).
         self._session_clock = time.monotonic()
@@ -281,6 +292,26 @@ class _Recorder:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if self._measure is not None:
             self._measure.collected(session.config, session.items)
+        if session.items:  # under xdist the workers collect: see the hook below
+            self._expect(len(session.items))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: Sequence[str]) -> None:
+        if not self._expected_sent:  # every worker collects the whole session
+            self._expect(len(ids))
+
+    def _expect(self, count: int) -> None:
+        """Tell the run how many tests it will hold: a live run's progress."""
+        self._expected_sent = True
+        if self._client is not None:
+            from testledger.record.writer_client import WriterDied
+
+            try:
+                self._client.expect(count)
+            except WriterDied as exc:
+                self._take_over(str(exc))
+        elif self.fallback is not None:
+            self.fallback.expect_tests(count)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -409,10 +440,24 @@ class _Recorder:
 
         try:
             self.summary = self._client.wait_finished()
+            if self.summary.get("detecting"):
+                self._await_detection(self._client)
         except WriterDied as exc:
             self._take_over(str(exc))
             if self.fallback is not None:
                 self._finish_fallback()
+
+    def _await_detection(self, client: WriterClient) -> None:
+        """Issue detection follows the finished run in the writer, and reads the history: the
+        session waits for it DETECTION_WAIT_SECS at most (unless --ledger-wait-detection), and
+        otherwise leaves the writer to finish it after pytest has exited."""
+        from testledger.record.writer_client import DETECTION_WAIT_SECS
+
+        assert self.summary is not None
+        wait = None if self.config.getoption("testledger_wait_detection") else DETECTION_WAIT_SECS
+        detected, errors = client.wait_detected(wait)
+        self.summary["errors"] = [*self.summary.get("errors", ()), *errors]
+        self.detecting_after_exit = not detected
 
     def _finish_fallback(self) -> None:
         from testledger.model import RunStatus
@@ -472,6 +517,15 @@ class _Recorder:
                     False,
                 )
             )
+            if self.detecting_after_exit:
+                lines.append(
+                    (
+                        f"testledger: issue detection of run {summary['run_id']} goes on in the "
+                        f"background (process {self.writer_pid}); should it be stopped, the "
+                        "next recording or `testledger detect` completes it",
+                        False,
+                    )
+                )
         # Anything else the runner logged (not the outage it already said it went around).
         messages = [*summary.get("errors", ()), *self.problems, *summary.get("problems", ())]
         lines.extend((f"testledger: {message}", False) for message in messages)
@@ -483,7 +537,7 @@ class _Recorder:
         self._finish(pytest.ExitCode.INTERNAL_ERROR)
         self._await_writer()
         if self._client is not None:
-            self._client.close()
+            self._client.close(detach=self.detecting_after_exit)
             self._client = None
 
 

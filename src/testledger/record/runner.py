@@ -20,18 +20,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 
 from testledger.common.environment import detect_ci, detect_git, host_metadata
+from testledger.common.urls import is_http_url
 from testledger.config import Settings, load_settings
-from testledger.errors import SchemaError, TestledgerError
+from testledger.errors import ConfigError, SchemaError, TestledgerError
 from testledger.model import (
     NO_WATCHER,
     RunInfo,
@@ -42,16 +42,24 @@ from testledger.model import (
     utcnow,
 )
 from testledger.record.archive import RunArchive, stats_from_events
-from testledger.record.background import BackgroundWriter
+from testledger.record.background import BackgroundWriter, Batch, InlineWriter, make_writer
 from testledger.store.database import connect_engine, database_errors
 from testledger.store.engine import mask_url, mask_urls_in
-from testledger.store.runs import RunRow, create_or_join_run, finish_run
+from testledger.store.runs import (
+    RunRow,
+    create_or_join_run,
+    finish_run,
+    refresh_planner_statistics,
+)
 from testledger.store.writer import (
     PendingObservation,
     encode_result,
     insert_observations,
     insert_rows,
 )
+
+if TYPE_CHECKING:
+    from testledger.record.http_sink import HttpSink
 
 __all__ = ["Ledger", "ResultRef", "Run", "open_ledger"]
 
@@ -100,6 +108,12 @@ class Ledger:
         ``create`` False (for reading) nothing is created: a ledger that does not exist yet is
         NotFound. Raises DatabaseUnavailable or SchemaError."""
         if self._engine is None:
+            if is_http_url(self.settings.database_url):
+                raise ConfigError(
+                    f"{self.url} is a testledger server: runs are recorded through it (pytest "
+                    "--ledger, the runner API); reports and `testledger sync` need the "
+                    "database's own URL (--db), or read the server's pages"
+                )
             self._engine = connect_engine(
                 self.settings.database_url,
                 create=create,
@@ -124,13 +138,16 @@ class Ledger:
         batch_size: int | None = None,
         watcher: str | None = None,
         offline: str | None = None,
+        expected_tests: int | None = None,
     ) -> Run:
         """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
         same key is the same run (results it already holds are not written twice). Branch and
         commit default to what git and the CI environment say. Issue detection runs when the
         run finishes, unless ``detect_issues`` is False (``testledger detect`` can run it).
         ``offline`` records into the JSON files alone, for that reason, without connecting (the
-        pytest plugin's spool when its writer process died)."""
+        pytest plugin's spool when its writer process died). ``expected_tests``: how many tests
+        the run will hold, when known (a live run's progress). A ledger whose URL is http(s)://
+        records through that server's ingest API (see :mod:`testledger.record.http_sink`)."""
         info = RunInfo(
             branch=branch or "unknown",
             commit=commit,
@@ -153,6 +170,8 @@ class Ledger:
         )
         # ``watcher`` names a watcher (``testledger.watchers``) that watches the run at finish.
         run.watcher = watcher
+        if expected_tests is not None:
+            run.expect_tests(expected_tests)
         return run
 
     def close(self) -> None:
@@ -187,18 +206,13 @@ def _fill_from_environment(info: RunInfo, *, explicit_branch: bool) -> None:
     info.metadata.setdefault("environment", host)
 
 
-@dataclass(frozen=True, slots=True)
-class _Batch:
-    """What the writer thread gets: encoded rows, the results among them that came with a
-    watcher observation (by position), and observations attached afterwards."""
-
-    rows: list[tuple[Any, ...]]
-    watched: list[tuple[int, TestResult]]
-    observations: list[PendingObservation]
-
-
 class Run:
     """One run being recorded. Use it as a context manager, or call :meth:`finish`."""
+
+    #: Set before finish() to leave issue detection and retention to run_deferred().
+    defer_after_finish = False
+    _deferred = False
+    _deferred_rows = 0
 
     def __init__(
         self,
@@ -226,19 +240,53 @@ class Run:
         self._preexisting: set[tuple[str, int]] = set()
         self._attempts: dict[str, int] = {}
         self._clock = self._last_flush = time.monotonic()
-        self._writer: BackgroundWriter[_Batch] | _InlineWriter | None = None
+        self._writer: BackgroundWriter[Batch] | InlineWriter | None = None
+        #: Set for a ledger URL naming a testledger server: the database side goes over HTTP.
+        self._remote: HttpSink | None = None
         self.archive = RunArchive(ledger.results_dir, self.run_key)
         self.archive.write_run(info, status=RunStatus.RUNNING.value)
         if offline is not None:
             self.spool_reason = offline
             return
+        self._open_in_database()
+
+    def _open_in_database(self) -> None:
+        """Create (or join) the run's row and start its writer; the spool on an outage."""
+        ledger = self.ledger
+        if is_http_url(ledger.settings.database_url):
+            from testledger.record.http_sink import HttpSink
+
+            self._remote = HttpSink(ledger.settings.database_url)
         try:
-            with ledger.engine().begin() as connection:
-                self._row = create_or_join_run(connection, info, self.run_key)
+            if self._remote is not None:
+                self._row = self._remote.open(self.info, self.run_key)
+            else:
+                with ledger.engine().begin() as connection:
+                    self._row = create_or_join_run(connection, self.info, self.run_key)
         except database_errors() as exc:
             self._go_to_spool(exc)
         else:
-            self._writer = _make_writer(ledger.engine(), self._write_batch, self._go_to_spool)
+            self._writer = (
+                BackgroundWriter(self._write_batch, self._go_to_spool)
+                if self._remote is not None  # a network's round trips, as PostgreSQL's
+                else make_writer(ledger.engine(), self._write_batch, self._go_to_spool)
+            )
+
+    def expect_tests(self, count: int) -> None:
+        """Note how many tests the run is expected to hold (pytest's collected count), for a
+        live run's progress. Best effort: never raised into the test runner."""
+        if self.spooled or self._row is None:
+            return
+        from testledger.store.ingest_batches import set_expected_tests
+
+        try:
+            if self._remote is not None:
+                self._remote.expect(self._row.id, count)
+                return
+            with self.ledger.engine().begin() as connection:
+                set_expected_tests(connection, self._row.id, count)
+        except database_errors() as exc:
+            log.debug("testledger: expected test count not stored: %s", exc)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -321,7 +369,9 @@ class Run:
         if attempt is None or attempt <= previous:
             attempt = previous + 1
         self._attempts[test_id] = attempt
-        self._append((test_id, attempt, *row[2:]), None)
+        if attempt != row[1]:
+            row = (test_id, attempt, *row[2:])
+        self._append(row, None)
         return ResultRef(test_id, attempt)
 
     def _append(self, row: tuple[Any, ...], watched: TestResult | None) -> None:
@@ -365,16 +415,19 @@ class Run:
         if self._writer is None:
             return
         if not self.spooled and (self._rows or self._observations):
-            self._writer.submit(_Batch(self._rows, self._watched, self._observations))
+            self._writer.submit(Batch(self._rows, self._watched, self._observations))
             self._rows = []
             self._watched = []
             self._observations = []
         if wait:
             self._writer.drain()
 
-    def _write_batch(self, batch: _Batch) -> None:
+    def _write_batch(self, batch: Batch) -> None:
         """On the writer thread: one transaction per batch."""
         if self.spooled or self._row is None:
+            return
+        if self._remote is not None:
+            self._remote.write(self._row.id, batch.rows, batch.observations)
             return
         with self.ledger.engine().begin() as connection:
             inserted = set(
@@ -418,35 +471,7 @@ class Run:
         wall_clock = (
             wall_clock_secs if wall_clock_secs is not None else time.monotonic() - self._clock
         )
-        stats: RunStats | None = None
-        if not self.spooled and self._row is not None:
-            try:
-                with self.ledger.engine().begin() as connection:
-                    stats = finish_run(
-                        connection,
-                        self._row.id,
-                        status,
-                        finished_at=finished_at,
-                        wall_clock_secs=None if self._row.existed else wall_clock,
-                        notes=notes,
-                    )
-            except database_errors() as exc:
-                self._go_to_spool(exc)
-        if stats is not None and self._row is not None and self.watcher:
-            # Lazily imported: most sessions watch nothing.
-            from testledger.analyze.watcher import load_watcher, watch_run
-
-            watched = watch_run(
-                self.ledger.engine(),
-                self._row.id,
-                load_watcher(self.watcher, self.ledger.settings.tool),
-            )
-            stats = replace(stats, avg_watcher_quality=watched.avg_watcher_quality)
-        if stats is not None and self._row is not None and self.detect_issues:
-            # Lazily imported: the pytest plugin imports this module on every session.
-            from testledger.analyze.pipeline import detect_after_recording
-
-            detect_after_recording(self.ledger.engine(), self.ledger.settings, [self._row.id])
+        stats = self._finish_in_database(status, notes, finished_at, wall_clock)
         if stats is None:
             # The database did not get the run: its statistics come from its JSON files.
             self.archive.flush()
@@ -472,6 +497,98 @@ class Run:
         self.stats = stats
         return stats
 
+    def _finish_in_database(
+        self, status: RunStatus, notes: str | None, finished_at: datetime, wall_clock: float
+    ) -> RunStats | None:
+        """The database's side of finishing: statistics, watcher, issue detection, retention.
+        None when the database did not get the run (its JSON files tell the statistics)."""
+        if self._remote is not None:
+            return self._finish_remotely(self._remote, status, notes, wall_clock)
+        stats: RunStats | None = None
+        if not self.spooled and self._row is not None:
+            try:
+                with self.ledger.engine().begin() as connection:
+                    stats = finish_run(
+                        connection,
+                        self._row.id,
+                        status,
+                        finished_at=finished_at,
+                        wall_clock_secs=None if self._row.existed else wall_clock,
+                        notes=notes,
+                    )
+            except database_errors() as exc:
+                self._go_to_spool(exc)
+        if stats is not None and self._row is not None and self.watcher:
+            # Lazily imported: most sessions watch nothing.
+            from testledger.analyze.watcher import load_watcher, watch_run
+
+            watched = watch_run(
+                self.ledger.engine(),
+                self._row.id,
+                load_watcher(self.watcher, self.ledger.settings.tool),
+            )
+            stats = replace(stats, avg_watcher_quality=watched.avg_watcher_quality)
+        if stats is not None and self._row is not None:
+            self._deferred_rows = stats.total_tests
+            if self.defer_after_finish:
+                self._deferred = True
+            else:
+                self._after_finish()
+        return stats
+
+    def _after_finish(self) -> None:
+        """What follows a run finished in the database: the planner's statistics after a run
+        that changed the table's make-up, issue detection and retention."""
+        assert self._row is not None
+        try:
+            with self.ledger.engine().begin() as connection:
+                refresh_planner_statistics(connection, self._deferred_rows)
+        except database_errors() as exc:
+            log.warning("testledger: ANALYZE after run %s failed: %s", self._row.id, exc)
+        if self.detect_issues:
+            # Lazily imported: the pytest plugin imports this module on every session.
+            from testledger.analyze.pipeline import detect_after_recording
+
+            detect_after_recording(self.ledger.engine(), self.ledger.settings, [self._row.id])
+        # [tool.testledger.retention], if any: warns, never raises; nothing without it.
+        from testledger.record.pruning import prune_after_run
+
+        prune_after_run(self.ledger.engine(), self.ledger.settings)
+
+    @property
+    def deferred(self) -> bool:
+        """Whether finish() left issue detection and retention to :meth:`run_deferred`."""
+        return self._deferred
+
+    def run_deferred(self) -> None:
+        """Run what finish() left with ``defer_after_finish`` set (the pytest plugin's writer
+        process: the session is told the run is finished first, and does not wait for issue
+        detection, which reads the history). Should it never run, the run keeps
+        ``detected_at`` NULL and the next detection completes it (analyze.pipeline)."""
+        if self._deferred:
+            self._deferred = False
+            self._after_finish()
+
+    def _finish_remotely(
+        self, remote: HttpSink, status: RunStatus, notes: str | None, wall_clock: float
+    ) -> RunStats | None:
+        """The server finishes the run (statistics, issue detection, retention)."""
+        stats: RunStats | None = None
+        if not self.spooled and self._row is not None:
+            try:
+                stats = remote.finish(
+                    self._row,
+                    status,
+                    notes,
+                    wall_clock,
+                    detect_issues=self.detect_issues,
+                    watcher=self.watcher,
+                )
+            except database_errors() as exc:
+                self._go_to_spool(exc)
+        remote.close()
+        return stats
+
     def abort(self, reason: str) -> RunStats:
         """Finish the run as aborted, keeping what was recorded."""
         return self.finish(RunStatus.ABORTED, notes=reason)
@@ -491,40 +608,6 @@ class Run:
             self.finish()
         else:
             self.abort(f"aborted: {exc_type.__name__}: {exc}")
-
-
-class _InlineWriter:
-    """Writes each batch at once, on the recording thread (see _make_writer)."""
-
-    def __init__(
-        self, write: Callable[[_Batch], None], on_error: Callable[[BaseException], None]
-    ) -> None:
-        self._write = write
-        self._on_error = on_error
-
-    def submit(self, batch: _Batch) -> None:
-        try:
-            self._write(batch)
-        except Exception as exc:
-            self._on_error(exc)
-
-    def drain(self) -> None:
-        """Nothing waits: every batch was written when submitted."""
-
-    def close(self) -> None:
-        """Nothing to stop."""
-
-
-def _make_writer(
-    engine: Engine, write: Callable[[_Batch], None], on_error: Callable[[BaseException], None]
-) -> BackgroundWriter[_Batch] | _InlineWriter:
-    """A background thread for a database across a network, whose round trips it hides from
-    the runner; inline for SQLite, a local file written in a few milliseconds a batch, where a
-    second thread only makes the two compete for the GIL (measured: +0.5 s over 5,000 pytest
-    tests in bench/pytest_overhead.py)."""
-    if engine.dialect.name == "sqlite":
-        return _InlineWriter(write, on_error)
-    return BackgroundWriter(write, on_error)
 
 
 def _new_run_key(started: datetime) -> str:

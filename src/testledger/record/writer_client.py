@@ -14,16 +14,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import subprocess
 import sys
 import tempfile
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from testledger.common.framing import FrameReader, encode_frame
 
-__all__ = ["WriterClient", "WriterDied"]
+__all__ = ["DETECTION_WAIT_SECS", "WriterClient", "WriterDied"]
+
+#: How long the session waits, once the run is finished, for the writer's issue detection
+#: (which reads the ledger's history) before leaving it to finish in the background.
+DETECTION_WAIT_SECS = 0.1
+
+#: select() on a pipe: not on Windows, whose sessions wait for detection as long as it takes.
+_CAN_SELECT = sys.platform != "win32"
+
+#: Writers left detecting after their session (see WriterClient.close).
+_DETACHED: list[subprocess.Popen[bytes]] = []
 
 #: Batches sent but not yet acknowledged before :meth:`WriterClient.submit` waits for the
 #: writer: it bounds the memory held here when the database is slower than the tests (40
@@ -65,7 +77,8 @@ class WriterClient:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin = self._process.stdin
         try:
-            self._replies = FrameReader(self._process.stdout.fileno())
+            self._reply_fd = self._process.stdout.fileno()
+            self._replies = FrameReader(self._reply_fd)
         except BaseException:
             self._process.kill()
             self._process.wait()
@@ -89,6 +102,10 @@ class WriterClient:
         while len(self._unacknowledged) > MAX_UNACKNOWLEDGED:
             self._take([self._wait()])
 
+    def expect(self, count: int) -> None:
+        """Tell the writer how many tests the session collected (not acknowledged)."""
+        self._send(("expected", count))
+
     def finish(self, status: str, notes: str | None, wall_clock_secs: float) -> None:
         """Ask the writer to finish the run (it finishes the database side too: its last
         batch, the statistics and issue detection); :meth:`wait_finished` waits for it."""
@@ -104,11 +121,38 @@ class WriterClient:
                 return summary
             self._take([message])
 
-    def close(self) -> None:
+    def wait_detected(self, timeout: float | None) -> tuple[bool, list[str]]:
+        """After :meth:`wait_finished`: whether the writer's issue detection was over within
+        ``timeout`` seconds (None: however long it takes), and the errors it logged."""
+        deadline = None if timeout is None or not _CAN_SELECT else time.monotonic() + timeout
+        while True:
+            if deadline is None:
+                message = self._replies.wait()
+                if message is None:  # gone without a word: its detection is left undone
+                    return False, []
+                messages = [message]
+            else:
+                messages = self._replies.poll()
+            for message in messages:
+                if message[0] == "detected":
+                    return True, list(message[1])
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if self._replies.closed or remaining <= 0:
+                    return False, []
+                select.select([self._reply_fd], [], [], remaining)
+
+    def close(self, *, detach: bool = False) -> None:
         """Wait for the writer to exit, once finished: it closes the database after its
-        summary, while the session prints its own (see writer_process)."""
+        summary, while the session prints its own (see writer_process). With ``detach``, a
+        writer still detecting issues is left to finish on its own, after this session."""
         self._close_stdin()
-        self._process.wait()
+        if detach and self._process.poll() is None:
+            # Kept referenced, so that no "still running" ResourceWarning is raised when the
+            # object would otherwise be collected during the session's teardown.
+            _DETACHED.append(self._process)
+        else:
+            self._process.wait()
         self._stderr.close()
 
     def unacknowledged(self) -> list[Any]:

@@ -15,7 +15,10 @@ writer -> pytest (the writer's stdout):
 
 * ``("ack", seq)``: the batch is in the run's JSON spool (written to the OS), so the pytest side
   may forget it;
-* ``("done", summary)``: the run is finished; ``summary`` is a dict of plain values.
+* ``("done", summary)``: the run is finished; ``summary`` is a dict of plain values (its
+  ``detecting``: issue detection follows);
+* ``("detected", errors)``: issue detection and retention are over (the errors they logged);
+  the session waits for it only briefly (``writer_client.DETECTION_WAIT_SECS``).
 
 End of file on its stdin without ``finish`` tells the writer that the session died: it closes
 the run as aborted.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import queue
 import sys
@@ -26,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 from testledger.common.framing import encode_frame, read_frame
 from testledger.common.nodeids import split_nodeid
 from testledger.common.text import bounded_id
+from testledger.record.measure import CPU_MAX
 
 if TYPE_CHECKING:
     from testledger.config import Settings
@@ -36,12 +38,34 @@ __all__ = ["LogCollector", "collect_logs", "expand_passing", "main", "record_ite
 _PROBLEM_LIMIT = 5
 
 
+#: The text of the whole seconds that the tests of a session started in, as format_utc writes
+#: them: a session's tests start within a few seconds of each other, and strftime cost more per
+#: test than the rest of expand_passing (bench/pytest_overhead.py, cProfile of the writer).
+_SECONDS: dict[int, str] = {}
+
+
+def _utc_text(epoch: float) -> str:
+    """``format_utc(datetime.fromtimestamp(epoch, timezone.utc))``, the same text."""
+    # datetime.fromtimestamp's rounding: the fraction to the nearest microsecond, half even.
+    fraction, whole = math.modf(epoch)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    second = int(whole)
+    text = _SECONDS.get(second)
+    if text is None:
+        if len(_SECONDS) > 4096:
+            _SECONDS.clear()
+        moment = datetime.fromtimestamp(second, timezone.utc)
+        text = _SECONDS[second] = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros:06d}Z"
+
+
 def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
     """A passing test's compact tuple (``COMPACT_FIELDS``) as the row of ``ROW_COLUMNS`` that
     ``encode_result`` gives for the same result."""
-    from testledger.record.measure import stored_cpu_percent
-    from testledger.store.types import format_utc
-
     test_id, attempt, duration, started, rss, cpu = compact
     tool_name, variation = split_nodeid(test_id)
     # As TestResult bounds them (a compact tuple never was one).
@@ -61,7 +85,7 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
         None,  # execution_status
         duration,
         None if rss is None else round(rss),
-        stored_cpu_percent(cpu),
+        None if cpu is None else round(min(cpu, CPU_MAX), 2),  # stored_cpu_percent
         None,  # tokens_total
         None,  # tokens_input
         None,  # tokens_output
@@ -74,7 +98,7 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
         None,  # output_excerpt
         None,  # metrics (none: stored as NULL, as encode_result stores {})
         None,  # details (likewise)
-        format_utc(datetime.fromtimestamp(started, timezone.utc)),
+        _utc_text(started),
     )
 
 
@@ -137,13 +161,12 @@ def _cut_torn_line(path: Path) -> None:
 
 def _prepare_finish(run: Run) -> None:
     """Do now, while the tests run and this process waits for them, what finishing the run
-    would otherwise do first, since the session waits for the finish: import issue detection
-    (about 130 ms) and compile the statistics' SQL (SQLAlchemy caches it per engine; a few
-    milliseconds) by computing them over the still empty run."""
+    would otherwise do first, since the session waits for the finish: import the watcher, if
+    any, and compile the statistics' SQL (SQLAlchemy caches it per engine; a few milliseconds)
+    by computing them over the still empty run. (Issue detection is imported after the
+    session: see _after_session.)"""
     if run.spooled or run.run_id is None:
         return
-    if run.detect_issues:
-        import testledger.analyze.options
     if run.watcher:
         import testledger.analyze.watcher  # noqa: F401
     from testledger.store.database import database_errors
@@ -198,9 +221,15 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
                 record_items(run, items, problems)
                 run.flush()  # the spool reaches the OS before the batch is acknowledged
             _reply(out, ("ack", seq))
+        elif message[0] == "expected":
+            if run is not None:
+                run.expect_tests(message[1])
         elif message[0] == "finish":
             _, status, notes, wall_clock_secs = message
             if run is not None:
+                # Issue detection (which reads the history) and retention once the session
+                # has its answer: see _after_session.
+                run.defer_after_finish = True
                 try:
                     run.finish(RunStatus(status), notes, wall_clock_secs=wall_clock_secs)
                 except Exception as exc:
@@ -209,6 +238,7 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
             break
     if run is not None and not finished:
         # The session went away without finishing: keep what it recorded, marked aborted.
+        run.defer_after_finish = True
         run.abort("aborted: the pytest session ended before the run was finished")
     summary: dict[str, Any] = {"problems": problems, "errors": collector.messages}
     if run is not None:
@@ -218,12 +248,31 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
             run_key=run.run_key,
             spool_reason=run.spool_reason,
             folder=str(run.archive.folder),
+            detecting=run.deferred and run.detect_issues,
         )
     _reply(out, ("done", summary))
     if run is not None:
-        # After the reply, so that the session does not wait for it: closing SQLite's last
+        _after_session(run, out, collector)
+        # After the replies, so that the session does not wait for it: closing SQLite's last
         # connection checkpoints its WAL (every result is committed already).
         run.ledger.close()
+
+
+def _after_session(run: Run, out: IO[bytes], collector: LogCollector) -> None:
+    """Issue detection and retention, after the session has been told the run is finished:
+    they read the ledger's history, so their cost grows with it, and the session must not
+    wait for that. The plugin waits a moment for ``("detected", errors)`` and otherwise
+    leaves this process to finish on its own (see writer_client.DETECTION_WAIT_SECS); should
+    it be killed first, the run keeps ``detected_at`` NULL and the next recording, import,
+    sync or ``testledger detect`` completes its detection (analyze.pipeline.undetected_runs)."""
+    if not run.deferred:
+        return
+    seen = len(collector.messages)
+    try:
+        run.run_deferred()
+    except Exception as exc:  # never raised: the run itself is stored
+        collector.messages.append(f"issue detection failed: {type(exc).__name__}: {exc}")
+    _reply(out, ("detected", collector.messages[seen:]))
 
 
 def _reply(out: IO[bytes], message: Any) -> None:

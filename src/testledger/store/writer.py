@@ -31,6 +31,8 @@ from testledger.store.encoding import (
     encode_result,
     format_utc,
     json_column,
+    observation_without_nul,
+    text_without_nul,
 )
 from testledger.store.tables import watcher_insights
 
@@ -187,7 +189,10 @@ def insert_observations(
     """
     if not pending:
         return 0
-    ids = result_ids(connection, run_id, ((p.test_id, p.attempt) for p in pending))
+    # Looked up as stored: a NUL in a test id was replaced when its result was written.
+    ids = result_ids(
+        connection, run_id, ((text_without_nul(p.test_id), p.attempt) for p in pending)
+    )
     sqlite = connection.dialect.name == "sqlite"
     style = "?" if sqlite else "%s"
     now = utcnow()
@@ -195,10 +200,10 @@ def insert_observations(
     insight_rows: list[tuple[Any, ...]] = []
     updates: list[tuple[Any, ...]] = []
     for item in pending:
-        result_id = ids.get((item.test_id, item.attempt))
+        result_id = ids.get((text_without_nul(item.test_id), item.attempt))
         if result_id is None:
             continue
-        obs = item.observation
+        obs = observation_without_nul(item.observation)
         if obs.created_at is not None and (result_id, format_utc(obs.created_at)) in stored:
             continue
         insight_rows.append(
