@@ -124,14 +124,26 @@ def _traceback(module: str, funcs: list[str], error_type: str, message: str) -> 
     return f"Traceback (most recent call last):\n{frames}{error_type}: {message.splitlines()[0]}\n"
 
 
+_WORDS = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india",
+          "juliett", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec")  # fmt: skip
+
+
+def _word(number: int) -> str:
+    """A word of letters only for ``number`` (alpha, bravo, ..., bravoalpha, ...)."""
+    high, low = divmod(number, len(_WORDS))
+    return (_WORDS[high - 1] if high else "") + _WORDS[low]
+
+
 def _errors(rng: random.Random) -> list[_Error]:
     kinds = [("plain", i) for i in range(30)] + [("flaky", i) for i in range(6)]
     kinds += [("regression", i) for i in range(4)]
+    # Each error is told apart by a word ({w}), not only by its numbers, which fingerprints
+    # normalise away.
     templates = (
-        ("AssertionError", "assert response.status == 200, got {n} from /v1/{tool}/{n}"),
-        ("KeyError", "'{tool}_field_{n}' missing from the model's JSON answer"),
-        ("ValueError", "could not parse the {tool} plan: expected {n} steps"),
-        ("RuntimeError", "consensus of {n} models failed for {tool}"),
+        ("AssertionError", "assert response.status == 200, got {n} from /v1/{tool}/{w}"),
+        ("KeyError", "'{tool}_{w}_field' missing from the model's JSON answer"),
+        ("ValueError", "could not parse the {tool} {w} plan: expected {n} steps"),
+        ("RuntimeError", "consensus of {n} models failed for {tool} {w}"),
     )
     errors = []
     for number, (kind, k) in enumerate(kinds):
@@ -141,8 +153,8 @@ def _errors(rng: random.Random) -> list[_Error]:
             message = f"{tool} provider call timed out (budget {k + 1} of the retry policy)"
         else:
             error_type, template = templates[number % len(templates)]
-            message = template.format(tool=tool, n=number * 7 + 3)
-        funcs = [f"handle_{tool}", f"step_{number}", f"call_{k % 5}"]
+            message = template.format(tool=tool, n=number * 7 + 3, w=_word(number))
+        funcs = [f"handle_{tool}", f"step_{_word(number)}", f"call_{k % 5}"]
         trace = _traceback(f"{tool}_service", funcs, error_type, message)
         print_ = fingerprint(
             TestResult(

@@ -38,6 +38,7 @@ _counter = itertools.count()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "browser: opens pages in a real headless chromium")
+    config.addinivalue_line("markers", "pgbouncer: goes through a real pgbouncer")
 
 
 # What happened to the tests that need a service (a PostgreSQL server, a browser), so that CI
@@ -46,6 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
 _REQUIRED_SERVICES = {
     "postgres": ("TESTLEDGER_REQUIRE_PG", "PostgreSQL"),
     "browser": ("TESTLEDGER_REQUIRE_BROWSER", "browser"),
+    "pgbouncer": ("TESTLEDGER_REQUIRE_PGBOUNCER", "pgbouncer"),
 }
 _OUTCOMES: dict[str, dict[str, Any]] = {
     marker: {"passed": 0, "failed": 0, "skipped": []} for marker in _REQUIRED_SERVICES
@@ -63,8 +65,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With TESTLEDGER_REQUIRE_PG=1 / TESTLEDGER_REQUIRE_BROWSER=1 (set by .ci/run), a skipped
-    or absent PostgreSQL / browser test fails the session."""
+    """With TESTLEDGER_REQUIRE_PG=1 / TESTLEDGER_REQUIRE_BROWSER=1 /
+    TESTLEDGER_REQUIRE_PGBOUNCER=1 (set by .ci/run), a skipped or absent PostgreSQL / browser /
+    pgbouncer test fails the session."""
     if hasattr(session.config, "workerinput"):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -9,8 +9,10 @@ pyproject (or in the working directory when there is none).
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,13 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = [
     "DEFAULT_DIRNAME",
     "DEFAULT_STATEMENT_TIMEOUT_SECS",
+    "RetentionPolicy",
     "Settings",
     "find_pyproject",
     "load_settings",
+    "parse_age",
+    "retention_policy",
+    "web_base_url",
 ]
 
 DEFAULT_DIRNAME = ".testledger"
@@ -46,6 +52,7 @@ _KNOWN_KEYS = {
     "batch_size",
     "max_run_cost_usd",
     "statement_timeout_secs",
+    "default_branch",  # issues' default branch (analyze.detect; default main, else master)
 }
 
 
@@ -132,3 +139,91 @@ def load_settings(
         pyproject=pyproject,
         tool=tool,
     )
+
+
+_AGE = re.compile(r"\s*(\d{1,6})\s*([hdw])\s*", re.IGNORECASE)
+_AGE_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_age(text: str) -> timedelta:
+    """An age such as ``90d``, ``36h`` or ``2w`` (hours, days, weeks; more than zero)."""
+    matched = _AGE.fullmatch(text) if isinstance(text, str) else None
+    if matched is None or int(matched.group(1)) == 0:
+        shown = text[:40] if isinstance(text, str) else type(text).__name__
+        raise ConfigError(
+            f"not an age: {shown!r} (expected a number of hours, days or weeks: 36h, 90d, 2w)"
+        )
+    return int(matched.group(1)) * _AGE_UNITS[matched.group(2).lower()]
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """Which finished runs retention removes (``testledger prune``, or
+    ``[tool.testledger.retention]`` after each run): those beyond the ``keep_runs`` newest of
+    their suite, and/or older than ``older_than``; with both, a run goes only when neither keeps
+    it. ``suite`` and ``branch`` narrow it to their runs. ``keep_aggregates``: the removed
+    results' daily sums per test are kept in ``test_daily_stats``."""
+
+    keep_runs: int | None = None
+    older_than: timedelta | None = None
+    suite: str | None = None
+    branch: str | None = None
+    keep_aggregates: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep_runs is None and self.older_than is None:
+            raise ConfigError("a retention policy needs keep_runs or older_than")
+        if self.keep_runs is not None and (
+            isinstance(self.keep_runs, bool)
+            or not isinstance(self.keep_runs, int)
+            or self.keep_runs < 1
+        ):
+            raise ConfigError("keep_runs must be a whole number of runs, at least 1")
+        if self.older_than is not None and self.older_than <= timedelta(0):
+            raise ConfigError("older_than must be an age greater than zero")
+
+
+_RETENTION_KEYS = {"keep_runs", "older_than", "keep_aggregates"}
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy | None:
+    """The ``[tool.testledger.retention]`` policy applied after each finished run; None when
+    there is none. Raises ConfigError for a malformed table."""
+    table = settings.tool.get("retention")
+    if table is None:
+        return None
+    where = f"{settings.pyproject}: [tool.testledger.retention]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - _RETENTION_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s): {', '.join(unknown)}")
+    if not table:
+        return None
+    keep_aggregates = table.get("keep_aggregates", True)
+    older_than = table.get("older_than")
+    try:
+        if not isinstance(keep_aggregates, bool):
+            raise ConfigError("keep_aggregates must be true or false")
+        return RetentionPolicy(
+            keep_runs=table.get("keep_runs"),
+            older_than=None if older_than is None else parse_age(older_than),
+            keep_aggregates=keep_aggregates,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def web_base_url(settings: Settings) -> str | None:
+    """``[tool.testledger.web] base_url``: where the team's ``testledger serve`` is reached, for
+    links to its pages (the markdown summary's); None when unset. Raises ConfigError for a value
+    that is not an http(s) URL."""
+    table = settings.tool.get("web")
+    value = table.get("base_url") if isinstance(table, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not re.match(r"https?://[^\s/]+", value):
+        raise ConfigError(
+            f"{settings.pyproject}: [tool.testledger.web] base_url must be an http(s) URL"
+        )
+    return value.rstrip("/")

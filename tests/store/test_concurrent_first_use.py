@@ -3,7 +3,8 @@
 They all race to create the schema: one creates it under the migration lock (a PostgreSQL
 advisory lock; SQLite's write lock), the others wait and find it made. Nothing may go to the
 spool, and a schema that cannot be created is said to be that, never "unavailable".
-(bench/concurrent_first_use.py runs the same at 8 x 10,000.)
+At the issue's size: 8 processes x 10,000 results, in batches of 1,000 so that their
+transactions interleave (bench/concurrent_first_use.py runs the same with timings).
 """
 
 from __future__ import annotations
@@ -21,21 +22,26 @@ from testledger.store import database
 from tests.helpers import query
 
 PROCESSES = 8
-RESULTS = 500
+RESULTS = 10_000
+BATCH = 1_000
+#: One result in this many fails (three kinds of failure): detection is part of each run's end,
+#: and a tenth failing made detecting 8,000 failures the test's whole cost.
+FAILING_EVERY = 100
 
 # Each process waits for the go file, so that all of them meet the empty database together.
 RECORDER = """
 import json, sys, time
 from pathlib import Path
 from testledger import Ledger
-url, results, go, count = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+url, results, go = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+count, batch, failing = int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 while not go.exists():
     time.sleep(0.005)
 with Ledger(url, results_dir=results) as ledger:
-    with ledger.start_run(branch="main", detect_environment=False) as run:
+    with ledger.start_run(branch="main", detect_environment=False, batch_size=batch) as run:
         for i in range(count):
             run.record(tool_name=f"tool{i % 50}", variation=f"v{i}",
-                       status="FAIL" if i % 10 == 0 else "PASS",
+                       status="FAIL" if i % failing == 0 else "PASS",
                        error_type=["ValueError", "KeyError", "OSError"][i % 3],
                        error_message=["bad value", "missing key", "disk full"][i % 3])
 print(json.dumps(run.spool_reason))
@@ -57,6 +63,8 @@ def test_processes_recording_into_a_new_database_at_once_all_get_in(
                 str(tmp_path / f"r{i}"),
                 str(go),
                 str(RESULTS),
+                str(BATCH),
+                str(FAILING_EVERY),
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -70,16 +78,26 @@ def test_processes_recording_into_a_new_database_at_once_all_get_in(
     assert [p.returncode for p in processes] == [0] * PROCESSES, logs
     assert [json.loads(out) for out, _err in outputs] == [None] * PROCESSES, logs
     assert "unavailable" not in logs and "skipped" not in logs, logs
+    assert "Traceback" not in logs and "error" not in logs.lower(), logs
     runs = query(
         empty_db_url,
         "SELECT count(*), count(DISTINCT run_key), count(detected_at) FROM test_runs "
         "WHERE status = 'finished'",
     )
     assert runs == [(PROCESSES, PROCESSES, PROCESSES)]
+    assert query(empty_db_url, "SELECT count(*) FROM test_runs") == [(PROCESSES,)]
     assert query(empty_db_url, "SELECT count(*) FROM test_results") == [(PROCESSES * RESULTS,)]
+    per_run = query(empty_db_url, "SELECT total_tests, count(*) FROM test_runs GROUP BY 1")
+    assert per_run == [(RESULTS, PROCESSES)]
+    # Nothing in the spool: every run's JSON files say it reached the database.
+    states = [
+        json.loads(path.read_text())["database"]["state"]
+        for path in tmp_path.glob("r*/runs/*/run.json")
+    ]
+    assert states == ["synced"] * PROCESSES
     # Every run detected, concurrently too: one issue per message, one occurrence per failure.
     assert query(empty_db_url, "SELECT count(*) FROM issues") == [(3,)]
-    failures = PROCESSES * RESULTS // 10
+    failures = PROCESSES * RESULTS // FAILING_EVERY
     assert query(empty_db_url, "SELECT count(*) FROM issue_occurrences") == [(failures,)]
 
 

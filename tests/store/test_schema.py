@@ -42,6 +42,14 @@ CONSTRAINTS_SQL = """
 SELECT conrelid::regclass::text AS table_name, conname, pg_get_constraintdef(oid) AS definition
 FROM pg_constraint WHERE connamespace = 'public'::regnamespace
 """
+# Row level security, view options and policies (0010): `db sql` must secure the same way.
+SECURITY_SQL = """
+SELECT relname, relrowsecurity, reloptions::text AS options FROM pg_class
+WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'v')
+"""
+POLICIES_SQL = """
+SELECT tablename, policyname, cmd, roles::text AS roles FROM pg_policies WHERE schemaname = 'public'
+"""
 
 
 def catalog(url: str) -> dict[str, Any]:
@@ -56,8 +64,16 @@ def catalog(url: str) -> dict[str, Any]:
             (row.table_name, row.conname): row.definition
             for row in conn.execute(sa.text(CONSTRAINTS_SQL))
         }
+        security = {tuple(row) for row in conn.execute(sa.text(SECURITY_SQL))}
+        policies = {tuple(row) for row in conn.execute(sa.text(POLICIES_SQL))}
     engine.dispose()
-    return {"columns": columns, "indexes": indexes, "constraints": constraints}
+    return {
+        "columns": columns,
+        "indexes": indexes,
+        "constraints": constraints,
+        "security": security,
+        "policies": policies,
+    }
 
 
 def execute_script(url: str, script: str) -> None:

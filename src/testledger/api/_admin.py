@@ -1,21 +1,28 @@
-"""The database's schema (upgrade, revision, DDL) and the demo."""
+"""The database's schema (upgrade, revision, DDL), its roles (PostgreSQL) and the demo."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from testledger.common.jsondata import JsonData
 from testledger.demo.runner import DEFAULT_RUNS, DemoResult, Progress, build_demo, check_target
+from testledger.errors import ConfigError, SchemaError
 from testledger.record.runner import Ledger
-from testledger.store.database import open_engine
-from testledger.store.engine import mask_url, sqlite_path
+from testledger.store.database import connect_engine, open_engine
+from testledger.store.engine import mask_url, mask_urls_in, normalize_url, sqlite_path
 from testledger.store.migrate import head_revision, render_sql, schema_state, upgrade
+from testledger.store.roles import access_sql, check_role_name, role_access
 
 __all__ = [
+    "DatabaseRoles",
     "SchemaStatus",
     "SchemaUpgrade",
     "check_demo_target",
+    "database_roles",
     "run_demo",
     "schema_sql",
     "schema_status",
@@ -91,6 +98,74 @@ def schema_status(ledger: Ledger) -> SchemaStatus:
 def schema_sql(dialect: str = "postgresql") -> str:
     """The full DDL of the schema, from an empty database to the latest revision."""
     return render_sql(dialect)
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseRoles(JsonData):
+    """The SQL giving read-only reporting access (row level security, grants, policies, the
+    ``testledger_reader`` role) and, once applied, what the database then has."""
+
+    database: str
+    sql: str
+    applied: bool
+    reader_login: str | None
+    #: After ``apply``: which of anon, authenticated, service_role, testledger_reader exist.
+    roles: dict[str, bool] | None = None
+    #: After ``apply``: ledger tables still without row level security (none when it worked).
+    tables_without_rls: list[str] | None = None
+    #: The server's warnings while applying (e.g. no role may be created, PostgreSQL < 15).
+    warnings: tuple[str, ...] = ()
+
+
+def database_roles(
+    ledger: Ledger, *, apply: bool = False, reader_login: str | None = None
+) -> DatabaseRoles:
+    """The SQL that enables row level security on every ledger table and gives Supabase's roles
+    and ``testledger_reader`` their access (with ``reader_login``, also a LOGIN role granted
+    ``testledger_reader``); with ``apply``, run it on the ledger's PostgreSQL database (as the
+    tables' owner). Idempotent. Raises ConfigError for SQLite or a bad login name."""
+    if reader_login is not None:
+        check_role_name(reader_login)
+    url = ledger.settings.database_url
+    sql = access_sql(reader_login=reader_login)
+    if not apply:
+        return DatabaseRoles(
+            database=mask_url(url), sql=sql, applied=False, reader_login=reader_login
+        )
+    if normalize_url(url).get_backend_name() != "postgresql":
+        raise ConfigError("roles and row level security are PostgreSQL's: this ledger is SQLite")
+    engine = connect_engine(
+        url, create=False, statement_timeout_secs=ledger.settings.statement_timeout_secs
+    )
+    warnings: list[str] = []
+    try:
+        with engine.begin() as connection:
+            driver: Any = connection.connection.driver_connection
+
+            def keep(notice: Any) -> None:
+                warnings.append(str(notice.message_primary))
+
+            driver.add_notice_handler(keep)
+            try:
+                connection.exec_driver_sql(sql)
+            finally:
+                driver.remove_notice_handler(keep)
+            state = role_access(connection)
+    except DBAPIError as exc:
+        # Refused (not the tables' owner, may not create roles): the transaction took nothing.
+        detail = mask_urls_in(" ".join(str(exc.orig or exc).split()))
+        raise SchemaError(f"cannot apply the roles in {mask_url(url)}: {detail}") from None
+    finally:
+        engine.dispose()
+    return DatabaseRoles(
+        database=mask_url(url),
+        sql=sql,
+        applied=True,
+        reader_login=reader_login,
+        roles=state.roles,
+        tables_without_rls=state.tables_without_rls,
+        warnings=tuple(warnings),
+    )
 
 
 def check_demo_target(

@@ -12,6 +12,7 @@ from testledger.ingest.paths import ImportFailure, ImportProgress, ImportReport
 from testledger.ingest.paths import import_paths as _import_paths
 from testledger.ingest.registry import FORMATS
 from testledger.record.archive import ArchivedRun
+from testledger.record.pruning import prune_after_run
 from testledger.record.runner import Ledger
 from testledger.record.sync import SyncReport, pending_runs, sync_runs
 from testledger.store.database import database_errors
@@ -44,7 +45,7 @@ def import_paths(
     """Import report files, folders (searched for reports) and globs, one run per file (or all
     into ``options.run_key``), then detect the new runs' issues oldest first. A bad file is in
     ``errors`` with none of its rows written; importing a file again adds nothing."""
-    return _import_paths(
+    report = _import_paths(
         ledger.engine(),
         ledger.settings,
         paths,
@@ -52,6 +53,9 @@ def import_paths(
         format_name=format_name,
         progress=progress,
     )
+    if report.new_runs():  # [tool.testledger.retention], if any (warns, never raises)
+        prune_after_run(ledger.engine(), ledger.settings)
+    return report
 
 
 def sync(
@@ -85,6 +89,8 @@ def sync(
     )
     if not report.synced:  # each synced run's detection completes the others' (pipeline)
         detect_after_recording(engine, settings, [])
+    else:  # [tool.testledger.retention], if any (warns, never raises)
+        prune_after_run(engine, settings)
     return report
 
 

@@ -8,7 +8,7 @@ from testledger import api
 from testledger.cli.app import app, command, console, emit_json, ledger_of
 
 db_app = typer.Typer(
-    help="The database schema: upgrade, current revision, DDL.", no_args_is_help=True
+    help="The database schema: upgrade, current revision, DDL, roles.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
 
@@ -55,3 +55,44 @@ def db_sql(
 ) -> None:
     """Print the full DDL of the schema, from an empty database to the latest revision."""
     typer.echo(api.schema_sql(dialect))
+
+
+@command("roles", group=db_app)
+def db_roles(
+    ctx: typer.Context,
+    apply: bool = typer.Option(
+        False, "--apply", help="Run the SQL on the ledger's PostgreSQL database (as its owner)."
+    ),
+    reader_login: str | None = typer.Option(
+        None,
+        "--reader-login",
+        metavar="NAME",
+        help="Also create a LOGIN role NAME granted testledger_reader (set its password apart).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Print (or --apply) the SQL giving read-only reporting access on PostgreSQL.
+
+    Row level security on every ledger table; Supabase's anon: nothing; authenticated and the
+    testledger_reader role: read everything but api_tokens, write nothing; service_role and the
+    tables' owner: everything. Idempotent: run it again after an upgrade."""
+    done = api.database_roles(ledger_of(ctx), apply=apply, reader_login=reader_login)
+    if as_json:
+        emit_json(done)
+        return
+    if not done.applied:
+        typer.echo(done.sql + ";")
+        return
+    for warning in done.warnings:
+        console.print(f"warning: {warning}")
+    present = ", ".join(name for name, exists in (done.roles or {}).items() if exists) or "none"
+    console.print(f"{done.database}: row level security and grants applied (roles: {present})")
+    if done.tables_without_rls:
+        console.print(
+            "tables still without row level security: " + ", ".join(done.tables_without_rls)
+        )
+    if done.reader_login:
+        console.print(
+            f"login {done.reader_login} reads the ledger: set its password with "
+            f"ALTER ROLE {done.reader_login} PASSWORD '...'"
+        )

@@ -30,6 +30,7 @@ from testledger.ingest import parse_ahead
 from testledger.ingest.base import ParsedFile
 from testledger.ingest.rows import AttemptNumbers, EncodedResults
 from testledger.model import RunInfo, RunStatus, TestResult, WatcherObservation, utcnow
+from testledger.store.encoding import text_without_nul
 from testledger.store.runs import create_or_join_run, finish_run
 from testledger.store.tables import test_results, test_runs
 from testledger.store.types import format_utc
@@ -137,7 +138,8 @@ else:
 
 def _renumber_far_repeats(connection: Connection, run_id: int, batch: list[TestResult]) -> None:
     """Give results whose (test_id, attempt) the run already holds the next free attempt."""
-    test_ids = sorted({r.test_id for r in batch})
+    stored_ids = [text_without_nul(r.test_id) for r in batch]  # as stored, NUL replaced
+    test_ids = sorted(set(stored_ids))
     highest: dict[str, int] = {}
     for start in range(0, len(test_ids), 500):
         rows = connection.execute(
@@ -147,11 +149,11 @@ def _renumber_far_repeats(connection: Connection, run_id: int, batch: list[TestR
             .group_by(test_results.c.test_id)
         )
         highest.update((test_id, int(attempt)) for test_id, attempt in rows)
-    for result in batch:
-        top = highest.get(result.test_id, 0)
+    for result, test_id in zip(batch, stored_ids, strict=True):
+        top = highest.get(test_id, 0)
         if (result.attempt or 1) <= top:
             result.attempt = top + 1
-        highest[result.test_id] = max(top, result.attempt or 1)
+        highest[test_id] = max(top, result.attempt or 1)
 
 
 def _insert_batch(

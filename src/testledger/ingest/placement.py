@@ -45,6 +45,7 @@ from testledger.ingest.reconcile import (
     refresh_run,
 )
 from testledger.model import RunInfo
+from testledger.store.encoding import result_without_nul, text_without_nul, without_nul
 from testledger.store.runs import create_or_join_run
 from testledger.store.tables import test_results, test_runs
 from testledger.store.types import format_utc
@@ -224,6 +225,13 @@ def place_loose(
     kinds = sorted({item.kind for item in items}) or ["item"]
     outcome = PlacementOutcome(parsed.path, parsed.format, " / ".join(kinds), len(items))
     template = run_info(parsed, options)
+    # Evidence is looked up by its test and suite before it is written: as stored, with a NUL
+    # replaced (which PostgreSQL would refuse in a query's parameters too).
+    template.suite = text_without_nul(template.suite)
+    for item in items:
+        result_without_nul(item.result)
+        if item.call is not None:
+            item.call = without_nul(item.call)
     touched: set[int] = set()
     rebuilt: set[int] = set()
     with engine.begin() as connection:

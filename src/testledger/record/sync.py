@@ -63,6 +63,15 @@ def _sync_one(engine: Engine, run: ArchivedRun, status: RunStatus) -> SyncOutcom
     written = observed = 0
     with engine.begin() as connection:
         row = create_or_join_run(connection, run.info, run.run_key)
+        # Files that still say "running" whose run the database holds finished (or aborted):
+        # its recorder was killed after finishing it there and before rewriting its files. The
+        # run keeps the status, time and statistics its recorder gave it; loaded "as aborted"
+        # it would turn a whole run into an aborted one.
+        finished_there = (
+            row.status is not RunStatus.RUNNING and run.status == RunStatus.RUNNING.value
+        )
+        if finished_there:
+            status = row.status
         batch: list[TestResult] = []
         attached: list[PendingObservation] = []
 
@@ -92,13 +101,14 @@ def _sync_one(engine: Engine, run: ArchivedRun, status: RunStatus) -> SyncOutcom
                 test_id, attempt, observation = event
                 attached.append(PendingObservation(test_id, attempt, observation, True))
         write()
-        finish_run(
-            connection,
-            row.id,
-            status,
-            finished_at=run.finished_at,
-            wall_clock_secs=_recorded_duration(run),
-        )
+        if not (finished_there and written == 0 and observed == 0):
+            finish_run(
+                connection,
+                row.id,
+                status,
+                finished_at=run.finished_at,
+                wall_clock_secs=_recorded_duration(run),
+            )
     return SyncOutcome(run.run_key, row.id, written, observed, status.value)
 
 

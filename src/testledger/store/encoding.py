@@ -7,11 +7,12 @@ timestamps as ISO-8601 UTC text), which both PostgreSQL and SQLite accept as the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime, timezone
 from typing import Any
 
-from testledger.model import TestResult
+from testledger.model import TestResult, WatcherObservation
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -20,8 +21,13 @@ __all__ = [
     "encode_result",
     "format_utc",
     "json_column",
+    "observation_without_nul",
     "parse_utc",
     "replace_nul",
+    "result_without_nul",
+    "text_without_nul",
+    "values_without_nul",
+    "without_nul",
 ]
 
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -196,3 +202,96 @@ def replace_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
         details["nul_replaced"] = replaced
         values[_DETAILS] = encode_json(details)
     return tuple(values)
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (text, or JSON-ready lists and dicts) with every NUL replaced by U+FFFD."""
+    return _without_nul(value)[0]
+
+
+def text_without_nul(text: str) -> str:
+    """``text`` as it is stored: a NUL replaced by U+FFFD (a test id to look a row up by)."""
+    return text.replace("\x00", NUL_REPLACEMENT) if "\x00" in text else text
+
+
+def values_without_nul(values: dict[str, Any], *, note_in: str) -> dict[str, Any]:
+    """A row's ``values`` (text, and JSON-ready lists and dicts, by column) with every NUL
+    replaced by U+FFFD, as a result's are; the columns that held one are named in the JSON
+    column ``note_in`` under ``nul_replaced``. A run's own fields (branch, notes, metadata...)
+    go through here: PostgreSQL refused the whole run for one NUL in them."""
+    replaced: list[str] = []
+    cleaned = dict(values)
+    for name, value in values.items():
+        if isinstance(value, (str, list, dict)):
+            cleaned[name], changed = _without_nul(value)
+            if changed:
+                replaced.append(name)
+    if replaced:
+        note = cleaned.get(note_in)
+        cleaned[note_in] = {**(note if isinstance(note, dict) else {}), "nul_replaced": replaced}
+    return cleaned
+
+
+#: The fields of a watcher observation that hold text (strings, lists of them, raw JSON).
+_OBSERVATION_TEXT = tuple(
+    field.name
+    for field in dataclasses.fields(WatcherObservation)
+    if field.name not in ("quality_score", "confidence", "created_at", "truncated")
+    and not field.name.endswith(("_tokens", "_usd"))
+)
+
+
+def _has_nul(value: Any) -> bool:
+    kind = value.__class__
+    if kind is str:
+        return "\x00" in value
+    if kind is list:
+        for item in value:
+            if _has_nul(item):
+                return True
+    elif kind is dict:
+        for key, item in value.items():
+            if _has_nul(key) or _has_nul(item):
+                return True
+    return False
+
+
+def observation_without_nul(observation: WatcherObservation) -> WatcherObservation:
+    """``observation`` with every NUL in its text, lists and raw JSON replaced by U+FFFD (a new
+    one; the same when it held none), the fields that held one named in its ``raw`` under
+    ``nul_replaced``: PostgreSQL refuses NUL in text, text arrays and jsonb alike."""
+    for name in _OBSERVATION_TEXT:
+        if _has_nul(getattr(observation, name)):
+            break
+    else:
+        return observation  # nearly always: a look at each value, nothing rebuilt
+    changes: dict[str, Any] = {}
+    for name in _OBSERVATION_TEXT:
+        cleaned, changed = _without_nul(getattr(observation, name))
+        if changed:
+            changes[name] = cleaned
+    raw = changes.get("raw", observation.raw)
+    changes["raw"] = {**(raw if isinstance(raw, dict) else {}), "nul_replaced": list(changes)}
+    return dataclasses.replace(observation, **changes)
+
+
+def result_without_nul(result: TestResult) -> None:
+    """Replace, in ``result`` itself, every NUL in its text, metrics, details and watcher
+    observation by U+FFFD, the fields that held one named in ``details["nul_replaced"]`` (as
+    :func:`encode_result` does to a row): for code that looks rows up by a result's fields
+    before it is written (an import placing loose evidence), which PostgreSQL would refuse."""
+    replaced: list[str] = []
+    for field in dataclasses.fields(result):
+        value = getattr(result, field.name)
+        if field.name != "details" and isinstance(value, (str, list, dict)):
+            cleaned, changed = _without_nul(value)
+            if changed:
+                setattr(result, field.name, cleaned)
+                replaced.append(field.name)
+    details, changed = _without_nul(result.details)
+    if changed:
+        replaced.append("details")
+    if replaced:
+        result.details = {**details, "nul_replaced": replaced}
+    if result.watcher is not None:
+        result.watcher = observation_without_nul(result.watcher)

@@ -2,6 +2,13 @@
 
 Accepted URLs: ``sqlite:///path/to/ledger.db``, a bare file path (taken as SQLite),
 ``postgresql://...`` and ``postgres://...`` (what Supabase hands out), which both use psycopg 3.
+
+Behind a transaction pooler (pgbouncer in transaction mode, Supabase's pooler on port 6543) each
+transaction may run on another server session, so nothing may rely on the session: psycopg's
+automatic prepared statements are turned off and ``statement_timeout`` is set per transaction
+(``SET LOCAL``) instead of at connect. That mode is taken on port 6543, or when the URL says
+``?pgbouncer=true`` (``?pgbouncer=false`` turns it off, e.g. for a session pooler on 6543); the
+option is testledger's and is not passed on to the driver.
 """
 
 from __future__ import annotations
@@ -9,17 +16,27 @@ from __future__ import annotations
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
 from testledger.config import DEFAULT_STATEMENT_TIMEOUT_SECS
 from testledger.errors import ConfigError
 
-__all__ = ["create_ledger_engine", "mask_url", "mask_urls_in", "normalize_url", "sqlite_path"]
+__all__ = [
+    "POOLER_OPTION",
+    "TRANSACTION_POOLER_PORT",
+    "create_ledger_engine",
+    "mask_url",
+    "mask_urls_in",
+    "normalize_url",
+    "sqlite_path",
+    "transaction_pooled",
+]
 
 #: A word and a colon, as URLs start (``htp:/x``, ``postgres:x``): not taken for a file name. A
 #: single letter is a Windows drive (``C:\\ledger.db``), which is a path.
@@ -141,6 +158,48 @@ def sqlite_path(url: str | URL) -> Path | None:
     return Path(database).expanduser()
 
 
+#: The port of Supabase's transaction pooler (its session pooler and the database use 5432).
+TRANSACTION_POOLER_PORT = 6543
+#: The URL query option saying whether a transaction pooler is in front of the database:
+#: ``pgbouncer=true`` (the spelling Prisma reads, in Supabase's ORM examples) or ``false``.
+POOLER_OPTION = "pgbouncer"
+_YES = ("true", "1", "yes", "on")
+_NO = ("false", "0", "no", "off")
+
+
+def transaction_pooled(url: str | URL) -> bool:
+    """Whether the PostgreSQL URL goes through a transaction pooler: its ``pgbouncer`` option
+    when given, else whether its port is Supabase's transaction pooler's (6543)."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return False
+    value = parsed.query.get(POOLER_OPTION)
+    if value is None:
+        return parsed.port == TRANSACTION_POOLER_PORT
+    said = (value if isinstance(value, str) else value[-1]).strip().lower()
+    if said not in _YES + _NO:
+        raise ConfigError(
+            f"{POOLER_OPTION}={said!r} in {mask_url(parsed)}: use {POOLER_OPTION}=true (behind "
+            f"a transaction pooler: pgbouncer, Supabase's port 6543) or {POOLER_OPTION}=false"
+        )
+    return said in _YES
+
+
+def _statement_timeout_per_transaction(milliseconds: int) -> Callable[[Connection], None]:
+    """A ``begin`` listener setting ``statement_timeout`` for the transaction alone: behind a
+    transaction pooler a session setting would stay on a server connection other clients get
+    next, and the next transaction of this one may run elsewhere without it."""
+
+    def set_local(connection: Connection) -> None:
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(f"SET LOCAL statement_timeout = {int(milliseconds)}")
+        finally:
+            cursor.close()
+
+    return set_local
+
+
 def create_ledger_engine(
     url: str | URL,
     *,
@@ -149,7 +208,8 @@ def create_ledger_engine(
     statement_timeout_secs: float = DEFAULT_STATEMENT_TIMEOUT_SECS,
 ) -> Engine:
     """An engine for the URL; SQLite files get sane pragmas (and their folder created, unless
-    ``create_folder`` is False); PostgreSQL sessions a ``statement_timeout`` (0: none)."""
+    ``create_folder`` is False); PostgreSQL sessions a ``statement_timeout`` (0: none), set per
+    transaction and without prepared statements behind a transaction pooler."""
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {}
     if parsed.get_backend_name() == "sqlite":
@@ -163,21 +223,32 @@ def create_ledger_engine(
         engine = sa.create_engine(parsed, **kwargs)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
+    pooled = transaction_pooled(parsed)
+    parsed = parsed.difference_update_query([POOLER_OPTION])
     kwargs["connect_args"] = {"connect_timeout": connect_timeout}
-    if statement_timeout_secs > 0:
+    milliseconds = max(1, round(statement_timeout_secs * 1000))
+    if pooled and parsed.get_driver_name() == "psycopg":
+        # psycopg prepares a statement it has run 5 times on a connection; behind a transaction
+        # pooler the next transaction may be on a server session that never saw it ("prepared
+        # statement "_pg3_0" does not exist"), unless the pooler tracks them (pgbouncer 1.21+).
+        kwargs["connect_args"]["prepare_threshold"] = None
+    if statement_timeout_secs > 0 and not pooled:
         # Sent with the connection (not a SET afterwards), so it holds from the first statement;
-        # before the URL's own ``options``, so that a statement_timeout set there wins.
-        milliseconds = max(1, round(statement_timeout_secs * 1000))
+        # before the URL's own ``options``, so that a statement_timeout set there wins. (A
+        # pooler refuses or drops the ``options`` startup parameter: see below.)
         own = parsed.query.get("options")
         kwargs["connect_args"]["options"] = f"-c statement_timeout={milliseconds}" + (
             f" {own}" if isinstance(own, str) else ""
         )
     kwargs["pool_pre_ping"] = True
     try:
-        return sa.create_engine(parsed, **kwargs)
+        engine = sa.create_engine(parsed, **kwargs)
     except ModuleNotFoundError as exc:
         if exc.name not in ("psycopg", "psycopg2"):
             raise
         raise ConfigError(
             "PostgreSQL needs the psycopg driver: pip install 'testledger[postgres]'"
         ) from None
+    if pooled and statement_timeout_secs > 0:
+        sa.event.listen(engine, "begin", _statement_timeout_per_transaction(milliseconds))
+    return engine
