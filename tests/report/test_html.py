@@ -165,12 +165,15 @@ def test_rendered_html_is_self_contained_and_escaped(history: str) -> None:
     assert HOSTILE not in page
     assert "<img" not in page
     assert "&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in page
-    # Exactly our two scripts: the data block and the chart code.
+    # Exactly our two scripts: the data block and the chart code (uPlot and the chart code the
+    # web dashboard shares, inlined).
     assert page.count("<script") == 2 and page.count("</script>") == 2
     data_block = page.split('<script type="application/json" id="report-data">')[1]
     data = json.loads(data_block.split("</script>")[0])
     assert data["metrics"]["pass_rate"] == [100.0, 66.67, 33.33]
     assert [c["name"] for c in data["charts"]] == ["pass_rate", "quality", "cost", "duration"]
+    assert len(data["times"]) == len(data["run_ids"]) == 3
+    assert "uPlot" in page and "testledgerCharts" in page
 
 
 @pytest.mark.parametrize(

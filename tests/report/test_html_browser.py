@@ -77,15 +77,25 @@ def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:
 
 
 def _chart_shapes(page: Any) -> dict[str, tuple[int, int]]:
-    """Per chart: (length of the line path's d attribute, number of points)."""
+    """Per chart drawn (the shared chart code, uPlot, on a canvas): the canvas's size."""
     return {
-        name: (
-            len(page.get_attribute(f"#chart-{name} path.line", "d") or ""),
-            page.locator(f"#chart-{name} circle.pt").count(),
+        name: tuple(
+            page.eval_on_selector(f"#chart-{name} canvas", "c => [c.clientWidth, c.clientHeight]")
         )
         for name in CHARTS
-        if page.locator(f"#chart-{name} path.line").count()
+        if page.locator(f"#chart-{name} canvas").count()
     }
+
+
+def _series_length(page: Any, name: str) -> int:
+    """How many runs the chart of ``name`` was given (uPlot's x values)."""
+    return int(
+        page.evaluate(
+            "(name) => JSON.parse(document.getElementById('report-data').textContent)"
+            ".metrics[name].length",
+            name,
+        )
+    )
 
 
 def test_small_report_draws_every_chart(browser: Any, tmp_path: Path) -> None:
@@ -96,13 +106,17 @@ def test_small_report_draws_every_chart(browser: Any, tmp_path: Path) -> None:
     shapes = _chart_shapes(page)
     # Quality has no values in this history: the chart says so instead of drawing a line.
     assert sorted(shapes) == ["cost", "duration", "pass_rate"]
-    assert {name: points for name, (_, points) in shapes.items()} == {
+    assert all(width > 300 and height > 100 for width, height in shapes.values()), shapes
+    assert {name: _series_length(page, name) for name in shapes} == {
         "cost": 3,
         "duration": 3,
         "pass_rate": 3,
     }
-    assert all(length > 0 for length, _ in shapes.values())
-    assert page.text_content("#chart-quality svg") == "no data"
+    assert page.text_content("#chart-quality .plot") == "no data"
+    # Hovering a chart names the run under the cursor.
+    over = page.locator("#chart-pass_rate .u-over").bounding_box()
+    page.mouse.move(over["x"] + over["width"] - 1, over["y"] + over["height"] / 2)
+    assert (page.text_content("#chart-pass_rate .tip") or "").startswith("run #3")
     assert page.locator("#failures .issue").count() == 1
     assert errors == []
     page.screenshot(path=str(tmp_path / "small.png"), full_page=True)
@@ -146,11 +160,10 @@ def test_thousand_run_report_is_small_and_fast(
     assert render_ms < 2000
     shapes = _chart_shapes(page)
     assert sorted(shapes) == ["cost", "duration", "pass_rate"]  # no watcher quality recorded
-    # 1,000 runs are one path of 999 segments per chart, without a dot per run.
-    segments = {
-        name: (page.get_attribute(f"#chart-{name} path.line", "d") or "").count("L")
-        for name in shapes
+    assert all(width > 300 and height > 100 for width, height in shapes.values()), shapes
+    assert {name: _series_length(page, name) for name in shapes} == {
+        "cost": 1000,
+        "duration": 1000,
+        "pass_rate": 1000,
     }
-    assert segments == {"cost": 999, "duration": 999, "pass_rate": 999}
-    assert all(points == 0 for _, points in shapes.values())
     page.close()

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.analyze.detect import DetectionReport
-    from testledger.analyze.flaky.finder import FlakyConfig
+    from testledger.analyze.flaky.config import FlakyConfig
     from testledger.analyze.regressions.metrics import (
         MetricChange,
         RegressionConfig,
@@ -34,9 +34,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.analyze.watcher.history import TestContext
     from testledger.analyze.watcher.service import RecordedObservation, WatchSummary
     from testledger.api._admin import (
+        DatabaseRoles,
         SchemaStatus,
         SchemaUpgrade,
         check_demo_target,
+        database_roles,
         run_demo,
         schema_sql,
         schema_status,
@@ -48,6 +50,17 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         find_regressions,
         flaky_settings,
         watch,
+    )
+    from testledger.api._browse import (
+        dimensions,
+        live_run,
+        regression_issues,
+        run_extras,
+        run_junit,
+        runs_page,
+        test_flakiness,
+        test_observations,
+        test_series,
     )
     from testledger.api._constants import (
         EXPORT_FORMATS,
@@ -65,6 +78,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         import_formats,
         import_paths,
         sync,
+    )
+    from testledger.api._ingest import (
+        MAX_BATCH_RESULTS,
+        IngestBatch,
+        IngestFinish,
+        IngestObservation,
+        IngestRun,
+        ingest_finish_run,
+        ingest_observations,
+        ingest_results,
+        ingest_start_run,
+        set_expected_tests,
     )
     from testledger.api._issues import (
         FingerprintExplanation,
@@ -95,14 +120,36 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         summary,
         trend,
     )
+    from testledger.api._retention import PruneReport, prune
     from testledger.api._runs import list_runs, show_run
     from testledger.api._search import run_failures, search, test_context
+    from testledger.api._tokens import (
+        TOKEN_SCOPES,
+        CreatedToken,
+        TokenInfo,
+        create_token,
+        list_tokens,
+        revoke_token,
+        verify_token,
+    )
+    from testledger.config import RetentionPolicy, parse_age
     from testledger.demo.runner import DemoResult
     from testledger.ingest.backfill import BackfillReport
     from testledger.ingest.importer import ImportOutcome
     from testledger.model import WatcherObservation
     from testledger.record.runner import Ledger, open_ledger
     from testledger.record.sync import SyncReport
+    from testledger.report.browse import (
+        Dimensions,
+        LiveRun,
+        Observation,
+        RegressionIssue,
+        RunExtras,
+        RunFilters,
+        RunsPage,
+        SeriesPoint,
+        TopTest,
+    )
     from testledger.report.compare import (
         CompareThresholds,
         GroupChange,
@@ -114,7 +161,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.report.export import ExportSummary
     from testledger.report.failures import RunFailures
     from testledger.report.gate import GateResult, GateRules
-    from testledger.report.history import ResultHistory
+    from testledger.report.history import AmbiguousTest, ResultHistory
     from testledger.report.html import HtmlReport
     from testledger.report.issues import IssueDetail, IssueSummary
     from testledger.report.markdown import SummaryData
@@ -122,6 +169,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.report.search import SearchResults
     from testledger.report.trend import Trend, TrendMetric
     from testledger.store.engine import mask_url, mask_urls_in
+    from testledger.store.retention import PruneProgress
 
 # Loaded on first use (PEP 562), like the package's own names: importing the API is free until
 # a function is called, and each call pulls in only what it needs.
@@ -133,6 +181,12 @@ _EXPORTS = {
     "show_run": "testledger.api._runs",
     "RunSummary": "testledger.report.runs",
     "RunDetail": "testledger.report.runs",
+    # retention
+    "prune": "testledger.api._retention",
+    "PruneReport": "testledger.api._retention",
+    "PruneProgress": "testledger.store.retention",
+    "RetentionPolicy": "testledger.config",
+    "parse_age": "testledger.config",
     # importing and syncing
     "import_paths": "testledger.api._imports",
     "sync": "testledger.api._imports",
@@ -160,7 +214,7 @@ _EXPORTS = {
     "find_flaky": "testledger.api._analysis",
     "find_regressions": "testledger.api._analysis",
     "watch": "testledger.api._analysis",
-    "FlakyConfig": "testledger.analyze.flaky.finder",
+    "FlakyConfig": "testledger.analyze.flaky.config",
     "FlakyTestReport": "testledger.api._analysis",
     "RegressionConfig": "testledger.analyze.regressions.metrics",
     "RegressionReport": "testledger.analyze.regressions.metrics",
@@ -196,6 +250,8 @@ _EXPORTS = {
     "upgrade_schema": "testledger.api._admin",
     "schema_status": "testledger.api._admin",
     "schema_sql": "testledger.api._admin",
+    "database_roles": "testledger.api._admin",
+    "DatabaseRoles": "testledger.api._admin",
     "run_demo": "testledger.api._admin",
     "check_demo_target": "testledger.api._admin",
     "SchemaStatus": "testledger.api._admin",
@@ -229,6 +285,46 @@ _EXPORTS = {
     "TestContext": "testledger.analyze.watcher.history",
     "RecordedObservation": "testledger.analyze.watcher.service",
     "WatcherObservation": "testledger.model",
+    # API tokens (the web app and the HTTP ingest API)
+    "create_token": "testledger.api._tokens",
+    "list_tokens": "testledger.api._tokens",
+    "revoke_token": "testledger.api._tokens",
+    "verify_token": "testledger.api._tokens",
+    "CreatedToken": "testledger.api._tokens",
+    "TokenInfo": "testledger.api._tokens",
+    "TOKEN_SCOPES": "testledger.api._tokens",
+    # recording piece by piece (the HTTP ingest API)
+    "ingest_start_run": "testledger.api._ingest",
+    "ingest_results": "testledger.api._ingest",
+    "ingest_observations": "testledger.api._ingest",
+    "ingest_finish_run": "testledger.api._ingest",
+    "set_expected_tests": "testledger.api._ingest",
+    "IngestRun": "testledger.api._ingest",
+    "IngestBatch": "testledger.api._ingest",
+    "IngestFinish": "testledger.api._ingest",
+    "IngestObservation": "testledger.api._ingest",
+    "MAX_BATCH_RESULTS": "testledger.api._ingest",
+    # what the web dashboard's pages read: runs by keyset pages, a run's extras and live
+    # state, a test's observations, a run as JUnit XML
+    "runs_page": "testledger.api._browse",
+    "run_extras": "testledger.api._browse",
+    "live_run": "testledger.api._browse",
+    "test_observations": "testledger.api._browse",
+    "test_flakiness": "testledger.api._browse",
+    "regression_issues": "testledger.api._browse",
+    "test_series": "testledger.api._browse",
+    "SeriesPoint": "testledger.report.browse",
+    "RegressionIssue": "testledger.report.browse",
+    "run_junit": "testledger.api._browse",
+    "dimensions": "testledger.api._browse",
+    "Dimensions": "testledger.report.browse",
+    "AmbiguousTest": "testledger.report.history",
+    "RunFilters": "testledger.report.browse",
+    "RunsPage": "testledger.report.browse",
+    "RunExtras": "testledger.report.browse",
+    "LiveRun": "testledger.report.browse",
+    "Observation": "testledger.report.browse",
+    "TopTest": "testledger.report.browse",
 }
 
 __all__ = [
@@ -236,15 +332,21 @@ __all__ = [
     "EXPORT_FORMATS",
     "EXPORT_TABLES",
     "ISSUE_SORTS",
+    "MAX_BATCH_RESULTS",
     "REGRESSION_METRICS",
+    "TOKEN_SCOPES",
     "TREND_METRICS",
     "WATCH_HISTORY_RUNS",
+    "AmbiguousTest",
     "BackfillReport",
     "CompareThresholds",
     "CostGroup",
     "CostReport",
+    "CreatedToken",
+    "DatabaseRoles",
     "DemoResult",
     "DetectionReport",
+    "Dimensions",
     "ExplainedPart",
     "ExportSummary",
     "FingerprintExplanation",
@@ -260,28 +362,44 @@ __all__ = [
     "ImportOutcome",
     "ImportProgress",
     "ImportReport",
+    "IngestBatch",
+    "IngestFinish",
+    "IngestObservation",
+    "IngestRun",
     "IssueChange",
     "IssueDetail",
     "IssueFilter",
     "IssueSummary",
     "Ledger",
+    "LiveRun",
     "MetricChange",
+    "Observation",
+    "PruneProgress",
+    "PruneReport",
     "QueryResult",
     "RecordedObservation",
     "RegressionConfig",
+    "RegressionIssue",
     "RegressionReport",
     "ResultHistory",
+    "RetentionPolicy",
     "RunComparison",
     "RunDetail",
+    "RunExtras",
     "RunFailures",
+    "RunFilters",
     "RunSummary",
+    "RunsPage",
     "SchemaStatus",
     "SchemaUpgrade",
     "SearchResults",
+    "SeriesPoint",
     "SummaryData",
     "SyncReport",
     "TestChange",
     "TestContext",
+    "TokenInfo",
+    "TopTest",
     "Trend",
     "TrendMetric",
     "WatchSummary",
@@ -290,7 +408,10 @@ __all__ = [
     "check_demo_target",
     "compare",
     "cost",
+    "create_token",
+    "database_roles",
     "detect",
+    "dimensions",
     "explain_result",
     "export",
     "find_flaky",
@@ -303,28 +424,46 @@ __all__ = [
     "html_report_data",
     "import_formats",
     "import_paths",
+    "ingest_finish_run",
+    "ingest_observations",
+    "ingest_results",
+    "ingest_start_run",
     "issue_detail",
     "list_issues",
     "list_runs",
+    "list_tokens",
+    "live_run",
     "mask_url",
     "mask_urls_in",
     "open_ledger",
+    "parse_age",
+    "prune",
     "query",
     "query_names",
     "record_observation",
+    "regression_issues",
     "render_markdown",
+    "revoke_token",
     "run_demo",
+    "run_extras",
     "run_failures",
+    "run_junit",
+    "runs_page",
     "schema_sql",
     "schema_status",
     "search",
+    "set_expected_tests",
     "show_run",
     "summary",
     "sync",
     "test_context",
+    "test_flakiness",
+    "test_observations",
+    "test_series",
     "trend",
     "update_issue",
     "upgrade_schema",
+    "verify_token",
     "watch",
 ]
 

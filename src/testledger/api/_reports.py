@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from testledger.common.jsondata import JsonData
+from testledger.config import web_base_url
 from testledger.record.runner import Ledger
 from testledger.report import compare as comparing
 from testledger.report import cost as costs
@@ -43,7 +44,7 @@ __all__ = [
 
 
 def _flaky(ledger: Ledger) -> Any:
-    from testledger.analyze.flaky.finder import FlakyConfig
+    from testledger.analyze.flaky.config import FlakyConfig
 
     return FlakyConfig.from_settings(ledger.settings.tool)
 
@@ -116,6 +117,7 @@ def summary(
             baseline_branch=baseline_branch,
             rules=rules,
             flaky_config=_flaky(ledger),
+            base_url=web_base_url(ledger.settings),
         )
 
 

@@ -77,7 +77,7 @@ COMMANDS: dict[str, CommandEntry] = {
         "Serve and administer", "serve", "Serve the web dashboard and HTTP API (FastAPI)"
     ),
     "db": CommandEntry(
-        "Serve and administer", "db", "The database schema: upgrade, current revision, DDL"
+        "Serve and administer", "db", "The database schema: upgrade, revision, DDL, roles"
     ),
     "prune": CommandEntry(
         "Serve and administer", "prune", "Remove old runs, keeping their issues and daily sums"

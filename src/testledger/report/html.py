@@ -3,7 +3,8 @@
 ``build_report`` assembles the numbers from the other reports (runs, issues, flaky, compare,
 trend) and the metric regressions seen in the run (the regression issues detection linked to
 it); ``render_html`` turns them into the page. Trend data is a compact array per metric so a
-history of 1,000 runs stays small, and the charts are drawn once by the page's own JS as SVG.
+history of 1,000 runs stays small, and the charts are drawn once by the same chart code as the
+web dashboard's (its ``charts.js`` on the vendored uPlot, inlined into the page).
 
 The run's badge gives its verdict (``run_verdict``, explained in the page's legend):
 
@@ -127,6 +128,8 @@ class TrendSeries:
 
     run_ids: list[int]
     labels: list[str]
+    #: The runs' start times, Unix seconds (the charts' x axis).
+    times: list[float]
     metrics: dict[str, list[float | None]]
 
 
@@ -309,6 +312,7 @@ def _trend(connection: Connection, run: RunSummary, history: int) -> TrendSeries
     return TrendSeries(
         run_ids=[p.run_id for p in points],
         labels=[f"#{p.run_id} {p.run_timestamp:%Y-%m-%d %H:%M}" for p in points],
+        times=[round(p.run_timestamp.timestamp(), 3) for p in points],
         metrics={
             name: [getattr(p, metrics[name].attribute) for p in points] for name in CHART_METRICS
         },
@@ -364,6 +368,23 @@ def _asset(name: str) -> str:
     return folder.joinpath(name).read_text("utf-8")
 
 
+# The chart code the report shares with the web dashboard: its charts.js and the vendored uPlot,
+# kept once, in the web package's static files (package data, read as files: nothing of the web
+# app is imported).
+CHART_JS = ("vendor/uPlot.iife.min.js", "charts.js")
+CHART_CSS = ("vendor/uPlot.min.css",)
+
+
+def _chart_asset(name: str) -> str:
+    node = resources.files("testledger.web").joinpath("static")
+    for part in name.split("/"):
+        node = node.joinpath(part)
+    text = node.read_text("utf-8")
+    if "</script" in text.lower() or "<!--" in text:
+        raise ValueError(f"{name} cannot be inlined into a script element")  # never expected
+    return text
+
+
 def _number(value: float | int | None, fmt: str = "{:,.2f}") -> str:
     return "–" if value is None else fmt.format(value)
 
@@ -373,16 +394,23 @@ def render_html(report: HtmlReport) -> str:
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters["num"] = _number
     template = environment.from_string(_asset("report.html.j2"))
+    charts = [{"name": m.name, "label": m.label} for m in TREND_METRICS if m.name in CHART_METRICS]
     chart_data = {
         "labels": report.trend.labels,
+        "times": report.trend.times,
+        "run_ids": report.trend.run_ids,
         "metrics": report.trend.metrics,
-        "charts": [
-            {"name": m.name, "label": m.label} for m in TREND_METRICS if m.name in CHART_METRICS
-        ],
+        "charts": charts,
+    }
+    latest = {
+        name: next((v for v in reversed(values) if v is not None), None)
+        for name, values in report.trend.metrics.items()
     }
     return template.render(
         report=report,
+        charts=[{**c, "latest": latest.get(c["name"])} for c in charts],
         css=_asset("report.css"),
-        js=_asset("report.js"),
+        chart_css="\n".join(_chart_asset(name) for name in CHART_CSS),
+        js="\n".join([*(_chart_asset(name) for name in CHART_JS), _asset("report.js")]),
         data_json=safe_json(chart_data),
     )

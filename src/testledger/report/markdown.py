@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.flaky.finder import FlakyConfig
+from testledger.analyze.flaky.config import FlakyConfig
 from testledger.common.formatting import format_seconds
 from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
@@ -34,6 +35,8 @@ class SummaryData(JsonData):
     comparison: RunComparison | None
     no_comparison_reason: str | None
     gate: GateResult | None
+    #: Where the team's ``testledger serve`` is reached: the summary links to its pages.
+    base_url: str | None = None
 
 
 def build_summary(
@@ -43,6 +46,7 @@ def build_summary(
     baseline_branch: str | None = None,
     rules: GateRules | None = None,
     flaky_config: FlakyConfig | None = None,
+    base_url: str | None = None,
 ) -> SummaryData:
     """The summary of ``run`` (default: the latest): compared with the previous run of its
     branch (or the latest of ``baseline_branch``) when there is one; with the gate's result
@@ -65,7 +69,13 @@ def build_summary(
             baseline_branch=baseline_branch,
             flaky_config=flaky_config,
         )
-    return SummaryData(run=current, comparison=comparison, no_comparison_reason=reason, gate=gate)
+    return SummaryData(
+        run=current,
+        comparison=comparison,
+        no_comparison_reason=reason,
+        gate=gate,
+        base_url=base_url,
+    )
 
 
 #: A format string, or a function for figures whose precision depends on their size.
@@ -112,14 +122,30 @@ def _one_line(text: str | None, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def _failure(change: TestChange) -> str:
-    parts = [f"- `{change.test_id}`"]
+class _Links:
+    """Links to the web dashboard's pages (none without a base URL)."""
+
+    def __init__(self, base: str | None) -> None:
+        self.base = base.rstrip("/") if base else None
+
+    def wrap(self, text: str, path: str) -> str:
+        return f"[{text}]({self.base}{path})" if self.base else text
+
+    def test(self, test_id: str) -> str:
+        return self.wrap(f"`{test_id}`", "/tests/" + quote(test_id, safe="/:"))
+
+    def issue(self, code: str) -> str:
+        return self.wrap(code, "/issues/" + quote(code, safe=""))
+
+
+def _failure(change: TestChange, links: _Links) -> str:
+    parts = [f"- {links.test(change.test_id)}"]
     message = _one_line(change.error_message)
     error = f"{change.error_type}: {message}" if change.error_type else message
     if error:
         parts.append(f"— {error}")
     if change.issue_code:
-        parts.append(f"(issue {change.issue_code})")
+        parts.append(f"(issue {links.issue(change.issue_code)})")
     return " ".join(parts)
 
 
@@ -183,7 +209,7 @@ def _totals_table(comparison: RunComparison) -> list[str]:
     return lines
 
 
-def _failure_sections(comparison: RunComparison) -> list[str]:
+def _failure_sections(comparison: RunComparison, links: _Links) -> list[str]:
     """New, flaky and still failing tests with their error and issue, then the fixed ones;
     each list cut at MAX_FAILURES so that a PR comment stays readable."""
     lines: list[str] = []
@@ -194,11 +220,11 @@ def _failure_sections(comparison: RunComparison) -> list[str]:
     ):
         lines += _section(
             f"{title} ({len(changes)})",
-            _limited([_failure(c) for c in changes], MAX_FAILURES),
+            _limited([_failure(c, links) for c in changes], MAX_FAILURES),
         )
     lines += _section(
         f"✅ Fixed ({len(comparison.fixed)})",
-        _limited([f"- `{c.test_id}`" for c in comparison.fixed], MAX_FAILURES),
+        _limited([f"- {links.test(c.test_id)}" for c in comparison.fixed], MAX_FAILURES),
     )
     return lines
 
@@ -219,7 +245,7 @@ def _slower_and_costlier_sections(comparison: RunComparison) -> list[str]:
     ]
 
 
-def _compared(run: RunSummary, comparison: RunComparison) -> list[str]:
+def _compared(run: RunSummary, comparison: RunComparison, links: _Links) -> list[str]:
     """The run against its baseline: which runs, the totals, then what changed."""
     lines = [
         _run_line(run, "Run") + ".",
@@ -227,7 +253,7 @@ def _compared(run: RunSummary, comparison: RunComparison) -> list[str]:
         "",
     ]
     lines += _totals_table(comparison)
-    lines += _failure_sections(comparison)
+    lines += _failure_sections(comparison, links)
     lines += _slower_and_costlier_sections(comparison)
     return lines
 
@@ -243,11 +269,23 @@ def _gate_section(gate: GateResult) -> list[str]:
 
 def render_markdown(data: SummaryData) -> str:
     """The markdown text of a summary (ends with one newline)."""
+    links = _Links(data.base_url)
     lines = _heading(data.run)
+    if links.base:
+        run = data.run
+        pages = [links.wrap(f"run #{run.id}", f"/runs/{run.id}")]
+        if data.comparison is not None:
+            baseline = data.comparison.baseline
+            path = f"/compare?current={run.id}&baseline={baseline.id}"
+            pages.append(links.wrap("the comparison", path))
+        pages.append(
+            links.wrap("trends", f"/trends?suite={quote(run.suite)}&branch={quote(run.branch)}")
+        )
+        lines += ["In testledger: " + " · ".join(pages), ""]
     if data.comparison is None:
         lines += _run_alone(data.run, data.no_comparison_reason)
     else:
-        lines += _compared(data.run, data.comparison)
+        lines += _compared(data.run, data.comparison, links)
     if data.gate is not None:
         lines += _gate_section(data.gate)
     # Sections end with a blank line; the text ends with exactly one newline.
