@@ -8,6 +8,8 @@ PostgreSQL variants skip with that reason - except under ``CI=true``, where they
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import os
 import shutil
@@ -327,6 +329,20 @@ def copy_database(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[s
 def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
     with Ledger(db_url, results_dir=tmp_path / "results") as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def sqlite_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
+    """``testledger demo`` run once per session into its embedded SQLite ledger: the folder,
+    the exit code and what it printed. The demo takes 20 s, so the modules that read it share
+    it (they are one xdist group, ``demo``); a test that changes a demo makes its own."""
+    from testledger.cli import main
+
+    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["demo", "--dir", str(directory)])
+    return directory, code, out.getvalue() + err.getvalue()
 
 
 @pytest.fixture

@@ -41,6 +41,10 @@ class Demo:
     output: str
 
 
+# The SQLite demo is built once for this module and tests/mcp/test_demo_triage.py.
+pytestmark = pytest.mark.xdist_group("demo")
+
+
 def run_cli(*args: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -58,12 +62,12 @@ def run_cli(*args: str) -> tuple[int, str]:
 def demo(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Demo]:
-    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
     if request.param == "sqlite":
         # The embedded default: a SQLite file in the demo folder.
-        code, output = run_cli("demo", "--dir", str(directory))
+        directory, code, output = request.getfixturevalue("sqlite_demo")
         yield Demo(directory, f"sqlite:///{directory / 'ledger.db'}", code, output)
         return
+    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
     admin: str = request.getfixturevalue("pg_admin_url")
     url, name = _fresh_pg_database(admin)
     try:

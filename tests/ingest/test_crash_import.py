@@ -33,7 +33,7 @@ from tests.crashes import (
 )
 from tests.helpers import query
 
-CASES = 1_500
+CASES = 800
 FAILING_EVERY = 50
 FAILURES = CASES // FAILING_EVERY
 ERRORS = [

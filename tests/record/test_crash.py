@@ -41,8 +41,8 @@ from tests.crashes import (
 )
 from tests.helpers import query
 
-RESULTS = 2_000
-BATCH = 200
+RESULTS = 1_000
+BATCH = 100
 FAILING_EVERY = 50
 WATCHED_EVERY = 100
 ERRORS = [
