@@ -602,7 +602,8 @@ def test_issue_with_occurrences_and_fingerprint(client: Client) -> None:
             "created_at": "<now>",
             "updated_at": "<now>",
             "rule_name": None,
-            "branch_name": None,        },
+            "branch_name": None,
+        },
         "description": "First seen in run 1 (s/main @ c00) in extract/entities (FAIL, attempt 1).\n"
         "\n"
         "orgs missing: expected ['ACME'] got []\n"
@@ -742,7 +743,8 @@ def test_list_issues(client: Client) -> None:
                 "created_at": "<now>",
                 "updated_at": "<now>",
                 "rule_name": None,
-                "branch_name": None,            },
+                "branch_name": None,
+            },
             {
                 "code": "UNCA-MEDIUM-001",
                 "title": "AssertionError: orgs missing: expected ['ACME'] got []",
@@ -763,7 +765,8 @@ def test_list_issues(client: Client) -> None:
                 "created_at": "<now>",
                 "updated_at": "<now>",
                 "rule_name": None,
-                "branch_name": None,            },
+                "branch_name": None,
+            },
         ],
         "more": True,
         "truncated": {},
