@@ -52,6 +52,19 @@ def run_cli(*args: str) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
+@pytest.fixture(scope="session")
+def postgresql_demo(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """The demo recorded into a PostgreSQL database, once: pytest may order this module's
+    parametrised tests so that a module-scoped demo would be recorded twice."""
+    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
+    url, name = _fresh_pg_database(pg_admin_url)
+    try:
+        code, output = run_cli("--db", url, "demo", "--dir", str(directory))
+        yield Demo(directory, url, code, output)
+    finally:
+        drop_pg_database(pg_admin_url, name)
+
+
 @pytest.fixture(
     scope="module",
     params=[
@@ -59,22 +72,13 @@ def run_cli(*args: str) -> tuple[int, str]:
         pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     ],
 )
-def demo(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Demo]:
+def demo(request: pytest.FixtureRequest) -> Demo:
     if request.param == "sqlite":
         # The embedded default: a SQLite file in the demo folder.
         directory, code, output = request.getfixturevalue("sqlite_demo")
-        yield Demo(directory, f"sqlite:///{directory / 'ledger.db'}", code, output)
-        return
-    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
-    admin: str = request.getfixturevalue("pg_admin_url")
-    url, name = _fresh_pg_database(admin)
-    try:
-        code, output = run_cli("--db", url, "demo", "--dir", str(directory))
-        yield Demo(directory, url, code, output)
-    finally:
-        drop_pg_database(admin, name)
+        return Demo(directory, f"sqlite:///{directory / 'ledger.db'}", code, output)
+    found: Demo = request.getfixturevalue("postgresql_demo")
+    return found
 
 
 @pytest.fixture(scope="module")
