@@ -9,8 +9,10 @@ PostgreSQL variants skip with that reason - except under ``CI=true``, where they
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -335,14 +337,23 @@ def ledger(db_url: str, tmp_path: Path) -> Iterator[Ledger]:
 def sqlite_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, str]:
     """``testledger demo`` run once per session into its embedded SQLite ledger: the folder,
     the exit code and what it printed. The demo takes 20 s, so the modules that read it share
-    it (they are one xdist group, ``demo``); a test that changes a demo makes its own."""
+    it, across xdist workers too (the first builds it under a lock in the folder the workers
+    share; the others wait for it); a test that changes a demo makes its own."""
     from testledger.cli import main
 
-    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(["demo", "--dir", str(directory)])
-    return directory, code, out.getvalue() + err.getvalue()
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the session's folder, holding each worker's own
+    directory, built = root / "demo" / "testledger-demo", root / "demo.json"
+    with open(root / "demo.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            out, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                code = main(["demo", "--dir", str(directory)])
+            built.write_text(json.dumps([code, out.getvalue() + err.getvalue()]))
+        code, output = json.loads(built.read_text())
+    return directory, code, output
 
 
 @pytest.fixture

@@ -41,10 +41,6 @@ class Demo:
     output: str
 
 
-# The SQLite demo is built once for this module and tests/mcp/test_demo_triage.py.
-pytestmark = pytest.mark.xdist_group("demo")
-
-
 def run_cli(*args: str) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

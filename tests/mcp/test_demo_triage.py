@@ -20,10 +20,6 @@ from tests.mcp.conftest import Client, stdio_session
 WEATHER = "tests/demo_assistant.py::test_weather_tool_call"
 
 
-# The demo is built once for this module and tests/test_demo.py (the sqlite_demo fixture).
-pytestmark = pytest.mark.xdist_group("demo")
-
-
 @pytest.fixture(scope="module")
 def demo(sqlite_demo: tuple[Path, int, str]) -> Path:
     """The demo's folder, its ledger (``ledger.db``) recorded by ``testledger demo``."""
