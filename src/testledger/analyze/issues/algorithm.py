@@ -24,6 +24,7 @@ __all__ = [
     "Fingerprint",
     "FingerprintAlgorithm",
     "hash_components",
+    "read_failure",
 ]
 
 #: Only the end of a traceback is read: the innermost frames and the exception are there
@@ -151,6 +152,27 @@ def _exception_line(tail: str) -> tuple[str, str]:
         if _PYTEST_ASSERT.match(line):
             return "AssertionError", line[1:].strip()
     return "", ""
+
+
+def read_failure(result: TestResult) -> tuple[str, str, str]:
+    """(exception type, message, traceback tail) of a failure, as every version reads them.
+    The type comes from ``error_type``, else from the message's "KeyError: ..." head (then
+    dropped from the message, so a result carrying error_type separately hashes the same), else
+    from the traceback's exception line, which also gives the message when there is none."""
+    message = result.error_message or ""
+    traceback = result.traceback or ""
+    tail = _tail(traceback) if traceback else ""
+    exc_type = (result.error_type or "").strip()
+    tb_type, tb_message = _exception_line(tail) if tail and not (exc_type and message) else ("", "")
+    if message:
+        head = _EXC_LINE.match(message)
+        if head and message.startswith(head.group(1)):
+            exc_type = exc_type or head.group(1)
+            if exc_type == head.group(1):
+                message = message[head.end() :]
+    else:
+        message = tb_message
+    return exc_type or tb_type, message, tail
 
 
 def _tail(traceback: str) -> str:

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from testledger.analyze.issues.algorithm import (
-    _EXC_LINE,
     _FRAME_STYLES,
     _LIBRARY,
     _PY_FRAME,
@@ -48,9 +47,8 @@ from testledger.analyze.issues.algorithm import (
     ExplainedComponent,
     Fingerprint,
     FingerprintAlgorithm,
-    _exception_line,
-    _tail,
     hash_components,
+    read_failure,
 )
 from testledger.analyze.issues.normalize import normalize_first_lines, normalize_message
 from testledger.analyze.issues.origin import RaisedAtV2
@@ -179,22 +177,7 @@ _new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: ho
 
 
 def _parse(result: TestResult) -> _Parsed:
-    message = result.error_message or ""
-    traceback = result.traceback or ""
-    tail = _tail(traceback) if traceback else ""
-    exc_type = (result.error_type or "").strip()
-    tb_type, tb_message = _exception_line(tail) if tail and not (exc_type and message) else ("", "")
-    if message:
-        head = _EXC_LINE.match(message)
-        if head and message.startswith(head.group(1)):
-            # "KeyError: 'x'": the type is in the message; drop it there so a result that
-            # carries error_type separately hashes the same.
-            exc_type = exc_type or head.group(1)
-            if exc_type == head.group(1):
-                message = message[head.end() :]
-    else:
-        message = tb_message
-    exc_type = exc_type or tb_type
+    exc_type, message, tail = read_failure(result)
     normalized = ""
     if message:
         lines = normalize_first_lines(message, _MESSAGE_LINES)

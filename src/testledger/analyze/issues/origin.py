@@ -34,15 +34,13 @@ import re
 from typing import NamedTuple
 
 from testledger.analyze.issues.algorithm import (
-    _EXC_LINE,
     _FRAME_STYLES,
     _LIBRARY,
     _PY_FRAME,
     Component,
     Fingerprint,
     FingerprintAlgorithm,
-    _exception_line,
-    _tail,
+    read_failure,
 )
 from testledger.analyze.issues.normalize import (
     MAX_MESSAGE_CHARS,
@@ -297,20 +295,7 @@ class _Parsed(NamedTuple):
 
 
 def _parse(result: TestResult) -> _Parsed:
-    message = result.error_message or ""
-    traceback = result.traceback or ""
-    tail = _tail(traceback) if traceback else ""
-    exc_type = (result.error_type or "").strip()
-    tb_type, tb_message = _exception_line(tail) if tail and not (exc_type and message) else ("", "")
-    if message:
-        head = _EXC_LINE.match(message)
-        if head and message.startswith(head.group(1)):
-            exc_type = exc_type or head.group(1)
-            if exc_type == head.group(1):
-                message = message[head.end() :]
-    else:
-        message = tb_message
-    exc_type = exc_type or tb_type
+    exc_type, message, tail = read_failure(result)
     normalized = normalize_origin_message(message)[0] if message else ""
     frames = _frames(tail) if tail else []
     return _Parsed(exc_type, message, normalized, frames, result.test_id, result.status)
