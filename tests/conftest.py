@@ -356,6 +356,26 @@ def sqlite_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, st
     return directory, code, output
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium driven by playwright, for a module's browser tests (they skip
+    without it, and CI, TESTLEDGER_REQUIRE_BROWSER=1, fails the session if they do)."""
+    executable = shutil.which("chromium")
+    if executable is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=executable,
+            args=["--no-sandbox", "--disable-background-networking"],
+        )
+        yield launched
+        launched.close()
+
+
 @pytest.fixture
 def shared_dir() -> Path:
     if not SHARED.is_dir():

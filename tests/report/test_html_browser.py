@@ -6,8 +6,6 @@ their histories in SQLite (the SQLite/PostgreSQL data assembly is covered in tes
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,24 +24,6 @@ pytestmark = pytest.mark.browser
 
 START = datetime(2025, 1, 1, tzinfo=timezone.utc)
 CHARTS = ("pass_rate", "quality", "cost", "duration")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = shutil.which("chromium")
-    if executable is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright is not installed (pip install -e '.[test]')")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=executable,
-            args=["--no-sandbox", "--disable-background-networking"],
-        )
-        yield launched
-        launched.close()
 
 
 def _write_report(url: str, path: Path, history: int) -> Path:
