@@ -291,7 +291,7 @@ def reports(ledger: api.Ledger, s: Subjects) -> dict[str, Callable[[], Any] | No
     for name, function_name, arguments in (
         ("web: run extras", "run_extras", ()),
         ("web: live run", "live_run", ()),
-        ("web: test observations", "test_observations", (s.test,)),
+        ("web: test observations", "observations_of_test", (s.test,)),
         ("web: dimensions (filters)", "dimensions", ()),
     ):
         function = _optional(function_name)

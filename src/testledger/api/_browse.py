@@ -33,14 +33,14 @@ __all__ = [
     "SeriesPoint",
     "TopTest",
     "dimensions",
+    "flakiness_of_test",
     "live_run",
+    "observations_of_test",
     "regression_issues",
     "run_extras",
     "run_junit",
     "runs_page",
-    "test_flakiness",
-    "test_observations",
-    "test_series",
+    "series_of_test",
 ]
 
 
@@ -80,13 +80,10 @@ def live_run(
         return browse.live_run(connection, run, after=after, limit=limit)
 
 
-def test_observations(ledger: Ledger, test_id: str, *, limit: int = 20) -> list[Observation]:
+def observations_of_test(ledger: Ledger, test_id: str, *, limit: int = 20) -> list[Observation]:
     """What watchers said about one test's results, lowest quality first."""
     with ledger.engine(create=False).connect() as connection:
-        return browse.test_observations(connection, test_id, limit=limit)
-
-
-test_observations.__test__ = False  # type: ignore[attr-defined]  # a library call, not a test
+        return browse.observations_of_test(connection, test_id, limit=limit)
 
 
 def run_junit(ledger: Ledger, run: str | int | None = None) -> str:
@@ -104,16 +101,15 @@ def dimensions(ledger: Ledger, *, recent_runs: int = 20) -> Dimensions:
         return browse.dimensions(connection, recent_runs=recent_runs)
 
 
-def test_flakiness(ledger: Ledger, test_id: str, *, suite: str | None = None) -> FlakyTest | None:
+def flakiness_of_test(
+    ledger: Ledger, test_id: str, *, suite: str | None = None
+) -> FlakyTest | None:
     """Whether one test (an exact id) is flaky by the project's thresholds, with the evidence;
     None when it is not. Judges that test alone (``find_flaky`` judges a whole suite)."""
     config = FlakyConfig.from_settings(ledger.settings.tool)
     with ledger.engine(create=False).connect() as connection:
         found = find_flaky(connection, config=config, suite=suite, test_ids=[test_id])
     return found[0] if found else None
-
-
-test_flakiness.__test__ = False  # type: ignore[attr-defined]  # a library call, not a test
 
 
 def regression_issues(
@@ -133,13 +129,10 @@ def regression_issues(
         )
 
 
-def test_series(
+def series_of_test(
     ledger: Ledger, test_id: str, *, branch: str | None = None, limit: int = 60
 ) -> list[SeriesPoint]:
     """One test's last ``limit`` runs (of ``branch`` when given), newest first, by its last
     attempt: status, duration, memory, cost and watcher quality."""
     with ledger.engine(create=False).connect() as connection:
-        return browse.test_series(connection, test_id, branch=branch, limit=limit)
-
-
-test_series.__test__ = False  # type: ignore[attr-defined]  # a library call, not a test
+        return browse.series_of_test(connection, test_id, branch=branch, limit=limit)

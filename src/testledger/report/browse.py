@@ -47,11 +47,11 @@ __all__ = [
     "TopTest",
     "dimensions",
     "live_run",
+    "observations_of_test",
     "regression_issues",
     "run_extras",
     "runs_page",
-    "test_observations",
-    "test_series",
+    "series_of_test",
 ]
 
 MAX_PAGE = 200
@@ -336,14 +336,11 @@ def run_extras(
     )
 
 
-def test_observations(
+def observations_of_test(
     connection: Connection, test_id: str, *, limit: int = 20
 ) -> list[Observation]:
     """The watcher observations of one test's results (lowest quality first)."""
     return _observations(connection, test_results.c.test_id == test_id, limit)
-
-
-test_observations.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,7 +549,7 @@ class SeriesPoint(JsonData):
     watcher_quality: int | None
 
 
-def test_series(
+def series_of_test(
     connection: Connection, test_id: str, *, branch: str | None = None, limit: int = 60
 ) -> list[SeriesPoint]:
     """The test's last ``limit`` runs (of ``branch`` when given), newest first: one query
@@ -577,6 +574,3 @@ def test_series(
     if branch is not None:
         query = query.where(t.c.branch_name == branch)
     return [SeriesPoint(*row) for row in connection.execute(query)]
-
-
-test_series.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

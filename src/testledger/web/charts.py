@@ -15,7 +15,7 @@ from typing import Any
 
 from testledger import api
 
-__all__ = ["TEST_METRICS", "test_charts", "trend_charts"]
+__all__ = ["TEST_METRICS", "charts_of_test", "trend_charts"]
 
 #: A test's charts: (regression metric name, HistoryPoint attribute, title).
 TEST_METRICS = (
@@ -80,7 +80,7 @@ def _final_points(points: Iterable[Any]) -> list[Any]:
     return sorted(final.values(), key=lambda p: (p.run_timestamp, p.run_id))
 
 
-def test_charts(points: Iterable[Any], changes: Iterable[Any]) -> list[dict[str, Any]]:
+def charts_of_test(points: Iterable[Any], changes: Iterable[Any]) -> list[dict[str, Any]]:
     """A test's duration, memory, cost and quality over its runs (``points``: one per run or
     attempt, any order), the change points of ``changes`` (each a ``metric`` and the
     ``first_run_id`` it starts at) marked."""
@@ -106,6 +106,3 @@ def test_charts(points: Iterable[Any], changes: Iterable[Any]) -> list[dict[str,
         )
         charts.append(chart)
     return charts
-
-
-test_charts.__test__ = False  # type: ignore[attr-defined]  # not a pytest test

@@ -13,7 +13,7 @@ from testledger import api
 from testledger.errors import ConfigError
 from testledger.web.auth import require_read
 from testledger.web.cache import remembered
-from testledger.web.charts import test_charts, trend_charts
+from testledger.web.charts import charts_of_test, trend_charts
 from testledger.web.errors import ERROR_RESPONSES, MAX_NAME, NO_NUL, Name
 from testledger.web.render import page
 from testledger.web.settings import ledger_of
@@ -88,13 +88,13 @@ def test_series_json(
     limit: int = Query(60, ge=1, le=1000),
 ) -> Any:
     return [
-        p.as_json() for p in api.test_series(ledger_of(request), id, branch=branch, limit=limit)
+        p.as_json() for p in api.series_of_test(ledger_of(request), id, branch=branch, limit=limit)
     ]
 
 
 @api_router.get("/tests/observations", summary="What watchers said about one test's results")
 def test_observations_json(request: Request, id: TestRef) -> Any:
-    return [o.as_json() for o in api.test_observations(ledger_of(request), id)]
+    return [o.as_json() for o in api.observations_of_test(ledger_of(request), id)]
 
 
 @api_router.get("/flaky", summary="Flaky tests with their evidence, most flaky first")
@@ -148,7 +148,7 @@ def test_page(request: Request, test_id: str) -> Response:
     ledger = ledger_of(request)
     history = api.history(ledger, test_id, limit=60)
     branch = history.entries[0].branch if history.entries else None
-    series = api.test_series(ledger, history.test_id, branch=branch)
+    series = api.series_of_test(ledger, history.test_id, branch=branch)
     changes = [
         r
         for r in api.regression_issues(ledger, statuses=STATUSES, branch=branch)
@@ -160,10 +160,10 @@ def test_page(request: Request, test_id: str) -> Response:
         history=history,
         branch=branch,
         strip=list(reversed(history.entries)),
-        charts=test_charts(series, changes),
+        charts=charts_of_test(series, changes),
         changes=changes,
-        flaky=api.test_flakiness(ledger, history.test_id),
-        observations=api.test_observations(ledger, history.test_id),
+        flaky=api.flakiness_of_test(ledger, history.test_id),
+        observations=api.observations_of_test(ledger, history.test_id),
     )
 
 

@@ -61,12 +61,9 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def test_href(test_id: str) -> str:
+def href_of_test(test_id: str) -> str:
     """The test page's path: the id percent-encoded (``/`` kept, ``?`` and ``#`` not)."""
     return "/tests/" + quote(test_id, safe="/:@!$&'()*+,;=-._~")
-
-
-test_href.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def query_url(path: str, params: Mapping[str, Any], **changes: Any) -> str:
@@ -101,7 +98,7 @@ def _environment() -> jinja2.Environment:
         when=_when,
         secs=_seconds,
         short=_short,
-        test_href=test_href,
+        href_of_test=href_of_test,
         chart_json=chart_json,
     )
     environment.globals["query_url"] = query_url
