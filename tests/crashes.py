@@ -35,6 +35,13 @@ CHILD_TIMEOUT_SECS = 60.0
 
 Mark = Callable[[str], None]
 
+#: The three kinds of failure the crashed suites fail with (three issues), in turn.
+ERRORS = [
+    ("ValueError", "bad value"),
+    ("KeyError", "missing key"),
+    ("TimeoutError", "gave up waiting"),
+]
+
 
 @dataclass(frozen=True, slots=True)
 class KillPoint:

@@ -22,6 +22,7 @@ from testledger import Ledger, api
 from testledger.analyze import pipeline
 from testledger.ingest import importer, paths
 from tests.crashes import (
+    ERRORS,
     Death,
     Mark,
     Work,
@@ -36,11 +37,6 @@ from tests.helpers import query
 CASES = 800
 FAILING_EVERY = 50
 FAILURES = CASES // FAILING_EVERY
-ERRORS = [
-    ("ValueError", "bad value"),
-    ("KeyError", "missing key"),
-    ("TimeoutError", "gave up waiting"),
-]
 #: Kill points per phase of an import: 24, for at least 20 kills (an import may end before a
 #: kill late in its life, when it runs faster than the unkilled import measured).
 PLAN = {"start": 2, "transaction": 10, "committed": 5, "detecting": 6, "detected": 1}

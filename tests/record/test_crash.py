@@ -30,6 +30,7 @@ from testledger.model import TestResult
 from testledger.record import runner
 from testledger.record.archive import folder_name, read_events
 from tests.crashes import (
+    ERRORS,
     Death,
     Mark,
     Work,
@@ -45,11 +46,6 @@ RESULTS = 1_000
 BATCH = 100
 FAILING_EVERY = 50
 WATCHED_EVERY = 100
-ERRORS = [
-    ("ValueError", "bad value"),
-    ("KeyError", "missing key"),
-    ("TimeoutError", "gave up waiting"),
-]
 #: Kill points per phase of a recording: 24, for at least 20 kills (a recorder may end before
 #: a kill late in its life, when it runs faster than the unkilled recording measured).
 PLAN = {"start": 2, "recording": 9, "finishing": 5, "detecting": 6, "detected": 2}
