@@ -30,7 +30,7 @@ import pytest
 import sqlalchemy as sa
 import sqlalchemy.dialects.postgresql.psycopg
 
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.store.database import connect_engine
 from testledger.store.migrate import head_revision, schema_state
 from tests.pgcluster import PgCluster, find_pg_bindir

@@ -110,9 +110,19 @@ def wrap(
     setattr(module, name, wrapped)
 
 
-#: The fork server preloads the ledger, so that a child starts with it imported.
+#: The fork server preloads the ledger, so that a child starts with it imported: the recorder
+#: and the database layer too, which the library imports only when a run starts (a child that
+#: imported them itself would spend its whole "start" phase importing).
 _CONTEXT = multiprocessing.get_context("forkserver")
-_CONTEXT.set_forkserver_preload(["testledger.api", "testledger.analyze.pipeline"])
+_CONTEXT.set_forkserver_preload(
+    [
+        "testledger.api",
+        "testledger.analyze.pipeline",
+        "testledger.record.runner",
+        "testledger.store.database",
+        "testledger.ingest.importer",
+    ]
+)
 
 #: What a child runs: ``function(mark, *args)``, a module-level function (it is sent to the
 #: fork server by name, its arguments pickled).

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         TestResult,
         WatcherObservation,
     )
-    from testledger.record.runner import Ledger, ResultRef, Run, open_ledger
+    from testledger.record.ledger import Ledger, open_ledger
+    from testledger.record.runner import ResultRef, Run
     from testledger.record.sync import SyncReport, sync_runs
     from testledger.store.engine import mask_url
 
@@ -49,10 +50,10 @@ _EXPORTS = {
     "Status": "testledger.model",
     "TestResult": "testledger.model",
     "WatcherObservation": "testledger.model",
-    "Ledger": "testledger.record.runner",
+    "Ledger": "testledger.record.ledger",
     "ResultRef": "testledger.record.runner",
     "Run": "testledger.record.runner",
-    "open_ledger": "testledger.record.runner",
+    "open_ledger": "testledger.record.ledger",
     "SyncReport": "testledger.record.sync",
     "sync_runs": "testledger.record.sync",
     "mask_url": "testledger.store.engine",

@@ -94,6 +94,23 @@ def test_unknown_run_is_one_line_and_exit_1(
     assert err == "error: no run with key 'nope'\n"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["runs", "-n"], ["trend", "-n"], ["cost", "-n"], ["show"], ["compare", "1"]],
+    ids=lambda words: "-".join(words),
+)
+def test_a_number_too_large_for_the_database_is_one_line_and_exit_1(
+    recorded: str, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    code, out, err = cli(capsys, "--db", recorded, *command, "9" * 30)
+    # SQLite's driver cannot bind it; PostgreSQL says "bigint out of range".
+    assert (code, out) == (1, "") and err.count("\n") == 1, err
+    assert err in (
+        "error: a number given is too large\n",
+        "error: database error: bigint out of range\n",
+    )
+
+
 def test_an_empty_ledger_says_so(empty_db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     # A database never used before: reading finds no ledger and creates none; once the schema
     # is there (the first recorded run, or db upgrade), the ledger has no runs yet.

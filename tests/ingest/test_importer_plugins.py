@@ -26,7 +26,7 @@ from testledger.ingest.registry import (
     is_report,
     parse_source,
 )
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from tests.helpers import query
 
 if sys.version_info >= (3, 11):

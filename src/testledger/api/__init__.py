@@ -137,7 +137,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from testledger.ingest.backfill import BackfillReport
     from testledger.ingest.importer import ImportOutcome
     from testledger.model import WatcherObservation
-    from testledger.record.runner import Ledger, open_ledger
+    from testledger.record.ledger import Ledger, open_ledger
     from testledger.record.sync import SyncReport
     from testledger.report.browse import (
         Dimensions,
@@ -175,8 +175,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
 # a function is called, and each call pulls in only what it needs.
 _EXPORTS = {
     # handles and runs
-    "Ledger": "testledger.record.runner",
-    "open_ledger": "testledger.record.runner",
+    "Ledger": "testledger.record.ledger",
+    "open_ledger": "testledger.record.ledger",
     "list_runs": "testledger.api._runs",
     "show_run": "testledger.api._runs",
     "RunSummary": "testledger.report.runs",

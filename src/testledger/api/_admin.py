@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from testledger.common.jsondata import JsonData
 from testledger.demo.runner import DEFAULT_RUNS, DemoResult, Progress, build_demo, check_target
 from testledger.errors import ConfigError, SchemaError
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.store.database import connect_engine, open_engine
 from testledger.store.engine import mask_url, mask_urls_in, normalize_url, sqlite_path
 from testledger.store.migrate import head_revision, render_sql, schema_state, upgrade

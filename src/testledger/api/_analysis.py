@@ -15,7 +15,7 @@ from testledger.analyze.regressions.metrics import RegressionConfig, RegressionR
 from testledger.analyze.watcher import load_watcher, watch_run
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS
 from testledger.analyze.watcher.service import WatchSummary
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report.issues import issue_codes_for_results
 from testledger.report.runs import find_run
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 from testledger.analyze.flaky.config import FlakyConfig
 from testledger.analyze.flaky.finder import FlakyTest, find_flaky
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report import browse
 from testledger.report.browse import (
     Dimensions,

@@ -13,7 +13,7 @@ from testledger.ingest.paths import import_paths as _import_paths
 from testledger.ingest.registry import FORMATS
 from testledger.record.archive import ArchivedRun
 from testledger.record.pruning import prune_after_run
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.record.sync import SyncReport, pending_runs, sync_runs
 from testledger.store.database import database_errors
 from testledger.store.engine import normalize_url

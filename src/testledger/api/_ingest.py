@@ -37,7 +37,7 @@ from testledger.model import (
     WatcherObservation,
     utcnow,
 )
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.store import ingest_batches as batches
 from testledger.store.encoding import (
     NUL_REPLACEMENT,

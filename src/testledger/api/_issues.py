@@ -14,7 +14,7 @@ from testledger.analyze.options import detection_settings
 from testledger.analyze.pipeline import detect_runs
 from testledger.errors import ConfigError
 from testledger.ingest.backfill import BackfillReport, backfill_issues, parse_backfill_files
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report import issues as issue_reports
 from testledger.report.explain import FingerprintExplanation, find_result_id
 from testledger.report.explain import explain_result as _explain_result

@@ -5,7 +5,7 @@ from __future__ import annotations
 from testledger.analyze.watcher.service import RecordedObservation
 from testledger.analyze.watcher.service import record_observation as _record_observation
 from testledger.model import WatcherObservation
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 
 __all__ = ["RecordedObservation", "WatcherObservation", "record_observation"]
 

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 from testledger.common.jsondata import JsonData
 from testledger.config import web_base_url
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report import compare as comparing
 from testledger.report import cost as costs
 from testledger.report import export as exporting

@@ -10,8 +10,8 @@ from datetime import datetime
 from testledger.common.jsondata import JsonData
 from testledger.config import RetentionPolicy, parse_age
 from testledger.model import utcnow
+from testledger.record.ledger import Ledger
 from testledger.record.pruning import prune_ledger
-from testledger.record.runner import Ledger
 from testledger.store.retention import PruneProgress
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report import runs
 
 __all__ = ["list_runs", "show_run"]

@@ -4,7 +4,7 @@ issue, text search over results and issues, and one test's context as the watche
 from __future__ import annotations
 
 from testledger.analyze.watcher.history import DEFAULT_HISTORY_RUNS, TestContext, load_test_context
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.report import failures as failure_reports
 from testledger.report import search as searching
 from testledger.report.history import resolve_test

@@ -9,7 +9,7 @@ from datetime import datetime
 from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound
 from testledger.model import utcnow
-from testledger.record.runner import Ledger
+from testledger.record.ledger import Ledger
 from testledger.store import tokens as store
 from testledger.store.tokens import SCOPES as TOKEN_SCOPES
 from testledger.store.tokens import TokenInfo

@@ -5,6 +5,8 @@ Each command lives in a module of this package, imported only when the command r
 one).
 """
 
+import gc
+
 from testledger.cli.app import app, run_app
 
 __all__ = ["app", "main"]
@@ -12,4 +14,17 @@ __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``testledger`` script; returns the exit code."""
-    return run_app(argv)
+    if argv is None:
+        # The script's own process: its start is mostly imports, which allocate objects that
+        # live as long as it does, and the collector's default pace (every 700 allocations)
+        # walks them over and over (5-10% of a small command's time, bench/startup.py). At
+        # this pace a long command (serve, import) still collects, a few MB of garbage later.
+        gc.set_threshold(100_000, 10, 10)
+    code = run_app(argv)
+    if argv is None:
+        # The script (or ``python -m testledger``): the process ends next. The collector's last
+        # pass at exit would walk every object the imports made, most of a small command's
+        # tear-down (bench/startup.py); frozen, they are left to the process's end. Exit
+        # handlers still run, and the ledger is closed already (run_app).
+        gc.freeze()
+    return code

@@ -22,6 +22,7 @@ import typer
 from typer.core import TyperGroup
 
 from testledger import api
+from testledger.cli.coercion import install_plain_coercion
 from testledger.cli.registry import COMMANDS, SECTIONS
 from testledger.cli.visible import visible
 
@@ -62,6 +63,7 @@ class SectionedGroup(TyperGroup):
             found = typer.main.get_command(app).commands.get(cmd_name)  # type: ignore[attr-defined]
             if found is not None:
                 _name_placeholders(found)
+                install_plain_coercion(found)
                 self.add_command(found, cmd_name)
         return found
 
@@ -113,6 +115,13 @@ class CliState:
         if self._ledger is None:
             self._ledger = api.Ledger(self.db, results_dir=self.results_dir)
         return self._ledger
+
+    def close(self) -> None:
+        """Close the ledger's connections, if it was opened (SQLite checkpoints its WAL on the
+        last one), rather than leave them to the interpreter's exit."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -259,10 +268,24 @@ def run_app(argv: list[str] | None = None) -> int:
     """
     group = typer.main.get_command(app)
     _name_placeholders(group)
+    install_plain_coercion(group)
+    cli = CliState()
     try:
-        code = group.main(args=argv, prog_name="testledger", standalone_mode=False)
+        return _run_group(group, argv, cli)
+    finally:
+        cli.close()
+
+
+def _run_group(group: Any, argv: list[str] | None, cli: CliState) -> int:
+    try:
+        code = group.main(args=argv, prog_name="testledger", standalone_mode=False, obj=cli)
     except TestledgerError as exc:
         typer.echo(f"error: {visible(api.mask_urls_in(str(exc)))}", err=True)
+        return EXIT_ERROR
+    except OverflowError:
+        # A number no database column or LIMIT holds (`runs -n 99999999999999999999`), met
+        # by the driver when it binds it.
+        typer.echo("error: a number given is too large", err=True)
         return EXIT_ERROR
     except Exception as exc:
         if _is_database_error(exc):

@@ -13,6 +13,9 @@ Every result goes to the run's JSON files first and to the database in batches (
 per batch, never per result). If the database cannot be reached when the run starts, or stops
 answering during it, recording carries on into the JSON files alone with one warning; nothing
 is raised into the test runner, and ``testledger sync`` loads the run later.
+
+The ledger handle that starts runs (``open_ledger``, ``Ledger``) is
+:mod:`testledger.record.ledger`, which a report imports without this module and its writers.
 """
 
 from __future__ import annotations
@@ -22,18 +25,12 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
-from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy.engine import Engine
-
-from testledger.common.environment import detect_ci, detect_git, host_metadata
 from testledger.common.urls import is_http_url
-from testledger.config import Settings, load_settings
-from testledger.errors import ConfigError, SchemaError, TestledgerError
+from testledger.errors import SchemaError, TestledgerError
 from testledger.model import (
-    NO_WATCHER,
     RunInfo,
     RunStats,
     RunStatus,
@@ -43,8 +40,8 @@ from testledger.model import (
 )
 from testledger.record.archive import RunArchive, stats_from_events
 from testledger.record.background import BackgroundWriter, Batch, InlineWriter, make_writer
-from testledger.store.database import connect_engine, database_errors
-from testledger.store.engine import mask_url, mask_urls_in
+from testledger.store.database import database_errors
+from testledger.store.engine import mask_urls_in
 from testledger.store.runs import (
     RunRow,
     create_or_join_run,
@@ -59,14 +56,36 @@ from testledger.store.writer import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy.engine import Engine
+
+    from testledger.config import Settings
     from testledger.record.http_sink import HttpSink
 
-__all__ = ["Ledger", "ResultRef", "Run", "open_ledger"]
+__all__ = ["LedgerHandle", "ResultRef", "Run"]
 
 log = logging.getLogger("testledger")
 
 #: A batch is written at the latest this long after its first result was recorded.
 FLUSH_INTERVAL_SECS = 1.0
+
+
+class LedgerHandle(Protocol):
+    """What a run uses of its ledger: :class:`testledger.record.ledger.Ledger`, which starts
+    runs (and is defined there, so that a report imports it without this module)."""
+
+    settings: Settings
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def results_dir(self) -> Path: ...
+
+    def engine(self, *, create: bool = True) -> Engine: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,135 +94,6 @@ class ResultRef:
 
     test_id: str
     attempt: int
-
-
-class Ledger:
-    """A handle on a ledger: a database URL plus the results folder for the JSON files.
-
-    Opening one never connects; the database is reached when a run starts (or a report asks),
-    so a ledger whose database is away can still record into its JSON files.
-    """
-
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        results_dir: str | Path | None = None,
-        settings: Settings | None = None,
-    ) -> None:
-        self.settings = settings or load_settings(url, results_dir)
-        self._engine: Engine | None = None
-
-    @property
-    def url(self) -> str:
-        """The database URL with its password masked."""
-        return mask_url(self.settings.database_url)
-
-    @property
-    def results_dir(self) -> Path:
-        return self.settings.results_dir
-
-    def engine(self, *, create: bool = True) -> Engine:
-        """The connected engine, its schema created on first use of an empty database. With
-        ``create`` False (for reading) nothing is created: a ledger that does not exist yet is
-        NotFound. Raises DatabaseUnavailable or SchemaError."""
-        if self._engine is None:
-            if is_http_url(self.settings.database_url):
-                raise ConfigError(
-                    f"{self.url} is a testledger server: runs are recorded through it (pytest "
-                    "--ledger, the runner API); reports and `testledger sync` need the "
-                    "database's own URL (--db), or read the server's pages"
-                )
-            self._engine = connect_engine(
-                self.settings.database_url,
-                create=create,
-                statement_timeout_secs=self.settings.statement_timeout_secs,
-            )
-        return self._engine
-
-    def start_run(
-        self,
-        *,
-        branch: str | None = None,
-        commit: str | None = None,
-        suite: str | None = None,
-        watcher_model: str = NO_WATCHER,
-        notes: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        run_key: str | None = None,
-        started_at: datetime | None = None,
-        source: str = "runner",
-        detect_environment: bool = True,
-        detect_issues: bool = True,
-        batch_size: int | None = None,
-        watcher: str | None = None,
-        offline: str | None = None,
-        expected_tests: int | None = None,
-    ) -> Run:
-        """Start recording a run. ``run_key`` makes it idempotent: a run started again under the
-        same key is the same run (results it already holds are not written twice). Branch and
-        commit default to what git and the CI environment say. Issue detection runs when the
-        run finishes, unless ``detect_issues`` is False (``testledger detect`` can run it).
-        ``offline`` records into the JSON files alone, for that reason, without connecting (the
-        pytest plugin's spool when its writer process died). ``expected_tests``: how many tests
-        the run will hold, when known (a live run's progress). A ledger whose URL is http(s)://
-        records through that server's ingest API (see :mod:`testledger.record.http_sink`)."""
-        info = RunInfo(
-            branch=branch or "unknown",
-            commit=commit,
-            suite=suite or self.settings.suite,
-            watcher_model=watcher_model,
-            notes=notes,
-            run_key=run_key,
-            started_at=started_at or utcnow(),
-            source=source,
-            metadata=dict(metadata or {}),
-        )
-        if detect_environment:
-            _fill_from_environment(info, explicit_branch=branch is not None)
-        run = Run(
-            self,
-            info,
-            batch_size or self.settings.batch_size,
-            detect_issues=detect_issues,
-            offline=offline,
-        )
-        # ``watcher`` names a watcher (``testledger.watchers``) that watches the run at finish.
-        run.watcher = watcher
-        if expected_tests is not None:
-            run.expect_tests(expected_tests)
-        return run
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def open_ledger(url: str | None = None, *, results_dir: str | Path | None = None) -> Ledger:
-    """Open a ledger: ``url`` (else ``TESTLEDGER_DATABASE_URL``, ``[tool.testledger]``, or the
-    default SQLite file ``.testledger/ledger.db``)."""
-    return Ledger(url, results_dir=results_dir)
-
-
-def _fill_from_environment(info: RunInfo, *, explicit_branch: bool) -> None:
-    ci = detect_ci()
-    git = detect_git() if (not explicit_branch or info.commit is None) else None
-    if not explicit_branch:
-        info.branch = ci.branch or (git.branch if git else None) or "unknown"
-    if info.commit is None:
-        info.commit = ci.commit or (git.commit if git else None)
-    info.ci_provider = info.ci_provider or ci.provider
-    info.ci_job_url = info.ci_job_url or ci.job_url
-    host = host_metadata()
-    info.host = info.host or host["host"]
-    info.metadata.setdefault("environment", host)
 
 
 class Run:
@@ -216,7 +106,7 @@ class Run:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: LedgerHandle,
         info: RunInfo,
         batch_size: int,
         *,

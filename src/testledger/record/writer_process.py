@@ -135,7 +135,7 @@ def start_run(settings: Settings, options: dict[str, Any], *, offline: str | Non
             import psycopg  # noqa: F401
 
     from testledger.record.archive import folder_name
-    from testledger.record.runner import Ledger
+    from testledger.record.ledger import Ledger
     from testledger.store.engine import mask_urls_in
 
     options = dict(options)

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from testledger.config import DEFAULT_STATEMENT_TIMEOUT_SECS
 from testledger.errors import DatabaseUnavailable, NotFound, SchemaError, TestledgerError
 from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in, sqlite_path
-from testledger.store.migrate import ensure_schema, schema_state
+from testledger.store.migrate import ensure_schema, is_at_head, schema_state
 
 __all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "open_engine"]
 
@@ -84,6 +84,8 @@ def connect_engine(
     DatabaseUnavailable or SchemaError."""
     engine = open_engine(url, create=create, statement_timeout_secs=statement_timeout_secs)
     try:
+        if is_at_head(engine):
+            return engine  # the common case, in one query
         if not create:
             with engine.connect() as connection:
                 if schema_state(connection).is_empty:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from testledger.errors import NotFound
 from testledger.model import RunStatus, utcnow
+from testledger.store.engine import dialect_insert
 from testledger.store.runs import RunRow
 from testledger.store.tables import ingest_batches, test_results, test_runs
 
@@ -33,9 +33,8 @@ def claim_batch(connection: Connection, run_id: int, batch_key: str, result_coun
     new (its rows are to be written in the same transaction), False when that batch is stored
     already. Two requests racing with the same key: the second waits on the unique key and
     finds it taken."""
-    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
     statement = (
-        dialect.insert(ingest_batches)
+        dialect_insert(connection)(ingest_batches)
         .values(run_id=run_id, batch_key=batch_key, result_count=result_count, created_at=utcnow())
         .on_conflict_do_nothing(index_elements=["run_id", "batch_key"])
         .returning(ingest_batches.c.id)

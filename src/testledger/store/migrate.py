@@ -23,7 +23,15 @@ from testledger.errors import SchemaError
 if TYPE_CHECKING:  # Alembic is imported only when a migration has to run (it is slow to load).
     from alembic.config import Config
 
-__all__ = ["SchemaState", "ensure_schema", "head_revision", "render_sql", "schema_state", "upgrade"]
+__all__ = [
+    "SchemaState",
+    "ensure_schema",
+    "head_revision",
+    "is_at_head",
+    "render_sql",
+    "schema_state",
+    "upgrade",
+]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 PROPOSAL_REVISION = "0001"
@@ -158,6 +166,20 @@ def _stored_revision(connection: Connection) -> str | None:
     if not sa.inspect(connection).has_table("alembic_version"):
         return None
     return connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+
+def is_at_head(engine: Engine) -> bool:
+    """Whether the database's schema is the current one, known from a single query: what every
+    command and every recording session asks first (on PostgreSQL, the reflection behind
+    :func:`schema_state` costs tens of milliseconds more). False when the revision is another,
+    or the query fails (no ``alembic_version`` yet, or no connection): :func:`schema_state`
+    and :func:`ensure_schema` then decide, and say why."""
+    with engine.connect() as connection:
+        try:
+            revision = connection.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return bool(revision.scalar() == HEAD_REVISION)
+        except sa.exc.DBAPIError:
+            return False
 
 
 def schema_state(connection: Connection) -> SchemaState:

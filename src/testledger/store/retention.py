@@ -28,12 +28,12 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from testledger.config import RetentionPolicy
 from testledger.model import RunStatus, utcnow
+from testledger.store.engine import dialect_insert
 from testledger.store.tables import (
     issues,
     test_daily_stats,
@@ -379,8 +379,7 @@ def _add_daily_stats(connection: Connection, batch: sa.ColumnElement[bool]) -> A
     """INSERT ... SELECT of the batch's daily sums that adds to a row already there (the same
     statement on both databases: ON CONFLICT DO UPDATE), returning the rows' keys."""
     sums = _daily_sums(connection, batch)
-    insert_for = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
-    statement = insert_for(test_daily_stats).from_select(
+    statement = dialect_insert(connection)(test_daily_stats).from_select(
         [column.name for column in sums.selected_columns], sums
     )
     table, new = test_daily_stats.c, statement.excluded

@@ -5,6 +5,10 @@ arrays as JSON text arrays, numbers with numeric affinity, timestamps as fixed-w
 text (``2025-10-07T13:47:15.894173Z``: fixed width, so text order is time order and the
 example queries' ``ORDER BY run_timestamp`` / ``MAX(run_timestamp)`` work unchanged), and ids as
 ``INTEGER PRIMARY KEY`` (SQLite only auto-increments that exact spelling).
+
+SQLAlchemy's PostgreSQL dialect (with the asyncpg and asyncio modules it pulls in, about 50 ms)
+is imported only when a PostgreSQL connection asks for a type's implementation: a command on a
+SQLite ledger never loads it (``tests/cli/test_startup.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.elements import TextClause
 
@@ -35,23 +38,33 @@ __all__ = [
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
-class _JsonText(sa.types.TypeDecorator[Any]):
-    """JSON kept as TEXT (SQLite's json functions read it as it is)."""
+class _JsonDoc(sa.types.TypeDecorator[Any]):
+    """JSONB on PostgreSQL, whose driver encodes and decodes the values itself; JSON kept as
+    TEXT on SQLite (whose json functions read it as it is)."""
 
     impl = sa.Text()
     cache_ok = True
 
-    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.Text())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name == "postgresql":
+            return value  # JSONB's own processor serialises it
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else json.loads(value)
+        if value is None or dialect.name == "postgresql":
+            return value  # decoded by the driver
+        return json.loads(value)
 
 
 #: JSONB on PostgreSQL, JSON text on SQLite.
-JsonDoc = _JsonText().with_variant(postgresql.JSONB(), "postgresql")
+JsonDoc = _JsonDoc()
 
 _SQLITE_NOW = "(strftime('%Y-%m-%dT%H:%M:%f', 'now') || '000Z')"
 
@@ -72,7 +85,9 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(sa.Text())
-        return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True))
+        from sqlalchemy.dialects.postgresql import TIMESTAMP
+
+        return dialect.type_descriptor(TIMESTAMP(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
@@ -102,7 +117,9 @@ class StringArray(sa.types.TypeDecorator[list[str]]):
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
         if dialect.name == "postgresql":
-            return dialect.type_descriptor(postgresql.ARRAY(sa.Text()))
+            from sqlalchemy.dialects.postgresql import ARRAY
+
+            return dialect.type_descriptor(ARRAY(sa.Text()))
         return dialect.type_descriptor(sa.Text())
 
     def process_bind_param(self, value: list[str] | None, dialect: Dialect) -> Any:
