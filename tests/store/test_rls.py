@@ -36,7 +36,7 @@ from testledger.store.roles import (
     VERSION_TABLE,
     ledger_tables,
 )
-from testledger.store.tables import metadata, test_daily_stats, test_runs
+from testledger.store.tables import metadata, regression_baselines, test_daily_stats, test_runs
 from testledger.store.tokens import insert_token, new_secret
 from tests.conftest import _database_name, _pg_database_url, drop_pg_database
 from tests.histories import record_test, scripted_run
@@ -110,6 +110,25 @@ def _record_history(url: str, results: Path) -> None:
                     errored=0,
                     duration_count=0,
                     watcher_quality_count=0,
+                )
+            )
+            # Regression detection needs ten runs before it keeps a baseline: one written here.
+            conn.execute(
+                sa.insert(regression_baselines).values(
+                    suite="s",
+                    branch_name="main",
+                    test_id="chat/long",
+                    metric="duration",
+                    last_run_id=run_id,
+                    last_run_at=sa.select(test_runs.c.run_timestamp)
+                    .where(test_runs.c.id == run_id)
+                    .scalar_subquery(),
+                    log_scale=True,
+                    recent=bytes(24),  # three float64 zeros
+                    older_weight=0.0,
+                    older_sum=0.0,
+                    older_test_sum=0.0,
+                    older_test_squares=0.0,
                 )
             )
 

@@ -37,7 +37,7 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 PROPOSAL_REVISION = "0001"
 #: The newest migration's revision; ``tests/store`` checks it against the migration scripts.
 #: Every session of a recorder checks it, so it is known without loading Alembic's scripts.
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 #: The proposal's tables and the columns each must have for an adoption to be safe.
 PROPOSAL_COLUMNS: dict[str, frozenset[str]] = {

@@ -36,6 +36,7 @@ from testledger.model import RunStatus, utcnow
 from testledger.store.engine import dialect_insert
 from testledger.store.tables import (
     issues,
+    regression_baselines,
     test_daily_stats,
     test_results,
     test_runs,
@@ -399,6 +400,11 @@ def _remove_runs(connection: Connection, run_ids: list[int], totals: PruneTotals
             sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DETECTION_LOCK_KEY}
         )
     totals.issue_links_cleared += _detach_issues(connection, run_ids)
+    # Regression baselines last folded by a removed run: built again from the series the next
+    # time their test is detected (no foreign key: every run rewrites every baseline).
+    connection.execute(
+        sa.delete(regression_baselines).where(regression_baselines.c.last_run_id.in_(run_ids))
+    )
     gone = connection.execute(
         sa.delete(test_runs)
         .where(test_runs.c.id.in_(run_ids))

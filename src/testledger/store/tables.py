@@ -30,6 +30,7 @@ __all__ = [
     "issue_occurrences",
     "issues",
     "metadata",
+    "regression_baselines",
     "test_daily_stats",
     "test_results",
     "test_runs",
@@ -288,6 +289,35 @@ test_daily_stats = sa.Table(
     sa.PrimaryKeyConstraint("day", "suite", "branch_name", "test_id", name="pk_test_daily_stats"),
 )
 
+# + (0011) Per suite, branch, test and metric, what regression detection needs to tell cheaply
+# that a test's latest value cannot have made a change (analyze/regressions/baselines.py): the
+# latest values of its series (``recent``, little-endian float64 bytes, oldest first) and
+# decayed sums of the older ones, on the change-point test's scale (logarithms while every
+# value was positive).
+# Folded once per run (``last_run_id``); deleted by retention with that run, then rebuilt
+# from the series the next time the test is detected. Every row is rewritten every run, so no
+# index but the key and no foreign key: on PostgreSQL the rewrite stays a HOT update (the table
+# is created with fillfactor 50), without index maintenance.
+regression_baselines = sa.Table(
+    "regression_baselines",
+    metadata,
+    sa.Column("suite", sa.Text(), nullable=False),
+    sa.Column("branch_name", sa.Text(), nullable=False),
+    sa.Column("test_id", sa.Text(), nullable=False),
+    sa.Column("metric", sa.Text(), nullable=False),
+    sa.Column("last_run_id", sa.BigInteger(), nullable=False),
+    sa.Column("last_run_at", UtcDateTime(), nullable=False),
+    sa.Column("log_scale", sa.Boolean(), nullable=False),
+    sa.Column("recent", sa.LargeBinary(), nullable=False),
+    sa.Column("older_weight", sa.Float(), nullable=False),
+    sa.Column("older_sum", sa.Float(), nullable=False),
+    sa.Column("older_test_sum", sa.Float(), nullable=False),
+    sa.Column("older_test_squares", sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint(
+        "suite", "branch_name", "test_id", "metric", name="pk_regression_baselines"
+    ),
+)
+
 # The proposal's indexes, then testledger's (uniqueness of run keys and of a test's attempts in
 # a run; the suite/branch/time index behind "latest run of this branch").
 sa.Index("idx_test_runs_timestamp", test_runs.c.run_timestamp.desc())
@@ -298,6 +328,14 @@ sa.Index(
     test_runs.c.suite,
     test_runs.c.branch_name,
     test_runs.c.run_timestamp,
+)
+# A suite's latest runs on every branch, newest first, without a sort (0011): the flaky rules'
+# scope (analyze/flaky: compare, summary, gate, detection) on a ledger of many runs.
+sa.Index(
+    "idx_test_runs_suite_timestamp",
+    test_runs.c.suite,
+    test_runs.c.run_timestamp,
+    test_runs.c.id,
 )
 # The runs issue detection has not been over (0008): found first by every recording, import,
 # sync and detect, so that a detection lost to a crash is completed; a handful of rows.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from testledger.model import utcnow
 from testledger.store.tables import issue_events, issue_occurrences, issues, test_results, test_runs
 
 if TYPE_CHECKING:  # pragma: no cover - types only: importing them would load numpy
+    from testledger.analyze.regressions.baselines import Block
     from testledger.analyze.regressions.changepoint import ChangePoint, SeriesAnalysis
     from testledger.analyze.regressions.metric_series import Scope
 
@@ -301,6 +303,116 @@ class _Sync:
         self.report.resolved.append(issue.issue_code)
 
 
+@dataclass(slots=True)
+class _Plan:
+    """Which tests of a run get their series read and analysed, per metric (see
+    :mod:`testledger.analyze.regressions.baselines`), and the baselines folded up to the run."""
+
+    values: dict[str, dict[str, float]]
+    suspects: dict[str, set[str]] = field(default_factory=dict)
+    folded: dict[str, Block] = field(default_factory=dict)
+    #: Detection over a run older than the baselines: every test analysed, nothing saved.
+    replay: bool = False
+
+    def tests(self) -> set[str]:
+        return set().union(*self.suspects.values())
+
+
+#: The issue statuses whose test is analysed every run, whatever its baseline says.
+_FOLLOWED = (IssueStatus.OPEN.value, IssueStatus.IN_PROGRESS.value, IssueStatus.WONT_FIX.value)
+
+
+def _plan(
+    connection: Connection,
+    run: Any,
+    known: dict[tuple[str, str, str, str], list[Any]],
+    config: RegressionConfig,
+) -> _Plan:
+    import numpy as np
+
+    from testledger.analyze.regressions import baselines
+
+    plan = _Plan(baselines.run_values(connection, run.id, config.metrics))
+    plan.replay = baselines.newer_baselines(connection, run.suite, run.branch_name, run)
+    if plan.replay:
+        plan.suspects = {name: set(tests) for name, tests in plan.values.items()}
+        return plan
+    blocks = baselines.load_blocks(connection, run.suite, run.branch_name, config)
+    empty = baselines.Block.empty(baselines.recent_size(config))
+    followed: dict[str, set[str]] = {}
+    for (suite, branch, test, name), found in known.items():
+        if suite == run.suite and branch == run.branch_name and found[-1].status in _FOLLOWED:
+            followed.setdefault(name, set()).add(test)
+    for name in config.metrics:
+        tests = plan.values[name]
+        block = blocks.get(name, empty)
+        index = {test: i for i, test in enumerate(block.tests)}
+        current = block.rows([index[test] for test in tests if test in index])
+        values = np.asarray([tests[test] for test in current.tests], dtype=np.float64)
+        # Dormant baselines are neither screened nor written: nothing can come of them.
+        awake = np.flatnonzero(~baselines.dormant(name, current, values, config)).tolist()
+        current = baselines.fold(current.rows(awake), values[awake], run.id, config)
+        plan.folded[name] = current
+        flagged = baselines.suspects(name, current, config)
+        plan.suspects[name] = (
+            {test for test in tests if test not in index}
+            | (followed.get(name, set()) & tests.keys())
+            | {test for test, flag in zip(current.tests, flagged.tolist(), strict=True) if flag}
+        )
+    return plan
+
+
+def _save_baselines(
+    connection: Connection,
+    run: Any,
+    plan: _Plan,
+    scope: Scope,
+    analysed: dict[tuple[str, str], SeriesAnalysis],
+    config: RegressionConfig,
+) -> None:
+    """The run's baselines: folded for the quiet tests, built again from the series (from its
+    latest change point on) for the tests analysed."""
+    import numpy as np
+
+    from testledger.analyze.regressions.baselines import Block, built_from_series, save_blocks
+
+    rows = {test: row for row, test in enumerate(scope.tests)}
+    blocks: dict[str, Block] = {}
+    for name, block in plan.folded.items():
+        index = {test: i for i, test in enumerate(block.tests)}
+        built: list[tuple[str, bool, Any, Any]] = []
+        for test in sorted(plan.suspects[name]):
+            row = rows.get(test)
+            if row is None:
+                continue
+            series = scope.values[name][row]
+            present = series[~np.isnan(series)]
+            analysis = analysed.get((test, name))
+            start, cleaned = 0, present
+            if analysis is not None:
+                cleaned = analysis.cleaned
+                if analysis.change_points:
+                    last = analysis.change_points[-1].index
+                    start = int(np.searchsorted(analysis.positions, last))
+            built.append((test, *built_from_series(present, cleaned, start, config)))
+        fresh = [entry for entry in built if entry[0] not in index]
+        for test, log_scale, recent, older in built:
+            if test in index:
+                i = index[test]
+                block.log_scale[i], block.recent[i], block.older[i] = log_scale, recent, older
+        if fresh:
+            block = Block(
+                block.tests + [entry[0] for entry in fresh],
+                np.concatenate([block.run_ids, np.full(len(fresh), run.id, dtype=np.int64)]),
+                np.concatenate([block.log_scale, np.asarray([e[1] for e in fresh], dtype=bool)]),
+                np.concatenate([block.recent, np.stack([e[2] for e in fresh])]),
+                np.concatenate([block.older, np.stack([e[3] for e in fresh])]),
+            )
+        block.run_ids[:] = run.id
+        blocks[name] = block
+    save_blocks(connection, run.suite, run.branch_name, run, blocks)
+
+
 def detect_regressions(
     connection: Connection,
     run_id: int,
@@ -310,7 +422,8 @@ def detect_regressions(
     now: datetime | None = None,
 ) -> RegressionSync:
     """Open, follow and resolve regression issues as of one run (see the module docstring):
-    the series end at the run, so that detecting the runs oldest first replays history."""
+    the series end at the run, so that detecting the runs oldest first replays history. Only
+    the tests the baselines cannot clear are analysed (:func:`_plan`)."""
     config = config or RegressionConfig()
     now = now or utcnow()
     run = connection.execute(sa.select(test_runs).where(test_runs.c.id == run_id)).first()
@@ -320,57 +433,71 @@ def detect_regressions(
     if len(runs) < 2 * config.min_runs or runs[-1].id != run.id:
         return RegressionSync()
     # Only now, with runs enough to hold a change: the series and their analysis need numpy.
-    from testledger.analyze.regressions.metric_series import (
-        analyze_metric,
-        describe_change,
-        load_scope,
-    )
+    from testledger.analyze.regressions.metric_series import analyze_metric, load_scope
 
-    scope = load_scope(
-        connection, run.suite, run.branch_name, runs, config.metrics, tests_of_run=run.id
-    )
     known = regression_issues(connection)
+    plan = _plan(connection, run, known, config)
+    scope = load_scope(
+        connection, run.suite, run.branch_name, runs, config.metrics, test_ids=sorted(plan.tests())
+    )
     sync = _Sync(connection, run, scope, rules, config, now)
-    last = len(runs) - 1
+    analysed: dict[tuple[str, str], SeriesAnalysis] = {}
     for name in config.metrics:
-        spec = METRICS[name]
-        for row, analysis in analyze_metric(scope, name, config):
-            if not len(analysis.positions) or analysis.positions[-1] != last:
-                continue  # the run has no value of this metric for this test
-            key = (scope.suite, scope.branch, scope.tests[row], name)
-            value = float(scope.values[name][row, last])
-            latest = known.get(key, [None])[-1]
-            cps = analysis.change_points
-            active = cps[-1] if cps and is_regression(spec, cps[-1]) else None
-            status = None if latest is None else latest.status
-            moved_on = latest is not None and latest.last_move_at is not None
-            if moved_on and run.run_timestamp < latest.last_move_at:
-                continue  # detection replayed over an older run: the issue has moved on since
-            if status in (IssueStatus.OPEN.value, IssueStatus.IN_PROGRESS.value):
-                details = latest.details
-                back, recent = _recovered(
-                    analysis, spec, details["before_mean"], details["after_mean"], config
-                )
-                if back and status == IssueStatus.OPEN.value:
-                    sync.resolve(latest, spec, recent)
-                elif not back and _seen_in(
-                    value, spec, details["before_mean"], details["after_mean"]
-                ):
-                    sync.occurrences(latest.id, row, [last], latest.priority)
-                continue
-            if active is None:
-                continue
-            change = describe_change(scope, spec, row, analysis, len(cps) - 1, None)
-            if status == IssueStatus.WONT_FIX.value:
-                if _seen_in(value, spec, change.before_mean, change.after_mean):
-                    sync.occurrences(latest.id, row, [last], latest.priority)
-                continue
-            if _recovered(analysis, spec, change.before_mean, change.after_mean, config)[0]:
-                continue
-            if status == IssueStatus.RESOLVED.value:
-                resolved_at = latest.resolved_at
-                if resolved_at is None or change.first_run.at > resolved_at:
-                    sync.reopen(latest, row, analysis, change)
-                continue
-            sync.open_issue(row, analysis, change)
+        for row, analysis in analyze_metric(scope, name, config, plan.suspects[name]):
+            analysed[(scope.tests[row], name)] = analysis
+            _follow(sync, known, row, name, analysis)
+    if not plan.replay:
+        _save_baselines(connection, run, plan, scope, analysed, config)
     return sync.report
+
+
+def _follow(
+    sync: _Sync,
+    known: dict[tuple[str, str, str, str], list[Any]],
+    row: int,
+    name: str,
+    analysis: SeriesAnalysis,
+) -> None:
+    """What one test's series says of its regression issue as of the run: resolved, seen
+    again, opened or reopened."""
+    from testledger.analyze.regressions.metric_series import describe_change
+
+    scope, run, config = sync.scope, sync.run, sync.config
+    spec = METRICS[name]
+    last = len(scope.runs) - 1
+    if not len(analysis.positions) or analysis.positions[-1] != last:
+        return  # the run has no value of this metric for this test
+    key = (scope.suite, scope.branch, scope.tests[row], name)
+    value = float(scope.values[name][row, last])
+    latest = known.get(key, [None])[-1]
+    cps = analysis.change_points
+    active = cps[-1] if cps and is_regression(spec, cps[-1]) else None
+    status = None if latest is None else latest.status
+    moved_on = latest is not None and latest.last_move_at is not None
+    if moved_on and run.run_timestamp < latest.last_move_at:
+        return  # detection replayed over an older run: the issue has moved on since
+    if status in (IssueStatus.OPEN.value, IssueStatus.IN_PROGRESS.value):
+        details = latest.details
+        back, recent = _recovered(
+            analysis, spec, details["before_mean"], details["after_mean"], config
+        )
+        if back and status == IssueStatus.OPEN.value:
+            sync.resolve(latest, spec, recent)
+        elif not back and _seen_in(value, spec, details["before_mean"], details["after_mean"]):
+            sync.occurrences(latest.id, row, [last], latest.priority)
+        return
+    if active is None:
+        return
+    change = describe_change(scope, spec, row, analysis, len(cps) - 1, None)
+    if status == IssueStatus.WONT_FIX.value:
+        if _seen_in(value, spec, change.before_mean, change.after_mean):
+            sync.occurrences(latest.id, row, [last], latest.priority)
+        return
+    if _recovered(analysis, spec, change.before_mean, change.after_mean, config)[0]:
+        return
+    if status == IssueStatus.RESOLVED.value:
+        resolved_at = latest.resolved_at
+        if resolved_at is None or change.first_run.at > resolved_at:
+            sync.reopen(latest, row, analysis, change)
+        return
+    sync.open_issue(row, analysis, change)

@@ -31,7 +31,10 @@ from testledger.analyze.regressions.metrics import (
 from testledger.model import Status
 from testledger.store.tables import test_results
 
-__all__ = ["Scope", "analyze_metric", "describe_change", "load_scope"]
+__all__ = ["Scope", "analyze_metric", "describe_change", "driver_rows", "load_scope"]
+
+#: Test ids per IN (...) list: with the runs' ids beside them, below SQLite's parameter limit.
+_TEST_CHUNK = 500
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class Scope:
     result_ids: np.ndarray[Any, np.dtype[np.int64]]
 
 
-def _driver_rows(connection: Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+def driver_rows(connection: Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
     """The query's rows as the driver's plain tuples: a million results are read in about half
     the time it takes to build SQLAlchemy rows for them (every value here is a plain number or
     text, nothing for SQLAlchemy's type processing to do)."""
@@ -76,8 +79,10 @@ def load_scope(
     *,
     test: str | None = None,
     tests_of_run: int | None = None,
+    test_ids: Sequence[str] | None = None,
 ) -> Scope:
-    """Every passing result of the runs, pivoted to (tests x runs) arrays, NaN where none."""
+    """Every passing result of the runs, pivoted to (tests x runs) arrays, NaN where none
+    (of one ``test``, of the tests of the run ``tests_of_run``, or of ``test_ids``)."""
     run_ids = np.array([r.id for r in runs], dtype=np.int64)
     order = np.argsort(run_ids)
     # As floats from the database itself: PostgreSQL would send NUMERIC as Decimal.
@@ -95,7 +100,18 @@ def load_scope(
                 sa.select(test_results.c.test_id).where(test_results.c.run_id == tests_of_run)
             )
         )
-    rows = _driver_rows(connection, query)
+    if test_ids is None:
+        rows = driver_rows(connection, query)
+    else:
+        wanted = sorted(set(test_ids))
+        rows = [
+            row
+            for start in range(0, len(wanted), _TEST_CHUNK)
+            for row in driver_rows(
+                connection,
+                query.where(test_results.c.test_id.in_(wanted[start : start + _TEST_CHUNK])),
+            )
+        ]
     index: dict[str, int] = {}
     if rows:
         # Column by column (zip(*rows) over a million tuples is several times slower).
@@ -119,12 +135,16 @@ def load_scope(
 
 
 def analyze_metric(
-    scope: Scope, metric: str, config: RegressionConfig
+    scope: Scope, metric: str, config: RegressionConfig, tests: set[str] | None = None
 ) -> list[tuple[int, SeriesAnalysis]]:
-    """(test row, analysis) of each series long enough to hold a change."""
+    """(test row, analysis) of each series long enough to hold a change (of ``tests`` only,
+    when given)."""
     matrix = scope.values[metric]
     counts = (~np.isnan(matrix)).sum(axis=1)
-    rows = np.flatnonzero(counts >= 2 * config.min_runs)
+    long_enough = counts >= 2 * config.min_runs
+    if tests is not None:
+        long_enough &= np.asarray([test in tests for test in scope.tests], dtype=bool)
+    rows = np.flatnonzero(long_enough)
     analyses = analyze_many([matrix[row] for row in rows], config.params(metric))
     return list(zip(rows.tolist(), analyses, strict=True))
 
