@@ -9,10 +9,13 @@ and MET / NOT MET. Timings are printed too (noisy on a shared machine).
 ``--migrate``: the ledger moves to the current fingerprint algorithm half-way: the first half
 of the runs is detected with version 1 alone (a ledger from before), the rest with the shipped
 selection (the current version, version 1 its secondary). Printed besides the scores: issues
-opened after the move for a cause that already had one (goal 0: no issue split or duplicated).
+opened after the move for a cause that already had one (goal 0: no issue split or duplicated),
+and how many issues the first run under the new selection re-fingerprinted, in how long.
+
+``--breakdown``: detection's phases timed (``PHASES``), per run.
 
 Run: ``python bench/detection.py [--small] [--db URL --labels PATH] [--seed N] [--keep]
-[--migrate]``.
+[--migrate] [--breakdown]``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "history"))
 
@@ -55,7 +59,19 @@ def detect_migrating(url: str, labels: Path) -> None:
         finally:
             select_algorithms(CURRENT_VERSION, SECONDARY_VERSION)
         before = {issue.code for issue in api.list_issues(ledger)}
-        detect_runs(ledger.engine(), runs[half:], rules, config)
+        # The first run under the new selection re-fingerprints the issues version 1 opened
+        # (analyze.issues.refingerprint): timed apart from the runs after it.
+        started = time.monotonic()
+        [first] = detect_runs(ledger.engine(), runs[half : half + 1], rules, config)
+        first_secs = time.monotonic() - started
+        started = time.monotonic()
+        detect_runs(ledger.engine(), runs[half + 1 :], rules, config)
+        rest_secs = (time.monotonic() - started) / max(1, len(runs) - half - 1)
+        print(
+            f"first run under v{CURRENT_VERSION}: {len(first.refingerprinted)} issues "
+            f"re-fingerprinted, detected in {first_secs:.2f} s (the runs after it: "
+            f"{rest_secs:.2f} s each)"
+        )
         opened = {
             issue.code: issue for issue in api.list_issues(ledger) if issue.code not in before
         }
@@ -79,6 +95,65 @@ def detect_migrating(url: str, labels: Path) -> None:
     )
 
 
+#: Detection's phases, timed by ``--breakdown``: (module, function) wrapped where detect.py
+#: calls them (the names it imported), and what each is.
+PHASES = (
+    ("detect", "detect_run", "the whole run"),
+    ("detect", "_failures", "rows to results, fingerprints, rule matches, hash updates"),
+    ("fingerprint", "fingerprint", "  of which fingerprinting (the current algorithm)"),
+    ("detect", "_mark_flaky", "flaky marks (retries and analyze.flaky's history)"),
+    ("detect", "known_issues", "issue look-up by rule and fingerprint, per chunk"),
+    ("detect", "_issue_for", "issues by secondary fingerprint, or new"),
+    ("detect", "_record_occurrences", "occurrence inserts"),
+    ("detect", "_update_seen_issues", "lifecycle of the issues seen"),
+    ("detect", "auto_resolve", "auto-resolution"),
+    ("detect", "refingerprint_issues", "re-fingerprinting (pending check)"),
+    ("detect", "open_regression_issue_ids", "open regression issues"),
+    ("detect", "detect_regressions", "metric regressions (analyze.regressions)"),
+)
+
+
+def time_phases() -> dict[str, list[float]]:
+    """Wrap detection's phases (``PHASES``) with timers for the rest of the process; returns
+    phase -> the seconds of each call."""
+    import testledger.analyze.detect as detect
+    import testledger.analyze.pipeline as pipeline
+    from testledger.analyze.issues.fingerprint import current_algorithm
+
+    spent: dict[str, list[float]] = {}
+
+    def timed(name: str, function: Any) -> Any:
+        calls = spent.setdefault(name, [])
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                calls.append(time.perf_counter() - started)
+
+        return wrapper
+
+    for module, name, _ in PHASES:
+        if module == "fingerprint":
+            algorithm = current_algorithm()
+            algorithm.fingerprint = timed(name, algorithm.fingerprint)  # type: ignore[method-assign]
+        elif hasattr(detect, name):  # a phase an older detect.py does not have is left out
+            setattr(detect, name, timed(name, getattr(detect, name)))
+    # The pipeline calls detect_run by the name it imported.
+    pipeline.detect_run = detect.detect_run
+    return spent
+
+
+def print_phases(spent: dict[str, list[float]]) -> None:
+    runs = max(1, len(spent.get("detect_run", [])))
+    print(f"detection per run, mean over {runs} runs (ms; noisy: a shared machine):")
+    for _, name, what in PHASES:
+        if name in spent:
+            total = sum(spent[name])
+            print(f"  {1000 * total / runs:9.1f}  {name:28s} {what} ({len(spent[name])} calls)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="the small history (~75 runs)")
@@ -88,7 +163,9 @@ def main() -> None:
     parser.add_argument("--no-detect", action="store_true", help="score only (already detected)")
     parser.add_argument("--keep", action="store_true", help="keep the generated ledger")
     parser.add_argument("--migrate", action="store_true", help="move from v1 half-way")
+    parser.add_argument("--breakdown", action="store_true", help="time detection's phases")
     args = parser.parse_args()
+    spent = time_phases() if args.breakdown else None
     folder = None
     if args.db:
         url = args.db
@@ -109,6 +186,8 @@ def main() -> None:
             with api.open_ledger(url) as ledger:
                 reports = api.detect(ledger, all_runs=True)
             print(f"detected {len(reports)} runs in {time.monotonic() - started:.1f} s")
+        if spent is not None:
+            print_phases(spent)
         started = time.monotonic()
         scores = score(url, labels)
         print(f"scored in {time.monotonic() - started:.1f} s\n{scores.render()}")

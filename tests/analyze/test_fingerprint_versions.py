@@ -185,7 +185,8 @@ def _kimi(seconds: float) -> dict[str, tuple[str, str]]:
 
 
 def _state(ledger: Ledger) -> dict[str, Any]:
-    """Per issue code: its fingerprints' versions, occurrences and linked events."""
+    """Per issue code: its fingerprints' versions, occurrences and linked (and
+    re-fingerprinted) events."""
     with ledger.engine().connect() as conn:
         codes = dict(conn.execute(sa.select(issues.c.id, issues.c.issue_code)).all())
         state: dict[str, Any] = {
@@ -206,7 +207,7 @@ def _state(ledger: Ledger) -> dict[str, Any]:
         for issue_id, run_id, actor, note in conn.execute(
             sa.select(issue_events.c.issue_id, issue_events.c.run_id, issue_events.c.actor)
             .add_columns(issue_events.c.note)
-            .where(issue_events.c.kind == "linked")
+            .where(issue_events.c.kind.in_(("linked", "refingerprinted")))
             .order_by(issue_events.c.id)
         ):
             state[codes[issue_id]]["linked"].append((run_id, actor, note))
@@ -228,10 +229,11 @@ def test_a_new_algorithm_with_a_secondary_keeps_failures_in_their_open_issue(
     [(run_id, actor, note)] = kimi["linked"]
     assert (run_id, actor) == (moved, "testledger")
     made = fingerprint(_failure("kimi timed out after 44.0s"))
-    v1 = fingerprint(_failure(), version=1)
+    # Re-fingerprinted before the run's failures were grouped (analyze.issues.refingerprint):
+    # the issue's latest failure, hashed by the new algorithm, gave the new failure's hash.
     assert note == (
-        f"fingerprint {made.hash} (v{salted.version}): "
-        f"consensus/basic_kimi has its v1 fingerprint {v1.hash[:12]}"
+        f"v{salted.version} ({salted.name}): its latest 1 failure(s) of its v1 fingerprints "
+        f"hashed again: {made.hash[:12]} (1 failure(s), linked here)"
     )
     [other] = state.values()
     assert (other["versions"], other["occurrences"], other["linked"]) == ([salted.version], 1, [])

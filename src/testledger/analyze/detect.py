@@ -10,7 +10,10 @@ For every FAIL/ERROR result of the run (every attempt):
    ``issue_fingerprints``). When no issue has it and a secondary algorithm is selected (the one
    the current algorithm replaced), the failure joins the issue that has its secondary
    fingerprint, and that issue learns the current one: a new algorithm moves issues over as
-   they fail again instead of opening a second issue for each;
+   they fail again instead of opening a second issue for each. Before the first pass with an
+   algorithm, issues that carry other versions' fingerprints are re-fingerprinted once (their
+   latest failures hashed with it, ``analyze.issues.refingerprint``), so that a failure of a
+   cause an older version split over several issues joins one of them by whatever path;
 3. one occurrence is recorded per (issue, run, result), marked flaky when the test passed on a
    later attempt in the run or is flaky by its history.
 
@@ -60,6 +63,8 @@ from testledger.analyze.issues.lifecycle import (
     link_fingerprint,
     new_issue_code,
 )
+from testledger.analyze.issues.lookup import IssueKey, known_issues
+from testledger.analyze.issues.refingerprint import refingerprint_issues, result_from_row
 from testledger.analyze.issues.rules import Rule, RuleSet
 from testledger.analyze.issues.titles import failure_title
 from testledger.analyze.regressions.finder import (
@@ -140,6 +145,9 @@ class DetectionReport(JsonData):
     regressed: list[str] = field(default_factory=list)
     auto_resolved: list[str] = field(default_factory=list)
     wont_fix_seen: list[str] = field(default_factory=list)
+    #: Issues re-fingerprinted under the current algorithm before this run's failures were
+    #: grouped (the first detection with it: analyze.issues.refingerprint).
+    refingerprinted: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -168,23 +176,6 @@ _FAILURE_COLUMNS = (
     test_results.c.fingerprint,
     test_results.c.fingerprint_version,
 )
-
-
-def result_from_row(row: Any) -> TestResult:
-    """A TestResult with what detection and ``explain`` need, from a test_results row."""
-    return TestResult(
-        test_id=row.test_id,
-        tool_name=row.tool_name,
-        variation=row.variation,
-        status=Status(row.status),
-        provider=row.provider,
-        model=row.model,
-        execution_status=row.execution_status,
-        error_type=row.error_type,
-        error_message=row.error_message,
-        traceback=row.traceback,
-        attempt=row.attempt,
-    )
 
 
 _CHUNK = 5000
@@ -316,6 +307,12 @@ def _issue_by_secondary(
         at=now,
     )
     return int(found.id)
+
+
+def _issue_key(failure: _Failure) -> IssueKey:
+    if failure.rule is not None:
+        return ("rule", failure.rule.name, 0)
+    return ("fingerprint", failure.fingerprint, failure.fingerprint_version)
 
 
 def _issue_for(
@@ -537,12 +534,25 @@ def detect_run(
     added: dict[int, _Seen] = {}
     # One selection for the whole pass, whatever is selected meanwhile.
     current, secondary = current_algorithm(), secondary_algorithm()
+    if secondary is not None:
+        # Moving issues over: those with other versions' fingerprints get the current
+        # version's first (once), so that a cause an older version split into several issues
+        # opens no further one. (No secondary: the selection regroups from scratch.)
+        refingerprinted = refingerprint_issues(connection, current, at=now, run_id=run_id)
+        report.refingerprinted = refingerprinted.issues
     for failures in _failure_chunks(connection, run_id, rules, current):
         report.fingerprinted += len(failures)
         _mark_flaky(connection, run_id, run.suite, failures)
         grouped: dict[int, list[_Failure]] = {}
+        known = known_issues(connection, map(_issue_key, failures))
         for failure in failures:
-            issue_id = _issue_for(connection, failure, run, rules, secondary, now, report, branch)
+            key = _issue_key(failure)
+            issue_id = known.get(key)
+            if issue_id is None:  # by the secondary fingerprint, or a new issue
+                issue_id = _issue_for(
+                    connection, failure, run, rules, secondary, now, report, branch
+                )
+                known[key] = issue_id
             grouped.setdefault(issue_id, []).append(failure)
         seen_issues.update(grouped)
         for issue_id, new in _record_occurrences(connection, run, grouped, now).items():

@@ -30,6 +30,10 @@ New failures are hashed with the current algorithm; detection (``analyze.detect`
 failure's issue up by that hash and, when no issue has it, by the failure's secondary hash, and
 the issue found that way learns the new hash. So a new version moves open issues over as they
 fail again instead of splitting each into a new one; once they have, the secondary can go.
+Before the first detection with a new version (and a secondary), the issues carrying other
+versions' fingerprints are re-fingerprinted once (``refingerprint``): their latest failures are
+hashed with it and the hashes linked, so that a cause the older version split over several
+issues (one per call path) joins one of them by a path none of them has seen.
 """
 
 from __future__ import annotations

@@ -110,8 +110,24 @@ _DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)\s*\(", re.MULTILINE)
 _frames_cache: dict[str, list[_Frame]] = {}
 
 
+# A file or function name -> not a library's. ``_LIBRARY`` has no literal to scan for, so a
+# search costs ~10 us; a suite fails in the same few hundred files over and over, and a
+# traceback whose line numbers moved misses the frames cache, but not this one.
+_not_library_cache: dict[str, bool] = {}
+
+
+def _not_library(name: str) -> bool:
+    known = _not_library_cache.get(name)
+    if known is None:
+        known = _LIBRARY.search(name) is None
+        if len(_not_library_cache) > 65536:  # bounded, as the module cache
+            _not_library_cache.clear()
+        _not_library_cache[name] = known
+    return known
+
+
 def _project(path: str, func: str) -> bool:
-    return not (_LIBRARY.search(path) or _LIBRARY.search(func))
+    return _not_library(path) and _not_library(func)
 
 
 def _python_frames(key: str) -> list[_Frame]:
@@ -120,7 +136,7 @@ def _python_frames(key: str) -> list[_Frame]:
     return [
         _Frame(f'File "{path}", line {line}, in {func}', project_module(path), func)
         for path, line, func in reversed(_PY_FRAME.findall(key))
-        if _project(path, "")
+        if _not_library(path)
     ]
 
 
@@ -179,6 +195,32 @@ def _frames(tail: str) -> list[_Frame]:
     return found
 
 
+#: A Python traceback's text up to its last frame line -> ``_raised_in`` of it.
+_raised_in_cache: dict[str, str] = {}
+
+
+def _raised_in(tail: str) -> str:
+    """``module:function`` of ``_frames(tail)[0]`` ("" when there is none), for the hash: in
+    the common case (a Python traceback with a project frame) without building the whole call
+    path, which only ``explain`` shows. Tracebacks whose line numbers moved miss the cache."""
+    last = tail.rfind('File "')
+    if last >= 0:
+        end = tail.find("\n", last)
+        key = tail[: end if end >= 0 else len(tail)]
+        known = _raised_in_cache.get(key)
+        if known is not None:
+            return known
+        for path, _line, func in reversed(_PY_FRAME.findall(key)):
+            if _not_library(path):
+                text = f"{project_module(path)}:{func}"
+                if len(_raised_in_cache) > 4096:  # keys are ~1 KB: bounded to a few MB
+                    _raised_in_cache.clear()
+                _raised_in_cache[key] = text
+                return text
+    frames = _frames(tail)  # other styles, or a Python traceback of library frames only
+    return f"{frames[0].module}:{frames[0].function}" if frames else ""
+
+
 # --- what: the message -------------------------------------------------------------------------
 
 _HTTP_REASON = re.compile(
@@ -192,6 +234,10 @@ _HTTP_STATUS = re.compile(
 _PATH = re.compile(
     r"""<repo>/[^\s'"():,<>]*|(?<![\w.:/~>-])(?:/|[A-Za-z]:\\)[^\s'"():,<>]*[^\s'"():,<>.]"""
 )
+# The same without Windows paths, for a message with no backslash (nearly all): each branch
+# starts with a literal ('<', '/'; the lookbehind moved after the '/'), so the engine scans to
+# the next '<' or '/' at C speed instead of trying a drive letter at every letter.
+_POSIX_PATH = re.compile(r"""<repo>/[^\s'"():,<>]*|/(?<![\w.:/~>-]/)[^\s'"():,<>]*[^\s'"():,<>.]""")
 _TMP = re.compile(r"^/(?:private/)?(?:tmp|var/folders|var/tmp|dev/shm)/|\\AppData\\Local\\Temp")
 _ASSERT = re.compile(r"^\s*(?:AssertionError:\s*)?assert\b")
 _LITERAL = re.compile(r"""'(?:[^'\\\n]|\\.){0,80}'|"(?:[^"\\\n]|\\.){0,80}\"""")
@@ -218,6 +264,9 @@ def _token(index: int) -> str:
     return f"<kept{_MARK}{letters}>"
 
 
+_TOKENS = [_token(index) for index in range(32)]  # a message keeps a few parts: made once
+
+
 class _Kept:
     """Parts of a message kept as the pre-pass decided, behind tokens normalisation ignores."""
 
@@ -229,12 +278,14 @@ class _Kept:
         if rule not in self.rules:
             self.rules.append(rule)
         self.parts.append(text)
-        return _token(len(self.parts) - 1)
+        index = len(self.parts) - 1
+        return _TOKENS[index] if index < len(_TOKENS) else _token(index)
 
     def restore(self, text: str) -> str:
         if _MARK in text:
             for index in range(len(self.parts) - 1, -1, -1):
-                text = text.replace(_token(index), self.parts[index])
+                token = _TOKENS[index] if index < len(_TOKENS) else _token(index)
+                text = text.replace(token, self.parts[index])
         return text
 
 
@@ -256,7 +307,9 @@ def _path(match: re.Match[str], kept: _Kept) -> str:
 
 
 def _prepass(message: str, kept: _Kept) -> str:
-    text = message[:MAX_MESSAGE_CHARS].replace(_MARK, "")
+    text = message[:MAX_MESSAGE_CHARS]
+    if _MARK in text:
+        text = text.replace(_MARK, "")
     if "Error" in text:
         text = _HTTP_REASON.sub(
             lambda m: kept.keep(f"{m[1]}xx {m[2]} Error", "http_status_class"), text
@@ -268,8 +321,10 @@ def _prepass(message: str, kept: _Kept) -> str:
     if _ASSERT.match(text):  # an assertion's first line: its literals are its meaning
         first, newline, rest = text.partition("\n")
         text = _LITERAL.sub(lambda m: _literal(m, kept), first) + newline + rest
-    if "/" in text or "\\" in text:
+    if "\\" in text:
         text = _PATH.sub(lambda m: _path(m, kept), text)
+    elif "/" in text:
+        text = _POSIX_PATH.sub(lambda m: _path(m, kept), text)
     return text
 
 
@@ -278,11 +333,37 @@ def normalize_origin_message(message: str) -> tuple[str, list[str]]:
     kept = _Kept()
     text = _prepass(message, kept)
     lines = normalize_first_lines(text, _MESSAGE_LINES)
-    out = "\n".join(kept.restore(line)[:_MESSAGE_LINE_CHARS] for line in lines)
+    if kept.parts:
+        out = "\n".join(kept.restore(line)[:_MESSAGE_LINE_CHARS] for line in lines)
+    elif len(lines) == 1:  # the common case: one line, nothing kept
+        out = lines[0][:_MESSAGE_LINE_CHARS]
+    else:
+        out = "\n".join([line[:_MESSAGE_LINE_CHARS] for line in lines])
     return out, kept.rules
 
 
+#: Message -> version 2's normalised message. The same message recurs (one cause failing in
+#: many tests, retries, runs after runs) and normalising is most of a fingerprint's cost.
+#: Bounded, and only short messages are keys (a megabyte message is not kept alive).
+_normalized_cache: dict[str, str] = {}
+_CACHED_MESSAGE_CHARS = 1024
+
+
+def _normalized(message: str) -> str:
+    known = _normalized_cache.get(message)
+    if known is not None:
+        return known
+    normalized = normalize_origin_message(message)[0]
+    if len(message) <= _CACHED_MESSAGE_CHARS:
+        if len(_normalized_cache) > 8192:
+            _normalized_cache.clear()
+        _normalized_cache[message] = normalized
+    return normalized
+
+
 # --- the algorithm -----------------------------------------------------------------------------
+
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: hot path
 
 
 class _Parsed(NamedTuple):
@@ -296,7 +377,7 @@ class _Parsed(NamedTuple):
 
 def _parse(result: TestResult) -> _Parsed:
     exc_type, message, tail = read_failure(result)
-    normalized = normalize_origin_message(message)[0] if message else ""
+    normalized = _normalized(message) if message else ""
     frames = _frames(tail) if tail else []
     return _Parsed(exc_type, message, normalized, frames, result.test_id, result.status)
 
@@ -333,19 +414,21 @@ class RaisedAtV2(FingerprintAlgorithm):
         return components
 
     def fingerprint(self, result: TestResult) -> Fingerprint:
-        exc_type, message, normalized, frames, test_id, status = _parse(result)
+        # The bytes ``hash_components`` would hash, built without the components: hot path.
+        exc_type, message, tail = read_failure(result)
         parts = [f"exception_type\x1f{exc_type}"] if exc_type else []
         if message:
-            parts.append(f"message\x1f{normalized}")
-        if frames:
-            parts.append(f"raised_in\x1f{frames[0].text}")
-        if not (exc_type or message or frames):
-            parts.append(f"test_id\x1f{normalize_message(test_id)}")
-            parts.append(f"status\x1f{status.value}")
+            parts.append(f"message\x1f{_normalized(message)}")
+        raised_in = _raised_in(tail) if tail else ""
+        if raised_in:
+            parts.append(f"raised_in\x1f{raised_in}")
+        if not parts:  # no type, message or frame: the test and its status decide
+            parts.append(f"test_id\x1f{normalize_message(result.test_id)}")
+            parts.append(f"status\x1f{result.status.value}")
         digest = hashlib.sha1(
             "\x1e".join(parts).encode("utf-8", "surrogatepass"), usedforsecurity=False
         ).hexdigest()
-        return Fingerprint(digest, self.version, self, result)
+        return _new(Fingerprint, (digest, self.version, self, result))
 
     def rules(self, component: Component) -> tuple[str, ...]:
         if component.name == "message":
