@@ -10,6 +10,8 @@ serves both benchmarks). The app (``create_app``, read-only) is called in-proces
 ASGI interface; each address is asked once to warm up, then ``--repeat`` times, and the time the
 app itself took (its ``Server-Timing`` header: routing, the library calls, rendering) gives the
 p95. Goal: p95 <= 100 ms on PostgreSQL and <= 300 ms on SQLite, for every page and endpoint.
+The whole ledger's regression analysis is also asked by four clients at once of an app that
+has not computed it: one computation serves them all (single flight, web/cache.py).
 Benchmarks report; they do not gate (exit status 0 either way).
 
 PostgreSQL: ``--pg`` or ``TESTLEDGER_TEST_PG_URL`` names a server where a database may be
@@ -90,6 +92,11 @@ def addresses(engine: Engine) -> dict[str, str]:
         "api issue": f"/api/v1/issues/{issue}",
         "api flaky": "/api/v1/flaky",
         "api regressions": "/api/v1/regressions",
+        "api regressions/analysis?test=": f"/api/v1/regressions/analysis?test={test}",
+        # The whole ledger's analysis: seconds the first time (printed as "first"), then from
+        # the app's memory until another run is recorded.
+        "api regressions/analysis": "/api/v1/regressions/analysis",
+        "api tests/observations": f"/api/v1/tests/observations?id={test}",
         "api cost": "/api/v1/cost",
     }
     return {**pages, **endpoints}
@@ -126,11 +133,52 @@ def measure(
                     times.append(float(response.headers["server-timing"].split("dur=")[1]))
                 if name not in found:
                     # The first request warms imports and caches (the flaky verdicts are
-                    # remembered for a minute): printed, left out of the p95.
+                    # remembered for a minute, the whole ledger's regression analysis until
+                    # another run is recorded): printed, left out of the p95.
                     found[name] = p95(times[1:])
                 first = _cell(times[0]) if times else "-"
                 print(f"  {name:<34} p95 {_cell(found[name])} ms (first {first} ms)", flush=True)
     return found
+
+
+#: Dashboards asking for the whole ledger's regression analysis at the same moment.
+SIMULTANEOUS = 4
+
+
+def simultaneous_analysis(url: str, results_dir: Path) -> None:
+    """The whole ledger's regression analysis asked by ``SIMULTANEOUS`` clients at once of an
+    app that has not computed it yet, against one client alone: computed once for all of them
+    (web/cache.py), the wall time of the lot is about one analysis, not ``SIMULTANEOUS``."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from testledger import Ledger
+    from testledger.web.app import create_app
+
+    def wall_ms(callers: int) -> tuple[float, int]:
+        with Ledger(url, results_dir=results_dir) as ledger:
+            with TestClient(create_app(ledger)) as client:
+                client.get("/api/v1/runs")  # imports and connections warmed, the cache empty
+                started = time.perf_counter()
+                with ThreadPoolExecutor(callers) as pool:
+                    answers = list(
+                        pool.map(
+                            lambda _: client.get("/api/v1/regressions/analysis").json(),
+                            range(callers),
+                        )
+                    )
+                elapsed = (time.perf_counter() - started) * 1000
+        return elapsed, len({answer["computed_at"] for answer in answers})
+
+    alone, _ = wall_ms(1)
+    together, computed = wall_ms(SIMULTANEOUS)
+    print(
+        f"  regressions/analysis, {SIMULTANEOUS} first requests at once: {together:,.0f} ms wall, "
+        f"{computed} computation(s) (one request alone: {alone:,.0f} ms)",
+        flush=True,
+    )
 
 
 def _cell(value: float | str | None) -> str:
@@ -209,6 +257,8 @@ def main() -> int:
         timings["sqlite"] = measure(
             f"sqlite:///{args.sqlite}", Path(results), args.repeat, wanted, engine
         )
+        if wanted("api regressions/analysis"):
+            simultaneous_analysis(f"sqlite:///{args.sqlite}", Path(results))
         engine.dispose()
         if args.no_pg:
             print("postgresql skipped (--no-pg)")
@@ -221,6 +271,8 @@ def main() -> int:
                     url = engine.url.render_as_string(hide_password=False)
                     print("postgresql:")
                     timings["postgresql"] = measure(url, Path(results), args.repeat, wanted, engine)
+                    if wanted("api regressions/analysis"):
+                        simultaneous_analysis(url, Path(results))
                     engine.dispose()
     report(timings)
     if not args.no_ingest:

@@ -8,7 +8,9 @@ straight into the database (the runner API's own rate), then the same results th
 API given the URL of a real ``testledger serve --allow-writes`` (uvicorn, in a process of its
 own) with a write token, in batches of ``--batch`` (each batch one POST, one transaction on the
 server). Both include the run's JSON files and its finish (issue detection off: measured by
-bench/fingerprint.py). Prints each rate and the ratio; goal: HTTP >= 0.5 of the runner's rate.
+bench/fingerprint.py). The HTTP sink posts the ingest API's compact form (``result-rows``: column
+names once, each result a list of values). Prints each rate and the ratio; goal: HTTP >= 0.5 of
+the runner's rate.
 
 Wall-clock rates need an otherwise idle machine. The CPU seconds each side spent are printed
 too (this process's for the runner and the HTTP client, the server process's from /proc), with

@@ -1,12 +1,15 @@
 """Recording over HTTP: the runner API and the pytest plugin given a server's http:// URL and a
 write token record into the server's ledger (SQLite and PostgreSQL) through a real uvicorn
 server; a batch whose answer was lost is sent again and stored once; a server that is away or
-refuses the token leaves the run in its JSON files, with one warning and nothing raised."""
+refuses the token leaves the run in its JSON files, with one warning and nothing raised; such a
+run is loaded later by `testledger sync` through the server's ingest API, once, and a sync that
+cannot load it (a bad token, the server still away) leaves it pending with the reason."""
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import json
 import logging
 import socket
 import threading
@@ -24,7 +27,10 @@ from testledger import api
 from testledger.errors import ConfigError
 from testledger.model import RunInfo, RunStatus, WatcherObservation
 from testledger.record import http_sink
+from testledger.record import sync as sync_module
 from testledger.record.http_sink import IngestClient
+from testledger.record.runner import Run
+from testledger.store.encoding import format_utc
 from testledger.store.tables import ingest_batches, test_results, test_runs, watcher_insights
 from testledger.web.app import create_app
 from testledger.web.settings import WebSettings
@@ -362,3 +368,156 @@ def test_a_ledger_url_that_is_no_testledger_server_never_raises(
     expected = "no JSON object" if target == "not-testledger" else "99999999"
     assert expected in (run.spool_reason or "")
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+
+
+# -- testledger sync into a server ---------------------------------------------------------------
+
+
+def _dead_url() -> str:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def _spool_run(url: str, results: Path, run_key: str) -> Run:
+    """A run recorded while the server at ``url`` is away: it lands in its JSON files alone,
+    with an observation embedded in a result and one attached later, and a retried test."""
+    with api.open_ledger(url, results_dir=results) as ledger:
+        run = ledger.start_run(
+            branch="main", suite="synced", run_key=run_key, detect_environment=False
+        )
+        for i in range(25):
+            run.record(tool_name="t", variation=f"v{i}", status="PASS", duration_secs=0.1 * i)
+        failing = run.record(
+            tool_name="chat",
+            variation="edge",
+            status="FAIL",
+            error_type="AssertionError",
+            error_message="<script>alert(1)</script>\x00",
+            watcher=WatcherObservation(quality_score=3, weaknesses=["vague"]),
+        )
+        run.record(tool_name="chat", variation="edge", status="PASS", attempt=2)
+        run.attach_watcher(failing, WatcherObservation(quality_score=2, anomalies=["loop"]))
+        run.finish()
+    assert run.spooled, "the run was meant to miss the server"
+    return run
+
+
+def _database_state(run: Run) -> dict[str, Any]:
+    state: dict[str, Any] = json.loads((run.archive.folder / "run.json").read_text())["database"]
+    return state
+
+
+def test_a_run_spooled_while_the_server_was_away_is_synced_over_http_once(
+    server: Server,
+    server_ledger: api.Ledger,
+    token: str,
+    tmp_path: Path,
+    quick_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sync_module, "_HTTP_BATCH", 10)  # three result batches
+    run = _spool_run(_dead_url(), tmp_path, "spooled-1")
+    assert _database_state(run)["state"] != "synced"
+    with api.open_ledger(server.url, results_dir=tmp_path) as ledger:
+        report = api.sync(ledger)
+        assert not report.failed, report.failed
+        [outcome] = report.synced
+        assert (outcome.run_key, outcome.results_written, outcome.status) == (
+            "spooled-1",
+            27,
+            "finished",
+        )
+        assert outcome.observations_written == 2  # the embedded one and the attached one
+        state = _database_state(run)
+        assert (state["state"], state["run_id"]) == ("synced", outcome.run_id)
+        counts = table_counts(server_ledger)
+        detail = api.show_run(server_ledger, outcome.run_id)
+        assert (detail.run.status, detail.run.suite, detail.run.total_tests) == (
+            "finished",
+            "synced",
+            26,
+        )
+        # The run keeps the time it finished, not the time it was synced.
+        spooled = json.loads((run.archive.folder / "run.json").read_text())["finished_at"]
+        assert detail.run.finished_at is not None
+        assert format_utc(detail.run.finished_at)[:23] == spooled[:23]
+        assert (counts["test_results"], counts["watcher_insights"]) == (27, 2)
+        # Nothing left to sync; replaying it anyway (--all) sends the same batches under the
+        # same keys, and the server stores nothing more.
+        assert api.sync(ledger).synced == []
+        again = api.sync(ledger, include_synced=True)
+        assert [(o.results_written, o.observations_written) for o in again.synced] == [(0, 0)]
+        assert table_counts(server_ledger) == counts
+    with server_ledger.engine().connect() as connection:
+        message = connection.execute(
+            sa.select(test_results.c.error_message)
+            .where(test_results.c.attempt == 1)
+            .where(test_results.c.test_id == "chat/edge")
+        ).scalar_one()
+    assert message == "<script>alert(1)</script>\ufffd"  # stored as text, the NUL replaced
+
+
+@pytest.mark.parametrize("case", ["bad-token", "server-away"])
+def test_a_sync_over_http_that_cannot_load_leaves_the_runs_pending_saying_why(
+    server: Server,
+    server_ledger: api.Ledger,
+    token: str,
+    tmp_path: Path,
+    quick_retries: None,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    runs = [_spool_run(_dead_url(), tmp_path, f"pending-{i}") for i in range(2)]
+    if case == "bad-token":
+        url = server.url
+        monkeypatch.setenv(http_sink.ENV_TOKEN, "tl_not-a-token")
+    else:
+        url = _dead_url()
+    with api.open_ledger(url, results_dir=tmp_path) as ledger:
+        report = api.sync(ledger)
+    assert report.synced == []
+    assert [key for key, _ in report.failed] == ["pending-0", "pending-1"]
+    expected = "401" if case == "bad-token" else "cannot reach"
+    assert all(expected in reason for _, reason in report.failed), report.failed
+    assert all(_database_state(run)["state"] != "synced" for run in runs)
+    assert table_counts(server_ledger)["test_runs"] == 0
+    # With the right token and the server there, the same runs load.
+    monkeypatch.setenv(http_sink.ENV_TOKEN, token)
+    with api.open_ledger(server.url, results_dir=tmp_path) as ledger:
+        assert [o.run_key for o in api.sync(ledger).synced] == ["pending-0", "pending-1"]
+
+
+def test_a_run_that_reached_the_server_in_part_is_completed_by_sync_without_doubles(
+    server_ledger: api.Ledger, token: str, tmp_path: Path, quick_retries: None
+) -> None:
+    """The server goes away in the middle of a run: what it stored before stays once, the rest
+    comes with the sync (through the server back on another port), and the run is finished."""
+    settings = WebSettings(allow_writes=True)
+    with Server(server_ledger, settings) as first:
+        ledger = api.open_ledger(first.url, results_dir=tmp_path)
+        run = ledger.start_run(
+            branch="main", suite="outage", detect_environment=False, batch_size=5
+        )
+        for i in range(10):
+            run.record(tool_name="before", variation=str(i), status="PASS")
+        run.flush(wait=True)
+    before = table_counts(server_ledger)["test_results"]
+    assert before >= 5  # some batches reached it
+    for i in range(7):
+        run.record(tool_name="after", variation=str(i), status="FAIL", error_type="E")
+    run.finish()
+    ledger.close()
+    assert run.spooled
+    with Server(server_ledger, settings) as again:
+        with api.open_ledger(again.url, results_dir=tmp_path) as syncing:
+            report = api.sync(syncing)
+    [outcome] = report.synced
+    assert outcome.results_written == 17 - before
+    detail = api.show_run(server_ledger, outcome.run_id)
+    assert (detail.run.status, detail.run.total_tests, detail.run.tests_failed) == (
+        "finished",
+        17,
+        7,
+    )
+    assert table_counts(server_ledger)["test_results"] == 17

@@ -24,7 +24,7 @@ def test_ingest_endpoints_never_fail_on_the_server(ledger: api.Ledger) -> None:
         path_regex="^/api/v1/ingest/"
     )
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 6
+    assert len(operations) == 7
     headers = {"Authorization": f"Bearer {token}"}
     for operation in operations:
 

@@ -109,6 +109,21 @@ def test_regressions_page_lists_the_recorded_regressions(client: TestClient) -> 
     assert "llm/gpt-4o" in client.get("/regressions").text
 
 
+def test_the_regression_analysis_is_bounded_or_remembered(client: TestClient) -> None:
+    """The JSON of the Regressions page reads what detection recorded; the analysis run again
+    is one test's series, or the whole ledger's once until another run is recorded."""
+    every = client.get("/api/v1/regressions").json()["regressions"]
+    assert {"calc/slow", "llm/gpt-4o"} <= {r["test_id"] for r in every}
+    one = client.get("/api/v1/regressions/analysis", params={"test": "calc/slow"}).json()
+    assert {c["test_id"] for c in one["changes"]} == {"calc/slow"}
+    first = client.get("/api/v1/regressions/analysis", params={"metric": "duration"}).json()
+    assert "calc/slow" in {c["test_id"] for c in first["changes"]}
+    again = client.get("/api/v1/regressions/analysis", params={"metric": "duration"}).json()
+    assert again["computed_at"] == first["computed_at"] is not None  # from the app's memory
+    refused = client.get("/api/v1/regressions/analysis", params={"test": "x\x00"})
+    assert refused.status_code in (400, 422)
+
+
 def test_hostile_strings_are_shown_as_text(client: TestClient) -> None:
     pages = [
         client.get("/runs/12").text,
@@ -221,7 +236,8 @@ def test_json_endpoints(client: TestClient) -> None:
     assert observations[0]["quality_score"] == 4
     assert "net/fetch" in {f["test_id"] for f in client.get("/api/v1/flaky").json()}
     regressions = client.get("/api/v1/regressions", params={"metric": "duration"}).json()
-    assert "calc/slow" in {c["test_id"] for c in regressions["changes"]}
+    assert regressions["source"] == "recorded"
+    assert "calc/slow" in {r["test_id"] for r in regressions["regressions"]}
     cost = client.get("/api/v1/cost", params={"suite": "web"}).json()
     assert {g["name"] for g in cost["by_model"]} == {"gpt-4o", "claude", None}
     compare = client.get("/api/v1/compare", params={"current": 12, "baseline": 11}).json()
@@ -268,6 +284,7 @@ def test_openapi_documents_the_read_endpoints(client: TestClient) -> None:
         "/api/v1/issues/{code}",
         "/api/v1/flaky",
         "/api/v1/regressions",
+        "/api/v1/regressions/analysis",
         "/api/v1/cost",
         "/api/v1/compare",
         "/api/v1/tests/history",

@@ -81,12 +81,14 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from testledger.api._ingest import (
         MAX_BATCH_RESULTS,
+        ROW_BATCH_COLUMNS,
         IngestBatch,
         IngestFinish,
         IngestObservation,
         IngestRun,
         ingest_finish_run,
         ingest_observations,
+        ingest_result_rows,
         ingest_results,
         ingest_start_run,
         set_expected_tests,
@@ -143,13 +145,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         Dimensions,
         LiveRun,
         Observation,
-        RegressionIssue,
         RunExtras,
         RunFilters,
         RunsPage,
-        SeriesPoint,
         TopTest,
     )
+    from testledger.report.browse_series import RegressionIssue, SeriesPoint
     from testledger.report.compare import (
         CompareThresholds,
         GroupChange,
@@ -296,6 +297,7 @@ _EXPORTS = {
     # recording piece by piece (the HTTP ingest API)
     "ingest_start_run": "testledger.api._ingest",
     "ingest_results": "testledger.api._ingest",
+    "ingest_result_rows": "testledger.api._ingest",
     "ingest_observations": "testledger.api._ingest",
     "ingest_finish_run": "testledger.api._ingest",
     "set_expected_tests": "testledger.api._ingest",
@@ -304,6 +306,7 @@ _EXPORTS = {
     "IngestFinish": "testledger.api._ingest",
     "IngestObservation": "testledger.api._ingest",
     "MAX_BATCH_RESULTS": "testledger.api._ingest",
+    "ROW_BATCH_COLUMNS": "testledger.api._ingest",
     # what the web dashboard's pages read: runs by keyset pages, a run's extras and live
     # state, a test's observations, a run as JUnit XML
     "runs_page": "testledger.api._browse",
@@ -313,8 +316,8 @@ _EXPORTS = {
     "flakiness_of_test": "testledger.api._browse",
     "regression_issues": "testledger.api._browse",
     "series_of_test": "testledger.api._browse",
-    "SeriesPoint": "testledger.report.browse",
-    "RegressionIssue": "testledger.report.browse",
+    "SeriesPoint": "testledger.report.browse_series",
+    "RegressionIssue": "testledger.report.browse_series",
     "run_junit": "testledger.api._browse",
     "dimensions": "testledger.api._browse",
     "Dimensions": "testledger.report.browse",
@@ -334,6 +337,7 @@ __all__ = [
     "ISSUE_SORTS",
     "MAX_BATCH_RESULTS",
     "REGRESSION_METRICS",
+    "ROW_BATCH_COLUMNS",
     "TOKEN_SCOPES",
     "TREND_METRICS",
     "WATCH_HISTORY_RUNS",
@@ -427,6 +431,7 @@ __all__ = [
     "import_paths",
     "ingest_finish_run",
     "ingest_observations",
+    "ingest_result_rows",
     "ingest_results",
     "ingest_start_run",
     "issue_detail",

@@ -8,18 +8,17 @@ from collections.abc import Iterator, Sequence
 from testledger.analyze.flaky.config import FlakyConfig
 from testledger.analyze.flaky.finder import FlakyTest, find_flaky
 from testledger.record.ledger import Ledger
-from testledger.report import browse
+from testledger.report import browse, browse_series
 from testledger.report.browse import (
     Dimensions,
     LiveRun,
     Observation,
-    RegressionIssue,
     RunExtras,
     RunFilters,
     RunsPage,
-    SeriesPoint,
     TopTest,
 )
+from testledger.report.browse_series import RegressionIssue, SeriesPoint
 from testledger.report.junit_export import run_junit as _run_junit
 
 __all__ = [
@@ -80,10 +79,13 @@ def live_run(
         return browse.live_run(connection, run, after=after, limit=limit)
 
 
-def observations_of_test(ledger: Ledger, test_id: str, *, limit: int = 20) -> list[Observation]:
-    """What watchers said about one test's results, lowest quality first."""
+def observations_of_test(
+    ledger: Ledger, test_id: str, *, limit: int = 20, run_ids: Sequence[int] | None = None
+) -> list[Observation]:
+    """What watchers said about one test's results in its last 60 runs (or in ``run_ids``),
+    lowest quality first."""
     with ledger.engine(create=False).connect() as connection:
-        return browse.observations_of_test(connection, test_id, limit=limit)
+        return browse.observations_of_test(connection, test_id, limit=limit, run_ids=run_ids)
 
 
 def run_junit(ledger: Ledger, run: str | int | None = None) -> str:
@@ -124,7 +126,7 @@ def regression_issues(
     with their evidence: what :func:`find_regressions` found when each run was detected,
     without analysing every series again."""
     with ledger.engine(create=False).connect() as connection:
-        return browse.regression_issues(
+        return browse_series.regression_issues(
             connection, statuses=statuses, suite=suite, branch=branch, metric=metric
         )
 
@@ -135,4 +137,4 @@ def series_of_test(
     """One test's last ``limit`` runs (of ``branch`` when given), newest first, by its last
     attempt: status, duration, memory, cost and watcher quality."""
     with ledger.engine(create=False).connect() as connection:
-        return browse.series_of_test(connection, test_id, branch=branch, limit=limit)
+        return browse_series.series_of_test(connection, test_id, branch=branch, limit=limit)

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from testledger.analyze.pipeline import detect_after_recording
+from testledger.common.urls import is_http_url
 from testledger.errors import DatabaseUnavailable
 from testledger.ingest.importer import ImportOptions
 from testledger.ingest.paths import ImportFailure, ImportProgress, ImportReport
 from testledger.ingest.paths import import_paths as _import_paths
 from testledger.ingest.registry import FORMATS
 from testledger.record.archive import ArchivedRun
-from testledger.record.pruning import prune_after_run
+from testledger.record.http_sink import ENV_TOKEN
 from testledger.record.ledger import Ledger
-from testledger.record.sync import SyncReport, pending_runs, sync_runs
+from testledger.record.pruning import prune_after_run
+from testledger.record.sync import SyncReport, pending_runs, sync_runs, sync_runs_over_http
 from testledger.store.database import database_errors
 from testledger.store.engine import normalize_url
 
@@ -67,8 +70,19 @@ def sync(
 ) -> SyncReport:
     """Load the runs recorded while the database was away (the JSON spool in the results
     folder) into the database, and detect them. Raises DatabaseUnavailable, saying how many
-    runs stay in the spool."""
+    runs stay in the spool. A ledger URL naming a testledger server (http(s)://) loads them
+    through its ingest API with the write token in ``TESTLEDGER_TOKEN``; the server detects
+    them, and a server away or a refused token leaves them pending, said in ``failed``."""
     settings = ledger.settings
+    if is_http_url(settings.database_url):
+        return sync_runs_over_http(
+            settings.database_url,
+            settings.results_dir,
+            token=os.environ.get(ENV_TOKEN) or None,
+            include_unfinished=include_unfinished,
+            include_synced=include_synced,
+            progress=progress,
+        )
     normalize_url(settings.database_url)  # a mistyped URL is said now, not when runs wait
     waiting = sum(1 for _ in pending_runs(settings.results_dir, include_synced=include_synced))
     if not waiting:

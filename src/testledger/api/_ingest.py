@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from testledger.analyze.pipeline import detect_after_recording
+from testledger.api._ingest_rows import ROW_BATCH_COLUMNS, decode_rows, without_nul
 from testledger.common.jsondata import JsonData
 from testledger.common.text import (
     MESSAGE_LIMIT,
@@ -41,6 +42,7 @@ from testledger.record.ledger import Ledger
 from testledger.store import ingest_batches as batches
 from testledger.store.encoding import (
     NUL_REPLACEMENT,
+    ROW_COLUMNS,
     format_utc,
     json_column,
     replace_nul,
@@ -52,12 +54,14 @@ from testledger.store.writer import insert_rows as _insert_rows
 __all__ = [
     "MAX_BATCH_KEY_CHARS",
     "MAX_BATCH_RESULTS",
+    "ROW_BATCH_COLUMNS",
     "IngestBatch",
     "IngestFinish",
     "IngestObservation",
     "IngestRun",
     "ingest_finish_run",
     "ingest_observations",
+    "ingest_result_rows",
     "ingest_results",
     "ingest_start_run",
     "set_expected_tests",
@@ -71,6 +75,11 @@ MAX_BATCH_KEY_CHARS = 200
 #: key without one hiding the other.
 _OBSERVATION_KEY_MARK = "observations:"
 _RESULT_KEY_MARK = "results:"
+
+#: A batch's rows and its watcher observations by position.
+_Encoded = tuple[list[tuple[Any, ...]], list[tuple[int, WatcherObservation]]]
+#: Builds them in the batch's transaction (numbering attempts reads the run).
+_Encoder = Callable[[Connection], _Encoded]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,18 +218,94 @@ def ingest_results(
             f"a batch holds at most {MAX_BATCH_RESULTS} results, this one {len(results)}: "
             "send it in parts"
         )
+    return _store_batch(
+        ledger,
+        run_id,
+        batch_key,
+        len(results),
+        lambda connection: _encode(connection, run_id, results),
+        expected_tests,
+    )
+
+
+def ingest_result_rows(
+    ledger: Ledger,
+    run_id: int,
+    batch_key: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    expected_tests: int | None = None,
+) -> IngestBatch:
+    """:func:`ingest_results` for a batch in the compact form: the column names once
+    (``ROW_BATCH_COLUMNS``; ``test_id`` and ``status`` required) and each result as a list of
+    values in that order. Metrics and details are JSON objects or their JSON text; a
+    ``watcher`` value is a WatcherObservation. Every value is checked a column at a time (see
+    ``api._ingest_rows``) before anything is written: a bad one raises ValueError naming its
+    row and column, and the batch is refused whole. Raises NotFound, ConfigError as
+    :func:`ingest_results` does."""
+    _check_batch_key(batch_key)
+    _check_expected(expected_tests)
+    if len(rows) > MAX_BATCH_RESULTS:
+        raise ConfigError(
+            f"a batch holds at most {MAX_BATCH_RESULTS} results, this one {len(rows)}: "
+            "send it in parts"
+        )
+    values, attempts, watchers, may_hold_nul = decode_rows(columns, rows)
+    for index, watcher in enumerate(watchers):
+        if watcher is not None:
+            _scrub_fields(watcher)
+            if watcher.created_at is None:
+                watcher.created_at = utcnow()
+            row = values[index]
+            observed = (watcher.quality_score, json_column(watcher.as_json()))
+            values[index] = (*row[:_QUALITY], *observed, *row[_OBSERVATION + 1 :])
+    watched = [(i, w) for i, w in enumerate(watchers) if w is not None]
+
+    def encode(connection: Connection) -> _Encoded:
+        unnumbered = {values[i][0] for i, attempt in enumerate(attempts) if attempt is None}
+        numbered = values
+        if unnumbered:
+            latest = batches.latest_attempts(connection, run_id, unnumbered)
+            numbered = []
+            for row, attempt in zip(values, attempts, strict=True):
+                previous = latest.get(row[0], 0)
+                number = previous + 1 if attempt is None else attempt
+                latest[row[0]] = max(previous, number)
+                numbered.append((row[0], number, *row[2:]))
+        return ([without_nul(row) for row in numbered] if may_hold_nul else numbered), watched
+
+    return _store_batch(ledger, run_id, batch_key, len(rows), encode, expected_tests)
+
+
+def _store_batch(
+    ledger: Ledger,
+    run_id: int,
+    batch_key: str,
+    received: int,
+    encode: _Encoder,
+    expected_tests: int | None,
+) -> IngestBatch:
+    """Store a batch once under its key, in one transaction (see :func:`ingest_results`)."""
     engine = ledger.engine(create=False)
 
     def store(*, may_exist: bool) -> IngestBatch:
         try:
             return _store_results(
-                engine, run_id, batch_key, results, expected_tests, may_exist=may_exist
+                engine, run_id, batch_key, received, encode, expected_tests, may_exist=may_exist
             )
         except UnicodeEncodeError:
             # A lone surrogate (JSON's "\ud800") is no UTF-8: the rare batch holding one is
             # stored again with it replaced, as NUL is, rather than refused.
             return _store_results(
-                engine, run_id, batch_key, results, expected_tests, may_exist=may_exist, clean=True
+                engine,
+                run_id,
+                batch_key,
+                received,
+                encode,
+                expected_tests,
+                may_exist=may_exist,
+                clean=True,
             )
 
     try:
@@ -241,7 +326,8 @@ def _store_results(
     engine: Engine,
     run_id: int,
     batch_key: str,
-    results: Sequence[TestResult | Mapping[str, Any]],
+    received: int,
+    encode: _Encoder,
     expected_tests: int | None,
     *,
     may_exist: bool,
@@ -249,11 +335,11 @@ def _store_results(
 ) -> IngestBatch:
     with engine.begin() as connection:
         batches.run_by_id(connection, run_id)
-        if not batches.claim_batch(connection, run_id, _RESULT_KEY_MARK + batch_key, len(results)):
-            return IngestBatch(run_id, batch_key, len(results), 0, duplicate=True)
+        if not batches.claim_batch(connection, run_id, _RESULT_KEY_MARK + batch_key, received):
+            return IngestBatch(run_id, batch_key, received, 0, duplicate=True)
         if expected_tests is not None:
             batches.set_expected_tests(connection, run_id, expected_tests)
-        rows, watched = _encode(connection, run_id, results)
+        rows, watched = encode(connection)
         if clean:
             rows = [tuple(_without_nul(value) for value in row) for row in rows]
         inserted = _insert_rows(connection, run_id, rows, may_exist=may_exist)
@@ -264,7 +350,7 @@ def _store_results(
             if position in new
         ]
         insert_observations(connection, run_id, embedded)
-    return IngestBatch(run_id, batch_key, len(results), len(inserted), duplicate=False)
+    return IngestBatch(run_id, batch_key, received, len(inserted), duplicate=False)
 
 
 def _encode(
@@ -363,6 +449,9 @@ def _row_of_fields(
             return replace_nul(row)
     return row
 
+
+_QUALITY = ROW_COLUMNS.index("watcher_quality")
+_OBSERVATION = ROW_COLUMNS.index("watcher_observations")
 
 #: The stored spellings of the statuses, read without Status.parse (an enum's ``value`` costs
 #: a microsecond a result: a tenth of the server's work on a batch).

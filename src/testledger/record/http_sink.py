@@ -7,6 +7,10 @@ A ledger URL of ``http(s)://host[:port][/prefix]`` (``pytest --ledger=https://..
 (statistics, issue detection). The token comes from ``TESTLEDGER_TOKEN``: a CI job needs the
 URL and a write token, no database credentials.
 
+Results are posted in the ingest API's compact form (the column names once, each result the
+encoded row the runner would COPY, as a list), which costs the server and this client a fraction
+of result objects; a server without that form (an older testledger) gets result objects.
+
 Every batch carries a key, the same for each retry of it, so a batch whose answer was lost is
 stored once however often it is sent. Transient failures (the server unreachable, 502/503/504,
 429, a timeout) are retried with backoff; when the server stays away, or refuses the run, the
@@ -23,17 +27,25 @@ import os
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import httpx
 
 from testledger.errors import DatabaseUnavailable
 from testledger.model import RunInfo, RunStats, RunStatus
-from testledger.store.encoding import ROW_COLUMNS, encode_json
+from testledger.store.encoding import ROW_COLUMNS, encode_json, format_utc
 from testledger.store.runs import RunRow
 from testledger.store.writer import PendingObservation
 
-__all__ = ["ENV_TOKEN", "HttpSink", "IngestClient", "rows_as_results"]
+__all__ = [
+    "ENV_TOKEN",
+    "HttpSink",
+    "IngestClient",
+    "ServerUnavailable",
+    "rows_as_results",
+    "rows_compact",
+]
 
 log = logging.getLogger("testledger")
 
@@ -74,6 +86,8 @@ class IngestClient:
             "transport": transport,
         }
         self._client: httpx.Client | None = None
+        #: Results go in the compact form until the server says it has no such route.
+        self._compact = True
 
     def _http(self) -> httpx.Client:
         """The HTTP client, made at the first request: a URL httpx cannot use is then refused
@@ -100,16 +114,20 @@ class IngestClient:
             except httpx.TransportError as exc:
                 failure = f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
             except (httpx.HTTPError, httpx.InvalidURL, ValueError, TypeError) as exc:
-                raise DatabaseUnavailable(f"cannot use {self.base_url}: {exc}") from None
+                raise ServerUnavailable(f"cannot use {self.base_url}: {exc}") from None
             else:
                 if response.status_code < 400:
                     return self._answer(response)
                 failure = self._refusal(response)
+                if response.status_code == 404 and _route_missing(response):
+                    raise _RouteMissing(failure)
+                if response.status_code in _REFUSES_EVERY_REQUEST:
+                    raise ServerUnavailable(failure)
                 if response.status_code not in _RETRY_STATUSES:
                     raise DatabaseUnavailable(failure)
             delay = next(delays, None)
             if delay is None:
-                raise DatabaseUnavailable(failure)
+                raise ServerUnavailable(failure)
             time.sleep(delay)
 
     def _answer(self, response: httpx.Response) -> dict[str, Any]:
@@ -118,7 +136,7 @@ class IngestClient:
         except ValueError:
             answer = None
         if not isinstance(answer, dict):
-            raise DatabaseUnavailable(
+            raise ServerUnavailable(
                 f"{self.base_url} answered {response.status_code} with no JSON object: is it "
                 "a testledger server (testledger serve)?"
             )
@@ -132,8 +150,12 @@ class IngestClient:
         if not isinstance(detail, str):
             detail = response.text[:300] if detail is None else json.dumps(detail)[:300]
         message = f"{self.base_url} answered {response.status_code}: {detail}"
-        if response.status_code == 401 and not self._has_token:
-            message += f" (set {ENV_TOKEN} to a write token)"
+        if response.status_code == 401:
+            message += (
+                f" (the token in {ENV_TOKEN})"
+                if self._has_token
+                else f" (set {ENV_TOKEN} to a write token)"
+            )
         return message
 
     @contextlib.contextmanager
@@ -179,6 +201,25 @@ class IngestClient:
         with self._reading(answer):
             return int(answer["stored"])
 
+    def post_rows(self, run_id: int, batch_key: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Post encoded result rows (``ROW_COLUMNS``) in the compact form, which costs both
+        sides a fraction of the object form; to a server older than that form (no such
+        route), as result objects under the same key."""
+        if self._compact:
+            body = {
+                "batch_key": batch_key,
+                "columns": ROW_BATCH_COLUMNS,
+                "rows": rows_compact(rows),
+            }
+            try:
+                answer = self.request("POST", f"/runs/{run_id}/result-rows", body)
+            except _RouteMissing:
+                self._compact = False
+            else:
+                with self._reading(answer):
+                    return int(answer["stored"])
+        return self.post_results(run_id, batch_key, rows_as_results(rows))
+
     def post_observations(
         self, run_id: int, batch_key: str, pending: Sequence[PendingObservation]
     ) -> int:
@@ -205,12 +246,14 @@ class IngestClient:
         notes: str | None,
         wall_clock_secs: float | None,
         detect_issues: bool,
+        finished_at: datetime | None = None,
     ) -> RunStats:
         body = {
             "status": status.value,
             "notes": notes,
             "wall_clock_secs": wall_clock_secs,
             "detect_issues": detect_issues,
+            "finished_at": None if finished_at is None else format_utc(finished_at),
         }
         answer = self.request(
             "POST", f"/runs/{run_id}/finish", body, timeout_secs=FINISH_TIMEOUT_SECS
@@ -232,6 +275,53 @@ def _json_bytes(body: Any) -> bytes:
 def _observation_body(data: dict[str, Any]) -> dict[str, Any]:
     """An observation as stored (``WatcherObservation.as_json``) as the API takes it."""
     return {key: value for key, value in data.items() if value is not None}
+
+
+class ServerUnavailable(DatabaseUnavailable):
+    """A failure every request to this server would meet now, whatever it sends: the server
+    unreachable or overloaded after the retries, not a testledger server, or the token refused
+    (401, 403). A sync of several runs stops at it instead of trying each run in turn."""
+
+
+#: Answers that refuse the client (its token, the server's read-only mode), not its body.
+_REFUSES_EVERY_REQUEST = frozenset((401, 403))
+
+
+class _RouteMissing(DatabaseUnavailable):
+    """The server has no such route (an older testledger)."""
+
+
+def _route_missing(response: httpx.Response) -> bool:
+    """A 404 from the router itself ("Not Found"), not the ingest API's unknown run."""
+    try:
+        return bool(response.json().get("detail") == "Not Found")
+    except (ValueError, AttributeError):
+        return False
+
+
+#: The compact form's columns: the encoded row's, the observation as one ``watcher`` column.
+ROW_BATCH_COLUMNS = [
+    "watcher" if name == "watcher_observations" else name
+    for name in ROW_COLUMNS
+    if name != "watcher_quality"
+]
+_QUALITY_INDEX = ROW_COLUMNS.index("watcher_quality")
+
+
+def rows_compact(rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Encoded result rows as the compact form's rows: the row without its watcher quality
+    (the server reads it from the observation), the observation as the API takes it; metrics
+    and details go as their JSON text, as encoded."""
+    cut = _QUALITY_INDEX
+    compact = []
+    for row in rows:
+        watcher = row[cut + 1]
+        if watcher is None:
+            compact.append(row[:cut] + row[cut + 1 :])
+        else:
+            observation = _observation_body(json.loads(watcher))
+            compact.append((*row[:cut], observation, *row[cut + 2 :]))
+    return compact
 
 
 def rows_as_results(rows: Sequence[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -284,7 +374,7 @@ class HttpSink:
         """On the writer thread: a batch's results, then the observations attached since the
         previous batch (they may name these results), each under its own key."""
         if rows:
-            self.client.post_results(run_id, self._next_key(), rows_as_results(rows))
+            self.client.post_rows(run_id, self._next_key(), rows)
         if observations:
             self.client.post_observations(run_id, self._next_key(), observations)
 

@@ -4,20 +4,28 @@ Each pending run is replayed from its ``results.jsonl`` in one transaction: the 
 found by its key or created, results the database already holds (from before the outage) are
 skipped by (test_id, attempt), the rest inserted, and the statistics recomputed. Syncing twice,
 or syncing a run that had fully reached the database, changes nothing.
+
+A ledger URL naming a testledger server (``http(s)://``: a CI job holding only the URL and a
+write token) loads them through the server's ingest API instead (:func:`sync_runs_over_http`):
+the run created or joined by its key, its results in batches under stable keys, the
+observations attached later, then finished, which detects its issues on the server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from testledger.common.jsondata import JsonData
 from testledger.config import Settings
+from testledger.errors import DatabaseUnavailable
 from testledger.model import RunStatus, TestResult
 from testledger.record.archive import (
     ArchivedRun,
@@ -25,13 +33,22 @@ from testledger.record.archive import (
     read_events,
     write_atomically,
 )
+from testledger.store.encoding import ROW_COLUMNS, encode_json, encode_result
 from testledger.store.engine import mask_url, mask_urls_in
 from testledger.store.runs import create_or_join_run, finish_run
 from testledger.store.writer import PendingObservation, insert_observations, insert_results
 
-__all__ = ["SyncOutcome", "SyncReport", "pending_runs", "sync_runs"]
+if TYPE_CHECKING:
+    from testledger.record.http_sink import IngestClient
+
+__all__ = ["SyncOutcome", "SyncReport", "pending_runs", "sync_runs", "sync_runs_over_http"]
 
 _BATCH = 2000
+#: Results per request when syncing through a server (its ingest API takes up to 10,000).
+_HTTP_BATCH = 1000
+#: ... and at most about this many characters of text (the server takes 32 MB bodies).
+_HTTP_BATCH_CHARS = 8_000_000
+_WATCHER_COLUMN = ROW_COLUMNS.index("watcher_observations")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +159,14 @@ def _one_line(exc: BaseException) -> str:
     return mask_urls_in(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
 
 
+def _said(exc: BaseException) -> str:
+    """Why a run could not be loaded: the server's answer as the client says it (naming the
+    server and what it answered), any other error with its type."""
+    if isinstance(exc, DatabaseUnavailable) and str(exc).strip():
+        return mask_urls_in(str(exc).strip().splitlines()[0])
+    return _one_line(exc)
+
+
 def _recorded_duration(run: ArchivedRun) -> float | None:
     stats = run.raw.get("stats") or {}
     # Archives written before runs kept fractions have only the rounded figure.
@@ -169,19 +194,13 @@ def sync_runs(
     settings: Settings | None = None,
 ) -> SyncReport:
     """Sync pending runs, oldest first. A run still marked ``running`` may be in progress in
-    another process: it is left alone unless ``include_unfinished``, which loads it as aborted.
+    another process: it is left alone unless ``include_unfinished``, which loads it as aborted
+    (or as the database holds it, when its recorder finished it there before it was killed).
     With ``settings``, issue detection runs over each synced run, as it does after recording."""
     report = SyncReport()
-    for run in pending_runs(results_dir, include_synced=include_synced):
+    for run, status in _to_load(results_dir, include_unfinished, include_synced, report):
         if progress is not None:
             progress(run)
-        if run.status == RunStatus.RUNNING.value:
-            if not include_unfinished:
-                report.skipped_unfinished.append(run.run_key)
-                continue
-            status = RunStatus.ABORTED
-        else:
-            status = RunStatus(run.status)
         loaded = _load(engine, run, status, report)
         if loaded is None:
             continue
@@ -196,3 +215,131 @@ def sync_runs(
 
             detect_after_recording(engine, settings, [outcome.run_id])
     return report
+
+
+def _to_load(
+    results_dir: Path, include_unfinished: bool, include_synced: bool, report: SyncReport
+) -> Iterator[tuple[ArchivedRun, RunStatus]]:
+    """The pending runs to load, oldest first, each with the status it is loaded as; runs still
+    marked running are passed by (said in ``report``) unless ``include_unfinished``."""
+    for run in pending_runs(results_dir, include_synced=include_synced):
+        if run.status != RunStatus.RUNNING.value:
+            yield run, RunStatus(run.status)
+        elif include_unfinished:
+            yield run, RunStatus.ABORTED
+        else:
+            report.skipped_unfinished.append(run.run_key)
+
+
+def sync_runs_over_http(
+    url: str,
+    results_dir: Path,
+    *,
+    token: str | None,
+    include_unfinished: bool = False,
+    include_synced: bool = False,
+    progress: Callable[[ArchivedRun], None] | None = None,
+) -> SyncReport:
+    """Sync pending runs through the ingest API of the testledger server at ``url``, as
+    :func:`sync_runs` does into a database (see :func:`_sync_one_over_http`). The server
+    detects each run's issues when it is finished. A failure every request would meet (the
+    server away, the token refused) stops the sync: that run and the ones after it stay
+    pending, each said in ``report.failed`` with the reason."""
+    from testledger.record.http_sink import IngestClient, ServerUnavailable
+
+    report = SyncReport()
+    client = IngestClient(url, token)
+    try:
+        waiting = iter(_to_load(results_dir, include_unfinished, include_synced, report))
+        for run, status in waiting:
+            if progress is not None:
+                progress(run)
+            try:
+                outcome = _sync_one_over_http(client, run, status)
+            except ServerUnavailable as exc:
+                reason = _said(exc)
+                report.failed.append((run.run_key, reason))
+                report.failed.extend((later.run_key, reason) for later, _ in waiting)
+                break
+            except Exception as exc:
+                report.failed.append((run.run_key, _said(exc)))
+                continue
+            _mark_synced(run, outcome, url)
+            report.synced.append(outcome)
+    finally:
+        client.close()
+    return report
+
+
+def _sync_one_over_http(client: IngestClient, run: ArchivedRun, status: RunStatus) -> SyncOutcome:
+    """Replay one run through the ingest API: create or join it by its key, post its results
+    in batches, then the observations attached to them later, and finish it.
+
+    Each batch's key is made of its place in the run's file and a digest of its content: a
+    sync that is retried, or run again (``--all``), sends the same batches under the same keys
+    and the server stores nothing twice; a batch that grew since (a run synced while it was
+    still being recorded) has another key. Results the server holds from before the outage
+    (the run reached it in part) are not stored twice either: the server skips a result of a
+    test and attempt the run holds. ``observations_written`` counts those attached later and
+    those embedded in batches stored whole (the server does not say which of a batch stored in
+    part were new)."""
+    row = client.create_run(run.info, run.run_key)
+    held_finished = row.status is not RunStatus.RUNNING
+    written = observed = 0
+    rows: list[tuple[Any, ...]] = []
+    attached: list[PendingObservation] = []
+    sent = 0
+
+    def post_rows() -> None:
+        nonlocal written, observed, sent
+        if rows:
+            sent += 1
+            stored = client.post_rows(row.id, _batch_key("results", sent, rows), rows)
+            written += stored
+            if stored == len(rows):
+                observed += sum(1 for encoded in rows if encoded[_WATCHER_COLUMN] is not None)
+            rows.clear()
+
+    size = 0
+    for event in read_events(run.events_path):
+        if isinstance(event, TestResult):
+            encoded = encode_result(event)
+            rows.append(encoded)
+            # Long tracebacks and outputs: a batch stays well under the server's body limit.
+            size += sum(len(value) for value in encoded if value.__class__ is str)
+            if len(rows) >= _HTTP_BATCH or size >= _HTTP_BATCH_CHARS:
+                post_rows()
+                size = 0
+        else:
+            test_id, attempt, observation = event
+            attached.append(PendingObservation(test_id, attempt, observation, True))
+    post_rows()
+    # After every result: an attachment names a result that may be in any batch.
+    for start in range(0, len(attached), _HTTP_BATCH):
+        chunk = attached[start : start + _HTTP_BATCH]
+        digest_of = [(p.test_id, p.attempt, p.observation.as_json()) for p in chunk]
+        key = _batch_key("observations", start // _HTTP_BATCH + 1, digest_of)
+        observed += client.post_observations(row.id, key, chunk)
+    nothing_new = written == 0 and observed == 0
+    if held_finished and (nothing_new or run.status == RunStatus.RUNNING.value):
+        # The server holds the run finished: a sync run again, or its recorder finished it
+        # there before it was killed (as in _sync_one). It keeps the status it has.
+        status = row.status
+    if not (held_finished and nothing_new):
+        # (Finished again with nothing new, its end would move to now - the ingest API's
+        # finish takes no time - and its issues be detected again.)
+        client.finish(
+            row.id,
+            status,
+            None,
+            _recorded_duration(run),
+            detect_issues=True,
+            finished_at=run.finished_at,
+        )
+    return SyncOutcome(run.run_key, row.id, written, observed, status.value)
+
+
+def _batch_key(kind: str, number: int, content: Sequence[Any]) -> str:
+    """A batch's key: what it holds, its place in the run, and a digest of its content."""
+    digest = hashlib.sha256(encode_json(list(content)).encode("utf-8", "replace")).hexdigest()
+    return f"sync-{kind}-{number}-{digest[:24]}"

@@ -16,10 +16,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.issues.lifecycle import PRIORITY_RANK
-from testledger.analyze.regressions.metrics import ORIGIN as REGRESSION_ORIGIN
 from testledger.common.jsondata import JsonData
 from testledger.errors import ConfigError, NotFound
+from testledger.report.browse_series import runs_of_test
 from testledger.report.runs import (
     SUMMARY_COLUMNS,
     RunSummary,
@@ -39,19 +38,15 @@ __all__ = [
     "Dimensions",
     "LiveRun",
     "Observation",
-    "RegressionIssue",
     "RunExtras",
     "RunFilters",
     "RunsPage",
-    "SeriesPoint",
     "TopTest",
     "dimensions",
     "live_run",
     "observations_of_test",
-    "regression_issues",
     "run_extras",
     "runs_page",
-    "series_of_test",
 ]
 
 MAX_PAGE = 200
@@ -336,11 +331,27 @@ def run_extras(
     )
 
 
+#: The test's runs whose observations its page lists: as many as its history shows.
+OBSERVED_RUNS = 60
+
+
 def observations_of_test(
-    connection: Connection, test_id: str, *, limit: int = 20
+    connection: Connection,
+    test_id: str,
+    *,
+    limit: int = 20,
+    run_ids: Sequence[int] | None = None,
 ) -> list[Observation]:
-    """The watcher observations of one test's results (lowest quality first)."""
-    return _observations(connection, test_results.c.test_id == test_id, limit)
+    """The watcher observations of one test's results in its last ``OBSERVED_RUNS`` runs (or
+    in ``run_ids``), lowest quality first. Bounded by runs: sorting every observation of a
+    test of a long history (its results spread over thousands of pages) took a second on
+    PostgreSQL."""
+    if run_ids is None:
+        run_ids = runs_of_test(connection, test_id, None, OBSERVED_RUNS)
+    if not run_ids:
+        return []
+    where = sa.and_(test_results.c.test_id == test_id, test_results.c.run_id.in_(list(run_ids)))
+    return _observations(connection, where, limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -433,6 +444,17 @@ def dimensions(connection: Connection, *, recent_runs: int = 20, limit: int = 20
             query = query.where(where)
         return [value for (value,) in connection.execute(query.limit(limit))]
 
+    def walked(column: Any) -> list[str]:
+        """The column's values, walked through its index one value at a time (a loose index
+        scan: a probe per suite or branch instead of reading every run, on every page)."""
+        walk = sa.select(sa.func.min(column).label("value")).cte("walk", recursive=True)
+        following = sa.select(sa.func.min(column)).where(column > walk.c.value)
+        walk = walk.union_all(
+            sa.select(following.scalar_subquery()).where(walk.c.value.is_not(None))
+        )
+        query = sa.select(walk.c.value).where(walk.c.value.is_not(None)).limit(limit)
+        return [value for (value,) in connection.execute(query)]
+
     recent = (
         sa.select(test_runs.c.id)
         .order_by(test_runs.c.run_timestamp.desc(), test_runs.c.id.desc())
@@ -441,136 +463,10 @@ def dimensions(connection: Connection, *, recent_runs: int = 20, limit: int = 20
     run_ids = [run_id for (run_id,) in connection.execute(recent)]
     in_recent = test_results.c.run_id.in_(run_ids)
     return Dimensions(
-        suites=distinct(test_runs.c.suite),
-        branches=distinct(test_runs.c.branch_name),
+        suites=walked(test_runs.c.suite),
+        branches=walked(test_runs.c.branch_name),
         tools=distinct(test_results.c.tool_name, in_recent),
         providers=distinct(test_results.c.provider, in_recent),
         models=distinct(test_results.c.model, in_recent),
         recent_runs=recent_runs,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class RegressionIssue:
-    """A lasting change in a test's metric as issue detection recorded it (the regression
-    issue's evidence), without running the change-point analysis again."""
-
-    issue_code: str
-    status: str
-    priority: str
-    suite: str
-    branch: str
-    test_id: str
-    metric: str
-    before_mean: float
-    after_mean: float
-    magnitude_pct: float | None
-    first_run_id: int
-    last_good_run_id: int | None
-    commit_range: str
-    p_value: float | None
-    last_seen_at: datetime | None
-
-
-def regression_issues(
-    connection: Connection,
-    *,
-    statuses: Sequence[str] = ("OPEN", "IN_PROGRESS"),
-    suite: str | None = None,
-    branch: str | None = None,
-    metric: str | None = None,
-    limit: int = 500,
-) -> list[RegressionIssue]:
-    """The regression issues in ``statuses`` (of a suite, branch and metric when given), the
-    highest priority first, then the largest change."""
-    rows = connection.execute(
-        sa.select(
-            issues.c.issue_code,
-            issues.c.status,
-            issues.c.priority,
-            issues.c.details,
-            issues.c.last_seen_at,
-        )
-        .where(issues.c.origin == REGRESSION_ORIGIN, issues.c.status.in_(list(statuses)))
-        .order_by(PRIORITY_RANK, issues.c.last_seen_at.desc(), issues.c.issue_code)
-    )
-    found: list[RegressionIssue] = []
-    for code, status, priority, details, last_seen in rows:
-        if not isinstance(details, dict) or "metric" not in details:
-            continue
-        wanted = (suite, branch, metric)
-        actual = (details.get("suite"), details.get("branch"), details.get("metric"))
-        if any(w is not None and w != a for w, a in zip(wanted, actual, strict=True)):
-            continue
-        found.append(_regression(code, status, priority, details, last_seen))
-        if len(found) >= limit:
-            break
-    return found
-
-
-def _regression(
-    code: str, status: str, priority: str, details: dict[str, Any], last_seen: datetime | None
-) -> RegressionIssue:
-    def number(key: str) -> float | None:
-        value = details.get(key)
-        return None if value is None else float(value)
-
-    last_good = details.get("last_good_run_id")
-    return RegressionIssue(
-        issue_code=code,
-        status=status,
-        priority=priority,
-        suite=str(details.get("suite", "")),
-        branch=str(details.get("branch", "")),
-        test_id=str(details.get("test_id", "")),
-        metric=str(details["metric"]),
-        before_mean=float(details.get("before_mean") or 0.0),
-        after_mean=float(details.get("after_mean") or 0.0),
-        magnitude_pct=number("magnitude_pct"),
-        first_run_id=int(details.get("first_run_id") or 0),
-        last_good_run_id=None if last_good is None else int(last_good),
-        commit_range=str(details.get("commit_range", "")),
-        p_value=number("p_value"),
-        last_seen_at=last_seen,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesPoint(JsonData):
-    """One test in one run (its last attempt): what the test page's charts draw."""
-
-    run_id: int
-    run_timestamp: datetime
-    status: str
-    attempt: int
-    duration_secs: float | None
-    memory_mb: float | None
-    cost_usd: float | None
-    watcher_quality: int | None
-
-
-def series_of_test(
-    connection: Connection, test_id: str, *, branch: str | None = None, limit: int = 60
-) -> list[SeriesPoint]:
-    """The test's last ``limit`` runs (of ``branch`` when given), newest first: one query
-    through the test's index, however long the ledger's history."""
-    r, t = test_results, test_runs
-    query = (
-        sa.select(
-            r.c.run_id,
-            t.c.run_timestamp,
-            r.c.status,
-            r.c.attempt,
-            r.c.duration_secs,
-            r.c.memory_mb,
-            r.c.cost_usd,
-            r.c.watcher_quality,
-        )
-        .join(t, t.c.id == r.c.run_id)
-        .where(r.c.test_id == test_id, is_final_attempt())
-        .order_by(t.c.run_timestamp.desc(), t.c.id.desc())
-        .limit(limit)
-    )
-    if branch is not None:
-        query = query.where(t.c.branch_name == branch)
-    return [SeriesPoint(*row) for row in connection.execute(query)]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -32,6 +33,9 @@ SPLITS = ("branch", "suite", "tool", "provider", "model")
 #: The regression issues a test page lists: every status but WONT_FIX.
 STATUSES = ("OPEN", "IN_PROGRESS", "RESOLVED")
 MAX_LINES = 6
+#: The whole ledger's regression analysis is kept while the latest run stays as it was (a new
+#: run changes the key); a day at most, so that a changed configuration shows in time.
+ANALYSIS_TTL_SECS = 24 * 3600.0
 TestRef = Annotated[
     str,
     Query(
@@ -116,15 +120,65 @@ def _flaky(
     )
 
 
-@api_router.get("/regressions", summary="Lasting changes in each test's metrics")
+@api_router.get(
+    "/regressions",
+    summary="Lasting changes in tests' metrics, as issue detection recorded them",
+    description="What the Regressions page shows: the regression issues detection recorded "
+    "after each run (open and in progress; resolved too with `resolved=true`), each with its "
+    "evidence. Reading them costs milliseconds; the change-point analysis over every series "
+    "again is `/api/v1/regressions/analysis`.",
+)
 def regressions_json(
     request: Request,
     suite: Name = None,
     branch: Name = None,
     metric: Name = None,
+    resolved: bool = False,
+) -> Any:
+    found = api.regression_issues(
+        ledger_of(request),
+        statuses=STATUSES if resolved else STATUSES[:2],
+        suite=suite,
+        branch=branch,
+        metric=metric,
+    )
+    return {"source": "recorded", "regressions": [dataclasses.asdict(r) for r in found]}
+
+
+@api_router.get(
+    "/regressions/analysis",
+    summary="The change-point analysis over tests' metric series, run again",
+    description="Change points confirmed by a t-test in each test's duration, memory, CPU, "
+    "tokens, cost and watcher quality, improvements included. With `test`, that test's series "
+    "alone (a few hundred milliseconds); without, every series of the ledger (seconds on a "
+    "large one). Either is computed once per state of the ledger's latest run and then served "
+    "from the app's memory until another run is recorded; `computed_at` (seconds since the "
+    "epoch) says when.",
+)
+def regressions_analysis_json(
+    request: Request,
+    suite: Name = None,
+    branch: Name = None,
+    metric: Name = None,
+    test: Annotated[str | None, Query(max_length=MAX_NAME, pattern=NO_NUL)] = None,
 ) -> Any:
     ledger = ledger_of(request)
-    return api.find_regressions(ledger, suite=suite, branch=branch, metric=metric).as_json()
+
+    def analyse() -> dict[str, Any]:
+        report = api.find_regressions(
+            ledger, suite=suite, branch=branch, metric=metric, test=test or None
+        )
+        return dict(report.as_json())
+
+    latest = api.list_runs(ledger, limit=1)
+    state = (latest[0].id, latest[0].status, latest[0].total_tests) if latest else None
+    found, computed_at = remembered(
+        request.app,
+        ("regressions", suite, branch, metric, test or None, state),
+        analyse,
+        ttl=ANALYSIS_TTL_SECS,
+    )
+    return {"computed_at": computed_at, **found}
 
 
 @api_router.get("/cost", summary="Cost and tokens per run, tool, provider and model")
@@ -162,9 +216,22 @@ def test_page(request: Request, test_id: str) -> Response:
         strip=list(reversed(history.entries)),
         charts=charts_of_test(series, changes),
         changes=changes,
-        flaky=api.flakiness_of_test(ledger, history.test_id),
-        observations=api.observations_of_test(ledger, history.test_id),
+        flaky=_flakiness(request, history.test_id),
+        observations=api.observations_of_test(
+            ledger, history.test_id, run_ids=[entry.run_id for entry in history.entries]
+        ),
     )
+
+
+def _flakiness(request: Request, test_id: str) -> Any:
+    """One test's flaky verdict, judged at most once a minute (as the Flaky page's are): the
+    judging reads the test's suite's recent runs, about a hundred milliseconds on a large
+    PostgreSQL ledger, and a test's page is opened again and again."""
+    ledger = ledger_of(request)
+    found, _ = remembered(
+        request.app, ("flaky-test", test_id), lambda: api.flakiness_of_test(ledger, test_id)
+    )
+    return found
 
 
 def _trend_lines(
@@ -226,7 +293,7 @@ def regressions_page(
     resolved: str | None = None,
 ) -> Response:
     """The regressions issue detection recorded (reading them costs milliseconds; finding them
-    again over every series costs seconds: that is ``/api/v1/regressions``)."""
+    again over every series costs seconds: that is ``/api/v1/regressions/analysis``)."""
     ledger = ledger_of(request)
     statuses = ("OPEN", "IN_PROGRESS", "RESOLVED") if resolved else ("OPEN", "IN_PROGRESS")
     found = api.regression_issues(
