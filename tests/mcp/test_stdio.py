@@ -169,6 +169,9 @@ def test_the_tools_are_listed_with_their_schemas(client: Client) -> None:
         "description": "Only runs started at or after this ISO-8601 time (UTC if naive).",
         "title": "Since",
     }
+    # Improvements are reported unless left out, as by the CLI and the library.
+    improvements = tools["regressions"].input_schema["properties"]["include_improvements"]
+    assert improvements["default"] is True and improvements["type"] == "boolean"
     assert tools["run_failures"].output_schema["required"] == [
         "summary",
         "run",

@@ -249,11 +249,18 @@ class LedgerTools:
             Field(description="duration, memory, cpu, tokens, cost or quality; default: all."),
         ] = None,
         test: Annotated[str | None, Field(description="Only this test id.")] = None,
-        include_improvements: bool = False,
+        include_improvements: Annotated[
+            bool,
+            Field(
+                description="Report changes for the better too (kind 'improvement'), as the "
+                "CLI and the library do; false: regressions only."
+            ),
+        ] = True,
         limit: Limit = 20,
     ) -> Annotated[CallToolResult, answers.RegressionsAnswer]:
-        """Lasting changes in tests' metrics found by change-point detection, those that still
-        hold first: test_id, metric, kind, before/after mean, magnitude_pct, first_run,
+        """Lasting changes in tests' metrics found by change-point detection (regressions and,
+        unless left out, improvements), those that still hold first: test_id, metric, kind
+        ('regression' or 'improvement'), before/after mean, magnitude_pct, first_run,
         last_good_run, commit_range, p_value, issue_code; and recent single-run `outliers`."""
         report = api.find_regressions(
             self.opened(),
