@@ -4,6 +4,7 @@ PostgreSQL: which runs go, what stays of them (issues, daily sums), their files,
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,6 +100,18 @@ def test_older_than_and_suite_choose_the_runs(ledger: Ledger, db_url: str) -> No
     )
     assert sorted(run_keys(db_url)) == ["o0", "o1", "s2"]
     assert api.prune(ledger, api.RetentionPolicy(older_than=timedelta(days=30))).runs == 0
+
+
+def test_latest_goes_with_the_run_it_copies(ledger: Ledger, db_url: str) -> None:
+    record_history(ledger, 2, start=datetime.now(timezone.utc) - 20 * DAY)
+    latest = ledger.results_dir / "latest"
+    assert json.loads((latest / "run.json").read_text(encoding="utf-8"))["run_key"] == "r1"
+
+    api.prune(ledger, api.RetentionPolicy(keep_runs=1))
+    assert (latest / "run.json").exists()  # r1, still in the ledger
+
+    assert api.prune(ledger, api.RetentionPolicy(older_than=api.parse_age("10d"))).runs == 1
+    assert run_keys(db_url) == [] and not latest.exists()
 
 
 def test_keep_runs_counts_each_suite_and_branch_filter(ledger: Ledger, db_url: str) -> None:

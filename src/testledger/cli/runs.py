@@ -140,7 +140,8 @@ def sync_command(
     include_unfinished: bool = typer.Option(
         False,
         "--include-unfinished",
-        help="Also load runs still marked running (their process died); they become aborted.",
+        help="Also load runs still marked running (their process died): aborted, unless the "
+        "database already holds them finished, which they stay.",
     ),
     resync: bool = typer.Option(
         False, "--all", help="Replay every archived run, synced or not (idempotent)."

@@ -9,6 +9,7 @@ and a ledger without the table pays nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable, Sequence
@@ -44,11 +45,26 @@ def count_run_files(results_dir: Path, run_keys: Sequence[str]) -> int:
     return sum(_files_in(folder) for folder in _run_folders(results_dir, run_keys))
 
 
+def _latest_run_key(results_dir: Path) -> str | None:
+    try:
+        data = json.loads((results_dir / "latest" / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    key = data.get("run_key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) else None
+
+
 def remove_run_files(results_dir: Path, run_keys: Sequence[str]) -> int:
-    """Remove the runs' folders (``runs/<run key>/``); how many files went. A folder that
+    """Remove the runs' folders (``runs/<run key>/``), and ``latest/`` when it copies one of
+    them; how many files went (a run's own folder counted, not its copy). A folder that
     cannot be removed is warned about and left (its run is gone from the database already:
     ``sync --all`` would load it again, nothing else reads it)."""
     removed = 0
+    if _latest_run_key(results_dir) in set(run_keys):
+        try:
+            shutil.rmtree(results_dir / "latest")
+        except OSError as exc:
+            log.warning("testledger: cannot remove %s: %s", results_dir / "latest", exc)
     for folder in _run_folders(results_dir, run_keys):
         if not folder.is_dir():
             continue
