@@ -166,7 +166,13 @@ def test_ctrl_c_aborts_the_run_through_the_writer(pytester: pytest.Pytester, db_
     finishes the run as aborted."""
     pytester.makepyfile(test_interrupted=INTERRUPTED)
     results = pytester.path / "results"
-    command = [sys.executable, "-m", "pytest", *COMMON, f"--ledger={db_url}"]
+    # Ctrl-C's own handler, as in a terminal: a shell's background job (and all it starts)
+    # ignores SIGINT, and Python keeps an inherited "ignore".
+    interruptible = (
+        "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler);"
+        " sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    command = [sys.executable, "-c", interruptible, *COMMON, f"--ledger={db_url}"]
     session = subprocess.Popen(
         [*command, f"--ledger-results-dir={results}"],
         cwd=pytester.path,
