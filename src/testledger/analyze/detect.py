@@ -64,7 +64,11 @@ from testledger.analyze.issues.lifecycle import (
     new_issue_code,
 )
 from testledger.analyze.issues.lookup import IssueKey, known_issues
-from testledger.analyze.issues.refingerprint import refingerprint_issues, result_from_row
+from testledger.analyze.issues.refingerprint import (
+    RESULT_COLUMNS,
+    refingerprint_issues,
+    result_from_row,
+)
 from testledger.analyze.issues.rules import Rule, RuleSet
 from testledger.analyze.issues.titles import failure_title
 from testledger.analyze.regressions.finder import (
@@ -161,18 +165,7 @@ class _Failure:
 
 
 _FAILURE_COLUMNS = (
-    test_results.c.id,
-    test_results.c.test_id,
-    test_results.c.attempt,
-    test_results.c.tool_name,
-    test_results.c.variation,
-    test_results.c.provider,
-    test_results.c.model,
-    test_results.c.status,
-    test_results.c.execution_status,
-    test_results.c.error_type,
-    test_results.c.error_message,
-    test_results.c.traceback,
+    *RESULT_COLUMNS,
     test_results.c.fingerprint,
     test_results.c.fingerprint_version,
 )
