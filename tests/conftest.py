@@ -43,6 +43,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "browser: opens pages in a real headless chromium")
     config.addinivalue_line("markers", "pgbouncer: goes through a real pgbouncer")
+    if not hasattr(config, "workerinput"):  # once, in the session's first process
+        _write_bytecode_caches()
+
+
+def _write_bytecode_caches() -> None:
+    """Let a pytest session and testledger start once with bytecode caching on, before any
+    test starts a process of its own. The suite starts hundreds (pytest sessions, testledger
+    commands, writers, the demo's twelve runs), and where PYTHONDONTWRITEBYTECODE is set (as in
+    CI here) none would leave a cache behind: each pytest would rewrite the assertions of every
+    module of its plugins' packages again (pytest rewrites installed plugins; hypothesis alone
+    took 0.7 s a session) and each process compile testledger's sources again. That was a
+    third of the suite's time on a fresh checkout. What is current is only checked."""
+    import compileall
+    import subprocess
+    import sys
+
+    import testledger
+
+    compileall.compile_dir(Path(testledger.__file__).parent, quiet=1, workers=1)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("PYTHONDONTWRITEBYTECODE", "PYTEST_ADDOPTS")
+    }
+    with tempfile.TemporaryDirectory() as folder:
+        # A session like the ones the tests start: recording (the plugin's modules), on a
+        # worker of pytest-xdist (its modules and execnet's).
+        Path(folder, "test_warm.py").write_text("def test_warm():\n    pass\n")
+        subprocess.run(
+            [
+                *(sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "1"),
+                *(f"--ledger=sqlite:///{folder}/warm.db", f"--ledger-results-dir={folder}"),
+                "--ledger-wait-detection",
+            ],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
 
 
 # What happened to the tests that need a service (a PostgreSQL server, a browser), so that CI
