@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import Any, NamedTuple
 
+from testledger.common.jsondata import is_finite_json
 from testledger.common.nodeids import split_nodeid
 from testledger.common.text import (
     ID_LIMIT,
@@ -138,14 +139,8 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 
 
 def _finite(value: Any) -> None:
-    if value.__class__ is float and not math.isfinite(value):
+    if not is_finite_json(value):
         raise _Bad("holds NaN or Infinity, which are no JSON numbers")
-    if isinstance(value, dict):
-        for item in value.values():
-            _finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _finite(item)
 
 
 def _json_object(check_items: Callable[[dict[str, Any]], None]) -> Callable[[Any], Any]:

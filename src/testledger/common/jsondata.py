@@ -9,11 +9,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
-__all__ = ["JsonData", "as_json"]
+__all__ = ["JsonData", "as_json", "is_finite_json"]
+
+
+def is_finite_json(value: Any) -> bool:
+    """Whether free-form JSON (as Python's reader or pydantic's gives it) holds no NaN and no
+    Infinity: both readers take them, and no database's JSON does."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(is_finite_json(item) for item in value.values())
+    if isinstance(value, list):
+        return all(is_finite_json(item) for item in value)
+    return True
 
 
 def as_json(value: Any) -> Any:

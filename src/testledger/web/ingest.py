@@ -16,7 +16,6 @@ a body that does not validate is refused (422) before anything is written.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import shutil
 import tempfile
@@ -43,6 +42,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
 from testledger import api
+from testledger.common.jsondata import is_finite_json
 from testledger.common.nodeids import split_nodeid
 from testledger.errors import ConfigError, DatabaseUnavailable, NotFound, TestledgerError
 from testledger.model import RunInfo, RunStatus, Status, WatcherObservation
@@ -172,16 +172,9 @@ class _Body(BaseModel):
 
 
 def _finite(value: Any) -> Any:
-    """``value`` (free-form JSON) checked for NaN and Infinity, which Python's JSON reader
-    takes but no database's JSON does."""
-    if isinstance(value, float) and not math.isfinite(value):
+    """``value`` (free-form JSON) refused when it holds NaN or Infinity."""
+    if not is_finite_json(value):
         raise ValueError("NaN and Infinity are not JSON numbers")
-    if isinstance(value, dict):
-        for item in value.values():
-            _finite(item)
-    elif isinstance(value, list):
-        for item in value:
-            _finite(item)
     return value
 
 
