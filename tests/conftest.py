@@ -43,7 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "browser: opens pages in a real headless chromium")
     config.addinivalue_line("markers", "pgbouncer: goes through a real pgbouncer")
-    if not hasattr(config, "workerinput"):  # once, in the session's first process
+    # Once, in the session's first process; only where processes write no caches themselves.
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not hasattr(config, "workerinput"):
         _write_bytecode_caches()
 
 
