@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from testledger import Ledger
 from testledger.cli import main
 from testledger.store.tables import test_results, test_runs, watcher_insights
+from tests.helpers import UNUSED_PLUGINS
 from tests.histories import scripted_run
 
 pytest_plugins = ["pytester"]
@@ -148,10 +149,7 @@ def test_runner_watches_live_at_finish(ledger: Ledger) -> None:
 def test_pytest_plugin_watcher_option(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(test_live="def test_ok():\n    pass\n\ndef test_bad():\n    assert False\n")
     outcome = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:randomly",
+        *UNUSED_PLUGINS,
         f"--ledger={db_url}",
         f"--ledger-results-dir={pytester.path / 'results'}",
         "--watcher=heuristic",
@@ -221,8 +219,7 @@ def test_pytest_plugin_refuses_a_watcher_that_cannot_work(
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     pytester.makepyfile(test_live="def test_ok():\n    pass\n")
     outcome = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
+        *UNUSED_PLUGINS,
         f"--ledger={db_url}",
         f"--ledger-results-dir={pytester.path / 'results'}",
         "--watcher=llm",

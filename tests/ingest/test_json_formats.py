@@ -201,7 +201,9 @@ def _assert_pytest_json_run(results: list[TestResult]) -> None:
 def _run_suite(pytester: pytest.Pytester, *args: str) -> None:
     pytester.makepyfile(test_s=SUITE, test_collerr="import nonexistent_module_xyz\n")
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "rerunfailures", "--reruns", "1",
+        # Not the suite's usual UNUSED_PLUGINS: these sessions write the reports under test.
+        *("-p", "no:cacheprovider", "-p", "no:schemathesis", "-p", "no:hypothesispytest"),
+        *("-p", "rerunfailures", "--reruns", "1"),
         "--continue-on-collection-errors", *args,
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -14,12 +14,11 @@ import pytest
 
 from testledger import Ledger
 from testledger.record import runner
+from tests.helpers import UNUSED_PLUGINS
 from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
 
-_UNUSED_PLUGINS = "cacheprovider randomly hypothesispytest anyio metadata pytest_jsonreport"
-COMMON = tuple(f"-pno:{name}" for name in f"{_UNUSED_PLUGINS} pytest_reportlog".split())
 
 SUITE = "def test_ok():\n    pass\n\ndef test_broken():\n    raise KeyError('gone')\n"
 
@@ -55,7 +54,7 @@ def test_a_run_finished_without_deferring_is_detected_at_once(ledger: Ledger) ->
 def test_waiting_for_detection_when_asked(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess(
-        *COMMON,
+        *UNUSED_PLUGINS,
         f"--ledger={db_url}",
         f"--ledger-results-dir={pytester.path / 'results'}",
         "--ledger-wait-detection",
@@ -87,7 +86,7 @@ def test_by_default_detection_finishes_after_the_session(
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={pytester.path / 'results'}"
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={pytester.path / 'results'}"
     )
     result.assert_outcomes(passed=1, failed=1)
     said = re.search(

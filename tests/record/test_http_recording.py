@@ -34,11 +34,9 @@ from testledger.store.encoding import format_utc
 from testledger.store.tables import ingest_batches, test_results, test_runs, watcher_insights
 from testledger.web.app import create_app
 from testledger.web.settings import WebSettings
+from tests.helpers import UNUSED_PLUGINS
 
 pytest_plugins = ["pytester"]
-
-_UNUSED_PLUGINS = "cacheprovider randomly hypothesispytest anyio metadata pytest_jsonreport"
-COMMON = tuple(f"-pno:{name}" for name in f"{_UNUSED_PLUGINS} pytest_reportlog".split())
 
 
 class Server:
@@ -263,7 +261,7 @@ def test_the_pytest_plugin_records_over_http(
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess(
-        *COMMON,
+        *UNUSED_PLUGINS,
         f"--ledger={server.url}",
         f"--ledger-results-dir={pytester.path / 'results'}",
         "--ledger-suite=over-http",
@@ -316,7 +314,7 @@ def test_the_plugin_notes_the_collected_count_under_xdist_too(
     db_url = f"sqlite:///{tmp_path / 'xdist.db'}"
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess(
-        *COMMON,
+        *UNUSED_PLUGINS,
         f"--ledger={db_url}",
         f"--ledger-results-dir={pytester.path / 'results'}",
         "-n",

@@ -13,21 +13,16 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import UNUSED_PLUGINS
 from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
-
-# The inner sessions load the installed plugins they may meet (xdist, rerunfailures and, from its
-# entry point, testledger's own), not those that have no part in what is tested here: loading
-# hypothesis, anyio, pytest-metadata, -json-report and -reportlog took 0.8 s of each session's 1 s.
-_UNUSED_PLUGINS = "cacheprovider randomly hypothesispytest anyio metadata pytest_jsonreport"
-COMMON = tuple(f"-pno:{name}" for name in f"{_UNUSED_PLUGINS} pytest_reportlog".split())
 
 
 def run_ledger(pytester: pytest.Pytester, db_url: str, *args: str) -> pytest.RunResult:
     results = pytester.path / "results"
     return pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}", *args
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}", *args
     )
 
 
@@ -426,7 +421,9 @@ def test_unreachable_database(pytester: pytest.Pytester) -> None:
     )
     results = pytester.path / "results"
     result = pytester.runpytest_subprocess(
-        *COMMON, "--ledger=postgresql://u:pw@127.0.0.1:9/x", f"--ledger-results-dir={results}"
+        *UNUSED_PLUGINS,
+        "--ledger=postgresql://u:pw@127.0.0.1:9/x",
+        f"--ledger-results-dir={results}",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, failed=1)
@@ -473,7 +470,10 @@ def test_ini_options_turn_it_on(pytester: pytest.Pytester, tmp_path: Path) -> No
     pytester.makeini(f"[pytest]\nledger_url = sqlite:///{db}\n")
     pytester.makepyfile(test_one="def test_one(): pass")
     result = pytester.runpytest_subprocess(
-        *COMMON, "--ledger-suite=nightly", "--ledger-branch=feature/x", "--ledger-run-key=k-1"
+        *UNUSED_PLUGINS,
+        "--ledger-suite=nightly",
+        "--ledger-branch=feature/x",
+        "--ledger-run-key=k-1",
     )
     result.assert_outcomes(passed=1)
     (run,) = rows(f"sqlite:///{db}", "SELECT suite, branch_name, run_key FROM test_runs")
@@ -482,7 +482,7 @@ def test_ini_options_turn_it_on(pytester: pytest.Pytester, tmp_path: Path) -> No
 
 def test_ledger_value_that_is_a_path_is_refused(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_one="def test_one(): pass")
-    result = pytester.runpytest_subprocess(*COMMON, "--ledger", "test_one.py")
+    result = pytester.runpytest_subprocess(*UNUSED_PLUGINS, "--ledger", "test_one.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--ledger got 'test_one.py'*--ledger=URL*"])
 
@@ -499,7 +499,7 @@ def test_off_writes_nothing_and_fixture_still_works(pytester: pytest.Pytester) -
             ledger.watch(quality_score=5)
         """
     )
-    result = pytester.runpytest_subprocess(*COMMON, "--strict-markers")
+    result = pytester.runpytest_subprocess(*UNUSED_PLUGINS, "--strict-markers")
     result.assert_outcomes(passed=1)
     assert "testledger:" not in result.stdout.str()
     written = [p for p in pytester.path.rglob("*") if p.suffix in (".db", ".json", ".jsonl")]

@@ -19,15 +19,10 @@ import pytest
 from testledger.cli import main as cli_main
 from testledger.common.framing import FrameReader, encode_frame, read_frame
 from testledger.record.writer_process import _read_ahead
+from tests.helpers import UNUSED_PLUGINS
 from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
-
-# The inner sessions load the installed plugins they may meet (xdist, rerunfailures and, from its
-# entry point, testledger's own), not those that have no part in what is tested here: loading
-# hypothesis, anyio, pytest-metadata, -json-report and -reportlog took 0.8 s of each session's 1 s.
-_UNUSED_PLUGINS = "cacheprovider randomly hypothesispytest anyio metadata pytest_jsonreport"
-COMMON = tuple(f"-pno:{name}" for name in f"{_UNUSED_PLUGINS} pytest_reportlog".split())
 
 
 def test_recording_session_never_imports_the_database_stack(
@@ -48,7 +43,7 @@ def test_recording_session_never_imports_the_database_stack(
     )
     results = pytester.path / "results"
     result = pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}"
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}"
     )
     result.assert_outcomes(passed=1, failed=1)
     got = rows(db_url, "SELECT test_id, status FROM test_results ORDER BY test_id")
@@ -92,7 +87,7 @@ def test_writer_that_dies_hands_over_to_the_spool(
     pytester.makepyfile(test_killed=KILLED_WRITER)
     results = pytester.path / "results"
     result = pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}"
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}"
     )
     result.assert_outcomes(passed=4, failed=1)
     output = result.stdout.str() + result.stderr.str()
@@ -137,7 +132,7 @@ def test_without_a_writer_process_the_session_records_itself(
     pytester.makepyfile(test_here="def test_ok():\n    pass\n\ndef test_bad():\n    assert 0\n")
     results = pytester.path / "results"
     result = pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}"
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}"
     )
     result.assert_outcomes(passed=1, failed=1)
     lines = [line for line in result.stdout.lines if "testledger:" in line]
@@ -172,7 +167,7 @@ def test_ctrl_c_aborts_the_run_through_the_writer(pytester: pytest.Pytester, db_
         "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler);"
         " sys.exit(pytest.main(sys.argv[1:]))"
     )
-    command = [sys.executable, "-c", interruptible, *COMMON, f"--ledger={db_url}"]
+    command = [sys.executable, "-c", interruptible, *UNUSED_PLUGINS, f"--ledger={db_url}"]
     session = subprocess.Popen(
         [*command, f"--ledger-results-dir={results}"],
         cwd=pytester.path,
@@ -220,7 +215,7 @@ def test_session_that_dies_leaves_an_aborted_run(pytester: pytest.Pytester, db_u
     pytester.makepyfile(test_dies=KILLED_SESSION)
     results = pytester.path / "results"
     result = pytester.runpytest_subprocess(
-        *COMMON, f"--ledger={db_url}", f"--ledger-results-dir={results}"
+        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}"
     )
     assert result.ret == 3
     # The writer outlives the session by the time it takes to start and finish the run.

@@ -91,20 +91,6 @@ _DROPPED_ENV = (
     "TESTLEDGER_RESULTS_DIR",
 )
 
-#: Plugins the demo suite does not use, kept out of its sessions where installed: loading them
-#: (hypothesis's above all) took half of each run's time, twelve times over.
-_UNUSED_PLUGINS = (
-    "cacheprovider",
-    "randomly",
-    "hypothesispytest",
-    "xdist",
-    "xdist.looponfail",
-    "anyio",
-    "pytest_jsonreport",
-    "metadata",
-    "pytest_reportlog",
-)
-
 #: The demo project's issue rules: a known pattern gets its own issue, the rest are grouped by
 #: fingerprint under the defaults.
 _RULES = """\
@@ -296,11 +282,14 @@ class _Repository:
 
 
 def _plugin_arguments() -> list[str]:
-    """``-p`` for our plugin when it is not installed as an entry point (a bare checkout on
-    PYTHONPATH); loading it both ways would register it twice."""
-    if any(ep.name == "testledger" for ep in entry_points(group="pytest11")):
-        return []
-    return ["-p", "testledger.record.pytest_plugin"]
+    """The plugins the demo's sessions load: testledger's, and pytest-rerunfailures where it is
+    installed (the flaky test's retry). Every other installed plugin is left out (the sessions
+    run with PYTEST_DISABLE_PLUGIN_AUTOLOAD): one that reorders, times out or reports would
+    change the story, and loading them cost each session more than its tests (schemathesis
+    and hypothesis: about a second, twelve times over)."""
+    plugins = ["testledger.record.pytest_plugin"]
+    plugins += [ep.value for ep in entry_points(group="pytest11") if ep.name == "rerunfailures"]
+    return ["-p", "no:cacheprovider", *(f"-p{plugin}" for plugin in plugins)]
 
 
 #: The offline, deterministic watcher: it scores every result against the test's history.
@@ -323,11 +312,11 @@ def _run_suite(
 ) -> tuple[int, str]:
     env = {key: value for key, value in os.environ.items() if key not in _DROPPED_ENV}
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the demo repository
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"  # see _plugin_arguments
     command = [
         sys.executable,
         "-m",
         "pytest",
-        *(f"-pno:{name}" for name in _UNUSED_PLUGINS),
         *_plugin_arguments(),
         "-o",
         "python_files=demo_*.py",
