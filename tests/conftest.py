@@ -17,7 +17,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +33,39 @@ from testledger.record.ledger import Ledger
 from testledger.store.database import connect_engine
 from testledger.store.migrate import head_revision, schema_state
 from tests.pgcluster import PgCluster, find_pg_bindir
+from tests.pgdatabases import PgDatabases, admin_execute, database_name, database_url
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-_counter = itertools.count()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
     config.addinivalue_line("markers", "browser: opens pages in a real headless chromium")
     config.addinivalue_line("markers", "pgbouncer: goes through a real pgbouncer")
+    if getattr(config.option, "loadscopereorder", False):
+        # pytest-xdist hands out the files (--dist loadfile) in the order given by
+        # pytest_collection_modifyitems below, rather than by how many tests each holds.
+        config.option.loadscopereorder = False
     # Once, in the session's first process; only where processes write no caches themselves.
     if os.environ.get("PYTHONDONTWRITEBYTECODE") and not hasattr(config, "workerinput"):
         _write_bytecode_caches()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with a ``slow`` test first, then the others by how many tests they hold (the
+    order pytest-xdist would give them itself). Under ``--dist loadfile`` (the README's
+    command) a worker takes a whole file at a time, in this order, and a long file taken last
+    kept one worker busy for half a minute while the other had nothing left to do."""
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+
+    def longest_first(tests: list[pytest.Item]) -> tuple[bool, int]:
+        if any(test.get_closest_marker("slow") for test in tests):
+            return (False, 0)  # in their own order: sorted() keeps it
+        return (True, -len(tests))
+
+    items[:] = [test for tests in sorted(files.values(), key=longest_first) for test in tests]
 
 
 def _write_bytecode_caches() -> None:
@@ -160,36 +180,16 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _database_name(prefix: str) -> str:
-    """A database name no other session, xdist worker or earlier test of this one uses."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    return f"{prefix}_{worker}_{os.getpid()}_{next(_counter)}"
-
-
-def _admin_execute(admin_url: str, sql: str) -> None:
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(sql)
-    finally:
-        admin.dispose()
-
-
-def _pg_database_url(admin_url: str, name: str) -> str:
-    url = sa.engine.make_url(admin_url).set(database=name)
-    return url.render_as_string(hide_password=False)
-
-
 def _fresh_pg_database(admin_url: str, template: str | None = None) -> tuple[str, str]:
     """A new database: empty, or a copy of ``template`` (which nobody may be connected to)."""
-    name = _database_name("tl")
+    name = database_name("tl")
     copy = f' TEMPLATE "{template}"' if template else ""
-    _admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
-    return _pg_database_url(admin_url, name), name
+    admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    return database_url(admin_url, name), name
 
 
 def drop_pg_database(admin_url: str, name: str) -> None:
-    _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
@@ -224,9 +224,12 @@ def pg_url(new_pg_database: Callable[[], str]) -> str:
 # recorded once (``module_db_url``) and each test gets a copy (``copy_database``).
 
 
-def _copy_database(request: pytest.FixtureRequest, source_url: str, copy: Path) -> str:
+def _copy_database(
+    request: pytest.FixtureRequest, source_url: str, copy: Path, *, template: bool = False
+) -> str:
     """A copy of the database at ``source_url``: the SQLite file copied to ``copy``, or a
-    PostgreSQL database created from it (dropped when the requesting fixture's scope ends).
+    PostgreSQL database created from it (dropped when the requesting fixture's scope ends, or
+    with ``template``, a migrated template's copy, reset for a next test: see pgdatabases).
     Nothing may be connected to the source: every engine on it must have been disposed."""
     source = sa.engine.make_url(source_url)
     assert source.database
@@ -236,10 +239,10 @@ def _copy_database(request: pytest.FixtureRequest, source_url: str, copy: Path) 
         assert not Path(f"{source.database}-wal").exists(), f"{source_url} is still open"
         shutil.copyfile(source.database, copy)
         return f"sqlite:///{copy}"
-    databases: _PgDatabases = request.getfixturevalue("pg_databases")
-    name = databases.take_copy(source.database)
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    name = databases.take_copy(source.database, reusable=template)
     request.addfinalizer(lambda: databases.drop_later(name))
-    return _pg_database_url(request.getfixturevalue("pg_admin_url"), name)
+    return database_url(request.getfixturevalue("pg_admin_url"), name)
 
 
 def _migrate(url: str) -> str:
@@ -253,56 +256,9 @@ def _migrate(url: str) -> str:
     return url
 
 
-class _PgDatabases:
-    """Creates and drops the tests' PostgreSQL databases in a thread of its own, so that the
-    tests wait for neither: the next copy of a database is made while a test runs (the first
-    of each is waited for), and a test's database is dropped after it. CREATE DATABASE writes
-    some 8 MB (the catalogs and the ledger's tables), 0.1-0.2 s at every PostgreSQL test's
-    setup otherwise, and DROP 0.04 s at its teardown."""
-
-    def __init__(self, admin_url: str) -> None:
-        self._admin_url = admin_url
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-databases")
-        self._ahead: dict[str, Future[str]] = {}  # source database -> its next copy
-        self._closed = False
-
-    def _make(self, source: str) -> str:
-        return _fresh_pg_database(self._admin_url, template=source)[1]
-
-    def _drop(self, name: str) -> None:
-        drop_pg_database(self._admin_url, name)
-
-    def take_copy(self, source: str) -> str:
-        """The name of a new copy of ``source``, the caller's to use and drop_later."""
-        ahead = self._ahead.pop(source, None)
-        name = ahead.result() if ahead is not None else self._make(source)
-        if not self._closed:
-            self._ahead[source] = self._worker.submit(self._make, source)
-        return name
-
-    def drop_later(self, name: str) -> None:
-        """Drop ``name``, and the copy made ahead of it if any (one thread: in that order)."""
-        ahead = self._ahead.pop(name, None)
-        if self._closed:
-            self._drop(name)
-            return
-        if ahead is not None:
-            self._worker.submit(lambda: self._drop(ahead.result()))
-        self._worker.submit(self._drop, name)
-
-    def close(self) -> None:
-        """Drops the copies made ahead, once every pending drop is done."""
-        self._closed = True
-        self._worker.shutdown(wait=True)
-        for ahead in self._ahead.values():
-            if ahead.exception() is None:
-                self._drop(ahead.result())
-        self._ahead.clear()
-
-
 @pytest.fixture(scope="session")
-def pg_databases(pg_admin_url: str) -> Iterator[_PgDatabases]:
-    databases = _PgDatabases(pg_admin_url)
+def pg_databases(pg_admin_url: str) -> Iterator[PgDatabases]:
+    databases = PgDatabases(pg_admin_url)
     yield databases
     databases.close()
 
@@ -315,20 +271,20 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_template(pg_admin_url: str, pg_databases: _PgDatabases) -> Iterator[str]:
+def pg_template(pg_admin_url: str, pg_databases: PgDatabases) -> Iterator[str]:
     """The URL of a PostgreSQL database migrated to head, copied for each test. It depends on
     ``pg_databases`` so as to be dropped first (with the copy made ahead of it)."""
-    name = _database_name(f"tl_template_{head_revision()}")
-    _admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
+    name = database_name(f"tl_template_{head_revision()}")
+    admin_execute(pg_admin_url, f'CREATE DATABASE "{name}"')
     try:
-        yield _migrate(_pg_database_url(pg_admin_url, name))
+        yield _migrate(database_url(pg_admin_url, name))
     finally:
         pg_databases.drop_later(name)
 
 
 def _migrated_database(request: pytest.FixtureRequest, backend: str, copy: Path) -> str:
     template = request.getfixturevalue("sqlite_template" if backend == "sqlite" else "pg_template")
-    return _copy_database(request, template, copy)
+    return _copy_database(request, template, copy, template=True)
 
 
 BACKENDS = [

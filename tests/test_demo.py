@@ -1,7 +1,9 @@
-"""``testledger demo``: a full 12-run demo per database, then what its ledger must hold.
+"""``testledger demo``: a full 12-run demo, then what its ledger must hold.
 
-The demo is built once per database (it really runs pytest twelve times: about ten seconds)
-through the command itself, and each test below asserts one part of the story on it.
+The demo is built once (it really runs pytest twelve times: about twenty seconds) through the
+command itself, and each test below asserts one part of the story on it. The tests that read a
+built demo run again on PostgreSQL in tests/test_demo_postgresql.py: a module of its own, so
+that pytest-xdist builds the two demos on two workers at once.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from testledger.cli.registry import COMMANDS
 from testledger.demo.runner import MARKER_FILE, report_steps, rerunfailures_installed
 from testledger.store.database import connect_engine
 from testledger.store.tables import issue_events, issues, test_results, test_runs
-from tests.conftest import _fresh_pg_database, drop_pg_database
 
 ASSISTANT = "tests/demo_assistant.py::"
 PIPELINE = "tests/demo_pipeline.py::"
 RETRIES = rerunfailures_installed()
+
+#: The demo's build takes most of this module's time: its files are scheduled first.
+pytestmark = pytest.mark.slow
 
 
 @dataclass(frozen=True)
@@ -48,33 +52,12 @@ def run_cli(*args: str) -> tuple[int, str]:
     return code, out.getvalue() + err.getvalue()
 
 
-@pytest.fixture(scope="session")
-def postgresql_demo(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """The demo recorded into a PostgreSQL database, once: pytest may order this module's
-    parametrised tests so that a module-scoped demo would be recorded twice."""
-    directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
-    url, name = _fresh_pg_database(pg_admin_url)
-    try:
-        code, output = run_cli("--db", url, "demo", "--dir", str(directory))
-        yield Demo(directory, url, code, output)
-    finally:
-        drop_pg_database(pg_admin_url, name)
-
-
-@pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
-    ],
-)
-def demo(request: pytest.FixtureRequest) -> Demo:
-    if request.param == "sqlite":
-        # The embedded default: a SQLite file in the demo folder.
-        directory, code, output = request.getfixturevalue("sqlite_demo")
-        return Demo(directory, f"sqlite:///{directory / 'ledger.db'}", code, output)
-    found: Demo = request.getfixturevalue("postgresql_demo")
-    return found
+@pytest.fixture(scope="module")
+def demo(sqlite_demo: tuple[Path, int, str]) -> Demo:
+    """The demo in its embedded default ledger, a SQLite file in the demo folder. (The same
+    checks run on a demo recorded into PostgreSQL in tests/test_demo_postgresql.py.)"""
+    directory, code, output = sqlite_demo
+    return Demo(directory, f"sqlite:///{directory / 'ledger.db'}", code, output)
 
 
 @pytest.fixture(scope="module")

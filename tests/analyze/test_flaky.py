@@ -690,6 +690,7 @@ _run = st.fixed_dictionaries(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(runs=st.lists(_run, min_size=15, max_size=45))
+@pytest.mark.slow
 def test_agrees_with_a_plain_reading_of_the_definition(
     history: History, runs: list[dict[str, Any]]
 ) -> None:

@@ -18,6 +18,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from testledger import Ledger, api
 from testledger.analyze import pipeline
 from testledger.ingest import importer, paths
@@ -33,6 +35,9 @@ from tests.crashes import (
     wrap,
 )
 from tests.helpers import query
+
+#: Its kills take most of its time: its file is scheduled first (see tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 CASES = 800
 FAILING_EVERY = 50

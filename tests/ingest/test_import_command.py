@@ -237,6 +237,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="reads peak memory from /proc (Linux)")
 def test_peak_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
     """Importing 80,000 testcases takes no more memory than importing 10,000, in the importing

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from testledger import Ledger, WatcherObservation, api
 from testledger.analyze import pipeline
 from testledger.model import TestResult
@@ -41,6 +43,9 @@ from tests.crashes import (
     wrap,
 )
 from tests.helpers import query
+
+#: Its kills take most of its time: its file is scheduled first (see tests/conftest.py).
+pytestmark = pytest.mark.slow
 
 RESULTS = 1_000
 BATCH = 100

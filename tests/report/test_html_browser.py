@@ -127,6 +127,7 @@ def big_history(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.mark.slow
 def test_thousand_run_report_is_small_and_fast(
     browser: Any, big_history: str, tmp_path: Path
 ) -> None:

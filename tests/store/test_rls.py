@@ -38,8 +38,10 @@ from testledger.store.roles import (
 )
 from testledger.store.tables import metadata, regression_baselines, test_daily_stats, test_runs
 from testledger.store.tokens import insert_token, new_secret
-from tests.conftest import _database_name, _pg_database_url, drop_pg_database
+from tests.conftest import drop_pg_database
 from tests.histories import record_test, scripted_run
+from tests.pgdatabases import database_name
+from tests.pgdatabases import database_url as pg_database_url
 
 pytestmark = pytest.mark.postgres
 
@@ -153,10 +155,10 @@ def supabase_db(
     admin = admin_url.render_as_string(hide_password=False)
     _admin(admin, *_SUPABASE_ROLES, tolerate_existing=True)
     _admin(admin, *_SUPABASE_GRANTS)
-    name = _database_name("rls")
+    name = database_name("rls")
     _admin(admin, f'CREATE DATABASE "{name}" OWNER {OWNER}')
     try:
-        database_url = _pg_database_url(admin, name)
+        database_url = pg_database_url(admin, name)
         _admin(database_url, *_SUPABASE_DEFAULTS)
         owner_url = _as(database_url, OWNER)
         _record_history(owner_url, tmp_path_factory.mktemp("rls-results"))

@@ -147,6 +147,7 @@ def _charts_drawn(tab: Tab) -> int:
     return len(sizes)
 
 
+@pytest.mark.slow
 def test_every_page_opens_cleanly(tab: Tab, served: Served, screenshots: Path) -> None:
     code = _issue_code(served, "calc/slow")
     paths = [
