@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,9 +102,25 @@ def _outcome_columns(
 
 
 def stats_query(run_id: int) -> sa.Select[Any]:
-    """The first query of :func:`compute_stats`, for its plan to be checked: one aggregate over
-    the run's rows (no join, no sort), counting them as though every row were its test's last
-    attempt, with how many rows are retries (attempt > 1) and the sums over every attempt.
+    """The first query of :func:`compute_stats`, for its plan to be checked (see
+    :func:`_stats_statement`)."""
+    return _stats_statement().params(run_id=run_id)
+
+
+def final_attempts_query(run_id: int) -> sa.Select[Any]:
+    """The second query of :func:`compute_stats` (see :func:`_final_attempts_statement`)."""
+    return _final_attempts_statement().params(run_id=run_id)
+
+
+# The statements are built once per process, with the run as a parameter: building them took
+# more of a run's finish than running them (their compiled form is cached by SQLAlchemy).
+
+
+@functools.cache
+def _stats_statement() -> sa.Select[Any]:
+    """One aggregate over the run's rows (no join, no sort), counting them as though every
+    row were its test's last attempt, with how many rows are retries (attempt > 1) and the
+    sums over every attempt.
 
     No correlated "max(attempt) of this test" subquery: that is a nested loop whose plan
     depends on the planner's statistics, which a run just written by COPY does not have yet
@@ -118,10 +135,11 @@ def stats_query(run_id: int) -> sa.Select[Any]:
         sa.func.sum(test_results.c.duration_secs).label("duration"),
         sa.func.sum(test_results.c.cost_usd).label("cost"),
         sa.func.sum(test_results.c.tokens_total).label("tokens"),
-    ).where(test_results.c.run_id == run_id)
+    ).where(test_results.c.run_id == sa.bindparam("run_id"))
 
 
-def final_attempts_query(run_id: int) -> sa.Select[Any]:
+@functools.cache
+def _final_attempts_statement() -> sa.Select[Any]:
     """The counts over each test's last attempt, for a run with retries: one window pass in
     (test_id, attempt) order, where ``lead(attempt)`` is NULL on a test's last attempt."""
     attempts = (
@@ -132,7 +150,7 @@ def final_attempts_query(run_id: int) -> sa.Select[Any]:
             .over(partition_by=test_results.c.test_id, order_by=test_results.c.attempt)
             .label("next_attempt"),
         )
-        .where(test_results.c.run_id == run_id)
+        .where(test_results.c.run_id == sa.bindparam("run_id"))
         .subquery("attempts")
     )
     final = attempts.c.next_attempt.is_(None)
@@ -148,9 +166,10 @@ def compute_stats(
     cost and tokens add up every attempt (retries are paid for). Linear in the run's results
     and independent of the rest of the ledger: one aggregate pass, and a second (a window) only
     when the run holds retries (see :func:`stats_query`)."""
-    sums = counts = connection.execute(stats_query(run_id)).one()
+    run = {"run_id": run_id}
+    sums = counts = connection.execute(_stats_statement(), run).one()
     if counts.retries:
-        counts = connection.execute(final_attempts_query(run_id)).one()
+        counts = connection.execute(_final_attempts_statement(), run).one()
     total, passed, failed, skipped, errored = (
         int(counts.total),
         int(counts.passed),
