@@ -26,10 +26,10 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from testledger import WatcherObservation, api
 from tests.histories import pin_run_durations, record_test, scripted_run
+from tests.pgdatabases import admin_execute, database_url
 
 # The SDK is in the test extra: these tests run wherever the suite does.
 
@@ -331,19 +331,6 @@ def sqlite_history(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _admin(admin_url: str, sql: str) -> None:
-    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            connection.exec_driver_sql(sql)
-    finally:
-        engine.dispose()
-
-
-def _pg_url(admin_url: str, name: str) -> str:
-    return sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
 def _pg_database(
     admin_url: str, request: pytest.FixtureRequest, template: str | None = None
 ) -> str:
@@ -351,9 +338,9 @@ def _pg_database(
     ends."""
     name = f"tl_mcp_{os.getpid()}_{next(_databases)}"
     copy = f' TEMPLATE "{template}"' if template else ""
-    _admin(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
     request.addfinalizer(
-        lambda: _admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        lambda: admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     )
     return name
 
@@ -363,7 +350,7 @@ def pg_history(request: pytest.FixtureRequest, pg_admin_url: str) -> str:
     """The name of a PostgreSQL database holding the scripted history, recorded once per
     session, to be copied (nothing stays connected to it)."""
     name = _pg_database(pg_admin_url, request)
-    record_history(_pg_url(pg_admin_url, name), Path(tempfile.mkdtemp(prefix="tl-mcp-")))
+    record_history(database_url(pg_admin_url, name), Path(tempfile.mkdtemp(prefix="tl-mcp-")))
     return name
 
 
@@ -375,7 +362,7 @@ def history_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         shutil.copyfile(request.getfixturevalue("sqlite_history"), path)
         return f"sqlite:///{path}"
     admin: str = request.getfixturevalue("pg_admin_url")
-    return _pg_url(admin, _pg_database(admin, request, request.getfixturevalue("pg_history")))
+    return database_url(admin, _pg_database(admin, request, request.getfixturevalue("pg_history")))
 
 
 @pytest.fixture(scope="module")
