@@ -65,7 +65,10 @@ class PgCluster:
         )
         options = (
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+            # A throwaway server, as .ci/run starts one: nothing made durable, as little WAL as
+            # it can write, no checkpoint during the run.
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c wal_level=minimal "
+            "-c max_wal_senders=0 -c max_wal_size=8GB -c checkpoint_timeout=1h"
         )
         self._run(
             str(self.bindir / "pg_ctl"),
