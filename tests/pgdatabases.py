@@ -7,7 +7,7 @@ So a test's database is reset for the next test instead of being dropped, when i
 
 * every other connection to it is ended (a test's engine may still hold some);
 * every table is emptied (``TRUNCATE ... RESTART IDENTITY``: ids start again from 1), except
-  Alembic's version table;
+  Alembic's version table, and the planner's statistics of its rows are forgotten;
 * its schema (tables, columns, defaults, constraints, indexes, views, policies, triggers,
   functions, grants, the migration revision) must read exactly as it did when the database
   was first copied from the template; a test that changed it (a downgrade, a dropped policy)
@@ -92,6 +92,8 @@ _TABLES = f"""
 SELECT c.oid::regclass::text FROM pg_class c
  WHERE c.relkind IN ('r', 'p') AND c.relnamespace {_OWN} AND c.relname <> 'alembic_version'
 """
+
+_RELATIONS = f"SELECT oid FROM pg_class WHERE relnamespace {_OWN}"
 
 _OTHERS = """
 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
@@ -193,6 +195,9 @@ class PgDatabases:
                 tables = [row[0] for row in conn.execute(_TABLES)]
                 if tables:
                     conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+                # The planner's statistics of the last test's rows, which TRUNCATE keeps: a
+                # test that reads a plan gets the template's (none), as a new copy has.
+                conn.execute(f"DELETE FROM pg_statistic WHERE starelid IN ({_RELATIONS})")
                 shape = conn.execute(_SHAPE).fetchone()
             if shape is None or shape[0] != self._shapes.get(source):
                 raise ValueError("the test changed its database's schema")

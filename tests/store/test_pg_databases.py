@@ -39,6 +39,7 @@ def test_a_reset_database_is_empty_renamed_and_numbers_from_one(
             "0, 0, 0, now(), 'default', 'finished', 'runner') RETURNING id"
         )
         assert _execute(url, insert, insert) == [(2,)]
+        _execute(url, "ANALYZE test_runs")
         # A connection the test left open does not keep the database from being reset.
         left_open = psycopg.connect(url, autocommit=True)
         databases.drop_later(first)
@@ -47,6 +48,8 @@ def test_a_reset_database_is_empty_renamed_and_numbers_from_one(
         assert databases.counts == {"created": 1, "reset": 1, "dropped": 0}
         again = database_url(pg_admin_url, second)
         assert _execute(again, "SELECT count(*) FROM test_runs") == [(0,)]
+        statistics = "SELECT count(*) FROM pg_stats WHERE tablename = 'test_runs'"
+        assert _execute(again, statistics) == [(0,)]
         assert _execute(again, insert) == [(1,)]
         assert left_open.closed or left_open.broken or _gone(left_open)
     finally:
