@@ -287,8 +287,11 @@ def _plugin_arguments() -> list[str]:
     run with PYTEST_DISABLE_PLUGIN_AUTOLOAD): one that reorders, times out or reports would
     change the story, and loading them cost each session more than its tests (schemathesis
     and hypothesis: about a second, twelve times over)."""
+    # Ours by its module (a bare checkout on PYTHONPATH has no entry point); rerunfailures by
+    # its entry point's name, which pytest loads, and registers, under that name.
     plugins = ["testledger.record.pytest_plugin"]
-    plugins += [ep.value for ep in entry_points(group="pytest11") if ep.name == "rerunfailures"]
+    if rerunfailures_installed():
+        plugins.append("rerunfailures")
     return ["-p", "no:cacheprovider", *(f"-p{plugin}" for plugin in plugins)]
 
 

@@ -96,10 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # A retry is what many teams do about an intermittent test; testledger records both
     # attempts, and a failure followed by a pass on the same commit is evidence of flakiness.
-    # Only with pytest-rerunfailures installed: the demo does not require it. (Named for its
-    # entry point when pytest loads it by itself, for its module when `testledger demo` does.)
-    plugins = config.pluginmanager
-    if not (plugins.hasplugin("rerunfailures") or plugins.hasplugin("pytest_rerunfailures")):
+    # Only with pytest-rerunfailures installed: the demo does not require it.
+    if not config.pluginmanager.hasplugin("rerunfailures"):
         return
     for item in items:
         if item.get_closest_marker("intermittent") is not None:
