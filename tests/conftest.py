@@ -33,7 +33,14 @@ from testledger.record.ledger import Ledger
 from testledger.store.database import connect_engine
 from testledger.store.migrate import head_revision, schema_state
 from tests.pgcluster import PgCluster, find_pg_bindir
-from tests.pgdatabases import PgDatabases, admin_execute, database_name, database_url
+from tests.pgdatabases import (
+    PgDatabases,
+    admin_execute,
+    database_name,
+    database_url,
+    drop_database,
+    fresh_database,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -180,31 +187,19 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _fresh_pg_database(admin_url: str, template: str | None = None) -> tuple[str, str]:
-    """A new database: empty, or a copy of ``template`` (which nobody may be connected to)."""
-    name = database_name("tl")
-    copy = f' TEMPLATE "{template}"' if template else ""
-    admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
-    return database_url(admin_url, name), name
-
-
-def drop_pg_database(admin_url: str, name: str) -> None:
-    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture
 def new_pg_database(pg_admin_url: str) -> Iterator[Callable[[], str]]:
     """Makes fresh, empty PostgreSQL databases (all dropped afterwards)."""
     made: list[str] = []
 
     def make() -> str:
-        url, name = _fresh_pg_database(pg_admin_url)
+        url, name = fresh_database(pg_admin_url)
         made.append(name)
         return url
 
     yield make
     for name in made:
-        drop_pg_database(pg_admin_url, name)
+        drop_database(pg_admin_url, name)
 
 
 @pytest.fixture

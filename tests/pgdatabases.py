@@ -30,7 +30,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import psycopg
 import sqlalchemy as sa
 
-__all__ = ["PgDatabases", "admin_execute", "database_name", "database_url"]
+__all__ = [
+    "PgDatabases",
+    "admin_execute",
+    "database_name",
+    "database_url",
+    "drop_database",
+    "fresh_database",
+]
 
 _counter = itertools.count()
 
@@ -121,6 +128,19 @@ def database_url(admin_url: str, name: str) -> str:
     return url.render_as_string(hide_password=False)
 
 
+def fresh_database(admin_url: str, template: str | None = None) -> tuple[str, str]:
+    """A new database (its URL and name): empty, or a copy of ``template`` (which nobody may be
+    connected to)."""
+    name = database_name("tl")
+    copy = f' TEMPLATE "{template}"' if template else ""
+    admin_execute(admin_url, f'CREATE DATABASE "{name}"{copy}')
+    return database_url(admin_url, name), name
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 class PgDatabases:
     """Creates, resets and drops the tests' PostgreSQL databases in a thread of its own: the
     next copy of a database is made while a test runs (the first of each is waited for), and
@@ -140,13 +160,12 @@ class PgDatabases:
         self.counts = {"created": 0, "reset": 0, "dropped": 0}
 
     def _make(self, source: str) -> str:
-        name = database_name("tl")
-        admin_execute(self._admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+        _, name = fresh_database(self._admin_url, template=source)
         self.counts["created"] += 1
         return name
 
     def _drop(self, name: str) -> None:
-        admin_execute(self._admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_database(self._admin_url, name)
         self.counts["dropped"] += 1
 
     def take_copy(self, source: str, *, reusable: bool = False) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests import test_demo
-from tests.conftest import _fresh_pg_database, drop_pg_database
+from tests.pgdatabases import drop_database, fresh_database
 from tests.test_demo import Demo, conn, run_cli
 
 __all__ = ["conn"]  # the module-scoped fixture, for the tests below
@@ -24,12 +24,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def demo(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     directory = tmp_path_factory.mktemp("demo") / "testledger-demo"
-    url, name = _fresh_pg_database(pg_admin_url)
+    url, name = fresh_database(pg_admin_url)
     try:
         code, output = run_cli("--db", url, "demo", "--dir", str(directory))
         yield Demo(directory, url, code, output)
     finally:
-        drop_pg_database(pg_admin_url, name)
+        drop_database(pg_admin_url, name)
 
 
 def _reads_the_demo(name: str, test: object) -> bool:

@@ -26,9 +26,9 @@ from testledger import Ledger, api
 from testledger.errors import ConfigError
 from testledger.model import WatcherObservation
 from testledger.store.engine import create_ledger_engine, transaction_pooled
-from tests.conftest import _fresh_pg_database, drop_pg_database
 from tests.histories import record_test, scripted_run
 from tests.pgbouncer import PgBouncer, find_pgbouncer
+from tests.pgdatabases import drop_database, fresh_database
 
 SUPABASE_DIRECT = "postgresql://postgres:pw@db.abcdefgh.supabase.co:5432/postgres"
 SUPABASE_SESSION = (
@@ -97,11 +97,11 @@ def bouncer(pg_admin_url: str) -> Iterator[PgBouncer]:
 @pytest.fixture(scope="module")
 def pooled_url(bouncer: PgBouncer, pg_admin_url: str) -> Iterator[str]:
     """An empty database, reached through the pooler, marked as pooled by the URL."""
-    _, name = _fresh_pg_database(pg_admin_url)
+    _, name = fresh_database(pg_admin_url)
     try:
         yield bouncer.url(name) + "?pgbouncer=true"
     finally:
-        drop_pg_database(pg_admin_url, name)
+        drop_database(pg_admin_url, name)
 
 
 def _same_query_in_alternating_transactions(url: str, times: int = 12) -> None:

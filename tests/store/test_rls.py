@@ -38,9 +38,8 @@ from testledger.store.roles import (
 )
 from testledger.store.tables import metadata, regression_baselines, test_daily_stats, test_runs
 from testledger.store.tokens import insert_token, new_secret
-from tests.conftest import drop_pg_database
 from tests.histories import record_test, scripted_run
-from tests.pgdatabases import database_name
+from tests.pgdatabases import database_name, drop_database
 from tests.pgdatabases import database_url as pg_database_url
 
 pytestmark = pytest.mark.postgres
@@ -194,7 +193,7 @@ def supabase_db(
         for engine in engines.values():
             engine.dispose()
     finally:
-        drop_pg_database(pg_admin_url, name)
+        drop_database(pg_admin_url, name)
 
 
 def _access_snapshot(url: str) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
