@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -97,6 +98,15 @@ def _without_created(value: Any) -> Any:
     if isinstance(value, dict) and "quality_score" in value:
         return {k: v for k, v in value.items() if k != "created_at"}
     return value
+
+
+def post_json(client: SyncClient, run_id: int, content: Any) -> httpx.Response:
+    """POST ``content`` (JSON text, as sent: not re-encoded) as a run's compact batch."""
+    return client.post(
+        f"{RUNS}/{run_id}/result-rows",
+        content=content,
+        headers={"Content-Type": "application/json"},
+    )
 
 
 def compact_body(batch_key: str, results: list[TestResult]) -> dict[str, Any]:
@@ -206,11 +216,7 @@ def test_a_bad_compact_batch_is_refused_with_nothing_written(
     run_id = new_run(client)
     before = counts(ledger)
     content = json.dumps({"batch_key": "k", "columns": columns, "rows": rows})
-    response = client.post(
-        f"{RUNS}/{run_id}/result-rows",
-        content=content,
-        headers={"Content-Type": "application/json"},
-    )
+    response = post_json(client, run_id, content)
     assert response.status_code == 422, response.text
     assert fragment in response.text
     assert len(response.content) < 20_000  # a megabyte value is never echoed back
@@ -226,11 +232,7 @@ def test_nan_among_the_values_is_refused(client: SyncClient, ledger: api.Ledger)
             '{"batch_key": "k", "columns": ["test_id", "status", "cost_usd"], '
             f'"rows": [["t/x", "PASS", {value}]]}}'
         )
-        response = client.post(
-            f"{RUNS}/{run_id}/result-rows",
-            content=content,
-            headers={"Content-Type": "application/json"},
-        )
+        response = post_json(client, run_id, content)
         assert response.status_code == 422, response.text
     assert counts(ledger) == before
 
@@ -240,11 +242,7 @@ def test_a_lone_surrogate_is_refused(client: SyncClient, ledger: api.Ledger) -> 
     run_id = new_run(client)
     before = counts(ledger)
     content = '{"batch_key": "k", "columns": ["test_id", "status"], "rows": [["t\\ud800", "PASS"]]}'
-    response = client.post(
-        f"{RUNS}/{run_id}/result-rows",
-        content=content,
-        headers={"Content-Type": "application/json"},
-    )
+    response = post_json(client, run_id, content)
     assert response.status_code == 422, response.text
     assert counts(ledger) == before
 
@@ -402,11 +400,7 @@ def test_a_compact_body_over_the_limit_is_refused_as_it_streams(ledger: api.Ledg
             for start in range(0, len(data), 4096):
                 yield data[start : start + 4096]
 
-        streamed = client.post(
-            f"{RUNS}/{run_id}/result-rows",
-            content=chunks(),
-            headers={"Content-Type": "application/json"},
-        )
+        streamed = post_json(client, run_id, chunks())
         assert streamed.status_code == 413, streamed.text
         assert counts(ledger) == before
         fits = client.post(f"{RUNS}/{run_id}/result-rows", json={**body, "rows": [GOOD]})
