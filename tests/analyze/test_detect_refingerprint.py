@@ -7,7 +7,6 @@ path no issue has seen; causes version 2 tells apart stay apart. On SQLite and P
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,17 +110,6 @@ AFTER: dict[str, dict[str, Any]] = {
         error_type="ValueError",
     ),
 }  # fmt: skip
-
-
-@pytest.fixture
-def version_1_first() -> Iterator[None]:
-    """Version 1 selected alone (a ledger before the change); the shipped selection after."""
-    assert (CURRENT_VERSION, SECONDARY_VERSION) == (2, 1)
-    select_algorithms(1)
-    try:
-        yield
-    finally:
-        select_algorithms(CURRENT_VERSION, SECONDARY_VERSION)
 
 
 def _run(ledger: Ledger, index: int, failures: dict[str, dict[str, Any]]) -> int:

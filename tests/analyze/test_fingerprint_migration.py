@@ -4,10 +4,8 @@ opened through their secondary hash; no issue is split or duplicated."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from testledger import Ledger
@@ -51,17 +49,6 @@ FAILURES: dict[str, tuple[str, str, str | None]] = {
                                                exc="KeyError: 'arguments'")),
     "stream/read": ("TimeoutError", "read timed out after 30.0s", None),
 }  # fmt: skip
-
-
-@pytest.fixture
-def version_1_first() -> Iterator[None]:
-    """Version 1 selected alone (a ledger before the change); the shipped selection after."""
-    assert (CURRENT_VERSION, SECONDARY_VERSION) == (2, 1)
-    select_algorithms(1)
-    try:
-        yield
-    finally:
-        select_algorithms(CURRENT_VERSION, SECONDARY_VERSION)
 
 
 def _run(ledger: Ledger, index: int) -> int:
