@@ -94,7 +94,6 @@ __all__ = [
     "default_branch",
     "detect_run",
     "issue_branch",
-    "result_from_row",
     "runs_in_order",
 ]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from testledger.analyze.detect import result_from_row
 from testledger.analyze.issues.fingerprint import explain, fingerprint
+from testledger.analyze.issues.refingerprint import result_from_row
 from testledger.common.jsondata import JsonData
 from testledger.errors import NotFound, TestledgerError
 from testledger.report.history import resolve_test
