@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 from testledger.analyze.pipeline import detect_after_recording
 from testledger.api._ingest_rows import ROW_BATCH_COLUMNS, decode_rows, without_nul
 from testledger.common.jsondata import JsonData
+from testledger.common.run_keys import new_run_key
 from testledger.common.text import (
     MESSAGE_LIMIT,
     OUTPUT_LIMIT,
@@ -134,9 +135,7 @@ def ingest_start_run(
     ``run_key`` (a new key is made when it has none). Nothing is read from this machine's git
     or CI: the caller says what it knows."""
     if info.run_key is None:
-        from testledger.record.runner import _new_run_key
-
-        info.run_key = _new_run_key(info.started_at or utcnow())
+        info.run_key = new_run_key(info.started_at or utcnow())
     _check_expected(expected_tests)
     _scrub_fields(info)
     with ledger.engine().begin() as connection:

@@ -22,7 +22,6 @@ Two roles, so that pytest-xdist gives one run with every worker's results:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -184,12 +183,6 @@ def passing_compact(
     return (teardown.nodeid, attempt, duration, setup.start, payload.get("rss"), payload.get("cpu"))
 
 
-def _new_run_key(started: datetime) -> str:
-    # The runner's format (runner._new_run_key), without importing the runner: the key is
-    # chosen here so that the spool can take over the writer's run should the writer die.
-    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(6).hex()}"
-
-
 class _Recorder:
     """Records the session's results; measures the tests that run in this process too (all of
     them without xdist, none in xdist's controller) itself, through a Measure it does not
@@ -239,6 +232,7 @@ class _Recorder:
     # -- session ---------------------------------------------------------------------------
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        from testledger.common.run_keys import new_run_key
         from testledger.config import load_settings
         from testledger.errors import ConfigError
 
@@ -263,7 +257,7 @@ class _Recorder:
             "branch": option.testledger_branch,
             "commit": option.testledger_commit,
             "suite": option.testledger_suite,
-            "run_key": option.testledger_run_key or _new_run_key(started),
+            "run_key": option.testledger_run_key or new_run_key(started),
             "started_at": started,
             "source": "pytest",
             "watcher": watcher,

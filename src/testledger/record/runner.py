@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from testledger.common.run_keys import new_run_key
 from testledger.common.urls import is_http_url
 from testledger.errors import SchemaError, TestledgerError
 from testledger.model import (
@@ -115,7 +115,7 @@ class Run:
     ) -> None:
         self.ledger = ledger
         self.info = info
-        self.run_key = info.run_key or _new_run_key(info.started_at or utcnow())
+        self.run_key = info.run_key or new_run_key(info.started_at or utcnow())
         info.run_key = self.run_key
         self.batch_size = batch_size
         self.detect_issues = detect_issues
@@ -498,7 +498,3 @@ class Run:
             self.finish()
         else:
             self.abort(f"aborted: {exc_type.__name__}: {exc}")
-
-
-def _new_run_key(started: datetime) -> str:
-    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:12]}"
