@@ -8,6 +8,7 @@ one).
 import gc
 
 from testledger.cli.app import app, run_app
+from testledger.common.own_process import tune_own_process
 
 __all__ = ["app", "main"]
 
@@ -15,11 +16,8 @@ __all__ = ["app", "main"]
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``testledger`` script; returns the exit code."""
     if argv is None:
-        # The script's own process: its start is mostly imports, which allocate objects that
-        # live as long as it does, and the collector's default pace (every 700 allocations)
-        # walks them over and over (5-10% of a small command's time, bench/startup.py). At
-        # this pace a long command (serve, import) still collects, a few MB of garbage later.
-        gc.set_threshold(100_000, 10, 10)
+        # The script's own process (see tune_own_process).
+        tune_own_process()
     code = run_app(argv)
     if argv is None:
         # The script (or ``python -m testledger``): the process ends next. The collector's last

@@ -26,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from testledger.common.framing import encode_frame, read_frame
 from testledger.common.nodeids import split_nodeid
+from testledger.common.own_process import tune_own_process
 from testledger.common.text import bounded_id
 from testledger.record.measure import CPU_MAX
 
@@ -315,6 +316,7 @@ def record_items(run: Run, items: list[Any], problems: list[str]) -> None:
 
 
 def main() -> None:
+    tune_own_process()
     stdin = sys.stdin.buffer
     # Frames only on the real stdout: whatever else prints goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
