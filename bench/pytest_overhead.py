@@ -19,7 +19,11 @@ after pytest has exited (this script adopts it as a child subreaper and waits fo
 goals of issue 18, each MET or NOT MET, judged on the medians: wall overhead on SQLite at most
 20 µs/test and on PostgreSQL at most junitxml's, with and without history; on one core at most
 junitxml's (on one core); CPU per test at most junitxml's; history adding at most 10% to any
-figure. Last, the ledger's peak RSS at 1,000 and N tests (it should not grow with the suite).
+figure. Then the part of each ledger's CPU that is a fixed cost per session whatever the suite's
+size: a process that starts and imports what the writer imports (SQLAlchemy and the driver;
+with history, numpy and the regression modules), measured alone; and what is left per test
+without it, beside junitxml's. Last, the ledger's peak RSS at 1,000 and N tests (it should not
+grow with the suite).
 
 PostgreSQL: ``--pg`` or ``TESTLEDGER_TEST_PG_URL`` names a server where databases may be created;
 without one a throwaway cluster is started from the machine's PostgreSQL binaries.
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -302,9 +307,76 @@ def main() -> None:
         finally:
             if admin_url is not None:
                 drop_databases(admin_url, pg_names)
+    floor = writer_import_floor(repeat, "ledger-postgresql" in variants)
     report(variants, n, repeat)
+    report_floor(variants, floor, n)
     memory_check(work, n, variants)
     shutil.rmtree(work, ignore_errors=True)
+
+
+#: What the writer process imports (testledger.record.writer_process and what it imports as
+#: it records, finishes and detects), per ledger: its fixed cost per session.
+WRITER_IMPORTS = {
+    "sqlite": [
+        "testledger.record.writer_process",
+        "testledger.record.runner",
+        "testledger.record.ledger",
+        "testledger.store.database",
+        "testledger.analyze.pipeline",
+        "testledger.record.pruning",
+        "sqlalchemy.dialects.sqlite.pysqlite",
+    ],
+    "postgresql": ["psycopg", "sqlalchemy.dialects.postgresql.psycopg"],
+    # With history enough for regression detection.
+    "history": ["testledger.analyze.regressions.metric_series"],
+}
+
+
+def import_cpu(modules: list[str]) -> float:
+    """CPU seconds of a process that starts as the writer does and imports ``modules``."""
+    code = (
+        "from testledger.common.own_process import tune_own_process\n"
+        "tune_own_process()\n"
+        + "".join(f"import {name}\n" for name in modules)
+        # As the writer ends: without the interpreter's teardown.
+        + "import os\nos._exit(0)\n"
+    )
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run([sys.executable, "-c", code], check=True, env=_env())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+
+
+def writer_import_floor(repeat: int, with_pg: bool) -> dict[str, float]:
+    """Median CPU seconds of the writer's imports alone, for each ledger variant."""
+    sqlite, pg, history = (WRITER_IMPORTS[k] for k in ("sqlite", "postgresql", "history"))
+    sets = {"ledger-sqlite": sqlite, "ledger-sqlite-history": sqlite + history}
+    if with_pg:
+        sets["ledger-postgresql"] = sqlite + pg
+        sets["ledger-postgresql-history"] = sqlite + pg + history
+    samples: dict[str, list[float]] = {name: [] for name in sets}
+    for _ in range(max(repeat, 5)):
+        for name, modules in sets.items():
+            samples[name].append(import_cpu(modules))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def report_floor(variants: dict[str, Variant], floor: dict[str, float], n: int) -> None:
+    """The writer's imports against each ledger's CPU: fixed per session, and what is left."""
+    junit_cpu = per_test(variants, "junitxml", n)[2]
+    print(
+        "\nfixed cost per session: a process that starts and imports what the writer "
+        "imports, alone (median CPU); and each ledger's CPU per test without it "
+        f"(junitxml: {junit_cpu:+.1f})"
+    )
+    for name, seconds in floor.items():
+        if name not in variants:
+            continue
+        cpu = per_test(variants, name, n)[2]
+        print(
+            f"  {name:<26} imports {seconds * 1000:6.1f} ms = {seconds / n * 1e6:+6.1f} µs/test"
+            f" at {n:,} tests;  without them {cpu - seconds / n * 1e6:+7.1f} µs/test"
+        )
 
 
 def per_test(variants: dict[str, Variant], name: str, n: int) -> tuple[float, float, float]:

@@ -294,7 +294,9 @@ def suspects(metric: str, block: Block, config: RegressionConfig) -> NDArray[np.
     flagged = np.zeros(len(block.tests), dtype=bool)
     lengths = (~np.isnan(block.recent)).sum(axis=1)
     size = block.recent.shape[1]
-    for length in np.unique(lengths).tolist():
+    # sorted(set()), not np.unique: that imports numpy.ma on its first call (10 ms), and this
+    # is most detections' only use of it.
+    for length in sorted(set(lengths.tolist())):
         if length < config.min_runs:
             continue  # fewer values than a change point needs after it
         rows = np.flatnonzero(lengths == length)
