@@ -6,12 +6,16 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from testledger.analyze.regressions.changepoint import (
     ChangePointParams,
     analyze_batch,
     analyze_many,
     analyze_series,
+    row_medians,
     t_test_p_value,
 )
 
@@ -273,3 +277,18 @@ def test_a_dip_that_comes_back_on_a_noisy_test_is_not_two_changes(seed: int) -> 
     up, down = analyze_series(values, PARAMS).change_points
     assert abs(up.index - 50) <= 3 and abs(down.index - 65) <= 3
     assert up.mean_after > up.mean_before and down.mean_after < down.mean_before
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 9)),
+        elements=st.floats(allow_nan=True, allow_infinity=True, width=64)
+        | st.sampled_from([0.0, -0.0, 1.0, 2.0]),
+    )
+)
+def test_row_medians_are_numpys_medians(values: np.ndarray) -> None:
+    with np.errstate(all="ignore"):
+        expected = np.median(values, axis=1)
+        got = row_medians(values)
+    np.testing.assert_array_equal(got, expected)

@@ -19,7 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from testledger.analyze.detect import DetectConfig, DetectionReport, detect_run, runs_in_order
 from testledger.analyze.issues.rules import RuleSet
-from testledger.analyze.options import detection_settings
+from testledger.analyze.options import detection_settings, regression_settings
+from testledger.analyze.regressions.issues import analyses_series
 from testledger.config import Settings
 from testledger.model import RunStatus
 from testledger.store.database import DATABASE_ERRORS
@@ -29,6 +30,7 @@ __all__ = [
     "CATCH_UP_LIMIT",
     "detect_after_recording",
     "detect_runs",
+    "import_ahead",
     "undetected_query",
     "undetected_runs",
 ]
@@ -105,3 +107,18 @@ def detect_after_recording(
         shown = ", ".join(str(run_id) for run_id in run_ids) or "left undetected"
         log.warning("testledger: issue detection skipped for run(s) %s: %s", shown, exc)
         return []
+
+
+def import_ahead(engine: Engine, settings: Settings, run_id: int) -> None:
+    """Import now what detecting the run (being recorded) will import: numpy and the series
+    analysis, when its suite and branch have runs enough for regression detection (about 60
+    ms). For a caller with time to spare before the detection that follows the run (the
+    pytest plugin's writer, while the tests run), which the session then waits less for;
+    where detection has no series to analyse, nothing is imported."""
+    config = regression_settings(settings)
+    if not config.detect:
+        return
+    with engine.connect() as connection:
+        due = analyses_series(connection, run_id, config)
+    if due:
+        import testledger.analyze.regressions.metric_series  # noqa: F401

@@ -25,6 +25,7 @@ from testledger.analyze.regressions.metrics import (
     MetricChange,
     RegressionConfig,
     RegressionSync,
+    RunRef,
     change_details,
     is_regression,
     scope_runs,
@@ -39,7 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover - types only: importing them would load nu
     from testledger.analyze.regressions.changepoint import ChangePoint, SeriesAnalysis
     from testledger.analyze.regressions.metric_series import Scope
 
-__all__ = ["detect_regressions", "open_regression_issue_ids", "regression_issues"]
+__all__ = [
+    "analyses_series",
+    "detect_regressions",
+    "open_regression_issue_ids",
+    "regression_issues",
+]
 
 
 def regression_issues(connection: Connection) -> dict[tuple[str, str, str, str], list[Any]]:
@@ -413,6 +419,22 @@ def _save_baselines(
     save_blocks(connection, run.suite, run.branch_name, run, blocks)
 
 
+def _series_runs(connection: Connection, run: Any, config: RegressionConfig) -> list[RunRef] | None:
+    """The runs whose series detection analyses as of ``run`` (a ``test_runs`` row); None
+    when they cannot hold a change (too few, or the run is not the latest of its scope)."""
+    runs = scope_runs(connection, run.suite, run.branch_name, config.history, run)
+    if len(runs) < 2 * config.min_runs or runs[-1].id != run.id:
+        return None
+    return runs
+
+
+def analyses_series(connection: Connection, run_id: int, config: RegressionConfig) -> bool:
+    """Whether :func:`detect_regressions` would analyse series (and import numpy) as of the
+    run, were it detected now: for a caller that can import ahead of detection."""
+    run = connection.execute(sa.select(test_runs).where(test_runs.c.id == run_id)).first()
+    return run is not None and _series_runs(connection, run, config) is not None
+
+
 def detect_regressions(
     connection: Connection,
     run_id: int,
@@ -429,8 +451,8 @@ def detect_regressions(
     run = connection.execute(sa.select(test_runs).where(test_runs.c.id == run_id)).first()
     if run is None:
         raise NotFound(f"no run with id {run_id}")
-    runs = scope_runs(connection, run.suite, run.branch_name, config.history, run)
-    if len(runs) < 2 * config.min_runs or runs[-1].id != run.id:
+    runs = _series_runs(connection, run, config)
+    if runs is None:
         return RegressionSync()
     # Only now, with runs enough to hold a change: the series and their analysis need numpy.
     from testledger.analyze.regressions.metric_series import analyze_metric, load_scope
