@@ -12,8 +12,9 @@ variant once per round, so that drift in the machine's speed hits all alike), ea
 * "one core": plain, junitxml and both ledgers under ``taskset -c 0``, where the writer
   process finds no idle core to hide its work on.
 
-For each: the wall clock per test over plain pytest (best and median of the rounds), and the
-CPU time per test over plain pytest (median) of every process of the session together: pytest,
+For each: the wall clock per test over plain pytest (best of the rounds, and the median of each
+round's difference from the same round's plain pytest), and the CPU time per test over plain
+pytest (the median of the rounds' differences likewise) of every process of the session: pytest,
 and with ``--ledger`` its writer process, including the issue detection the writer finishes
 after pytest has exited (this script adopts it as a child subreaper and waits for it). Then the
 goals of issue 18, each MET or NOT MET, judged on the medians: wall overhead on SQLite at most
@@ -206,9 +207,6 @@ class Variant:
     def wall(self, pick: Callable[[list[float]], float]) -> float:
         return pick([s.seconds for s in self.samples])
 
-    def cpu(self) -> float:
-        return statistics.median(s.cpu for s in self.samples)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -383,17 +381,21 @@ def per_test(variants: dict[str, Variant], name: str, n: int) -> tuple[float, fl
     """Wall overhead per test (best, median) and CPU overhead per test (median), in µs."""
     variant, base = variants[name], variants[variants[name].baseline]
     best = (variant.wall(min) - base.wall(min)) / n * 1e6
-    median = (variant.wall(statistics.median) - base.wall(statistics.median)) / n * 1e6
-    cpu = (variant.cpu() - base.cpu()) / n * 1e6
+    # Medians of each round's difference from the same round's plain pytest: the rounds are
+    # interleaved, so the machine's drift from round to round cancels out.
+    pairs = list(zip(variant.samples, base.samples, strict=True))
+    median = statistics.median(v.seconds - b.seconds for v, b in pairs) / n * 1e6
+    cpu = statistics.median(v.cpu - b.cpu for v, b in pairs) / n * 1e6
     return best, median, cpu
 
 
 def report(variants: dict[str, Variant], n: int, repeat: int) -> None:
     print(
         f"\n{n:,} trivial tests, {repeat} rounds; per test against plain pytest (on one core: "
-        "against plain pytest on one core): wall clock best and median, CPU time of every "
-        "process of the session (median; --ledger: its writer too, after pytest's exit "
-        "included), and how long the writer worked on after pytest exited (median)"
+        "against plain pytest on one core): wall clock best, and median of the rounds' "
+        "differences; CPU time of every process of the session (median of the rounds' "
+        "differences; --ledger: its writer too, after pytest's exit included), and how long "
+        "the writer worked on after pytest exited (median)"
     )
     figures = {name: per_test(variants, name, n) for name in variants}
     for name, variant in variants.items():
