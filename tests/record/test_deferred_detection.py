@@ -65,6 +65,28 @@ def test_waiting_for_detection_when_asked(pytester: pytest.Pytester, db_url: str
     assert len(rows(db_url, "SELECT id FROM issues")) == 1
 
 
+def test_a_setting_detection_cannot_use_is_said_in_the_summary(
+    pytester: pytest.Pytester, db_url: str
+) -> None:
+    """A broken ``[tool.testledger.regressions]`` leaves every run undetected until it is fixed:
+    the session's summary says so, once, with what to run then (it shows the writer's errors,
+    not its warnings, which are a database's outage it reports in its own words)."""
+    pytester.makepyprojecttoml('[tool.testledger.regressions]\nmin_runs = "five"\n')
+    pytester.makepyfile(test_suite=SUITE)
+    result = pytester.runpytest_subprocess(
+        *UNUSED_PLUGINS,
+        f"--ledger={db_url}",
+        f"--ledger-results-dir={pytester.path / 'results'}",
+        "--ledger-wait-detection",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    said = [line for line in result.outlines if "issue detection skipped" in line]
+    assert len(said) == 1, result.outlines
+    assert said[0].startswith("testledger: issue detection skipped for run(s) 1: "), said
+    assert "min_runs must be a whole number" in said[0] and "`testledger detect`" in said[0]
+    assert rows(db_url, "SELECT detected_at FROM test_runs") == [{"detected_at": None}]
+
+
 def _gone(pid: int) -> bool:
     """Whether the process has exited (a zombie nobody reaps counts as exited)."""
     stat = Path(f"/proc/{pid}/stat")

@@ -113,7 +113,8 @@ class LogCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.levelno >= logging.ERROR:
-            self.messages.append(record.getMessage())
+            # The summary prefixes its lines with "testledger: " itself.
+            self.messages.append(record.getMessage().removeprefix("testledger: "))
 
 
 def collect_logs() -> LogCollector:
