@@ -65,13 +65,23 @@ def test_waiting_for_detection_when_asked(pytester: pytest.Pytester, db_url: str
     assert len(rows(db_url, "SELECT id FROM issues")) == 1
 
 
+BROKEN_SETTINGS = {
+    "regressions": ('[tool.testledger.regressions]\nmin_runs = "five"\n', None),
+    "rules": ('[tool.testledger.detect]\nrules = "rules.toml"\n', "this is [not toml\n"),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_SETTINGS)
 def test_a_setting_detection_cannot_use_is_said_in_the_summary(
-    pytester: pytest.Pytester, db_url: str
+    pytester: pytest.Pytester, db_url: str, broken: str
 ) -> None:
-    """A broken ``[tool.testledger.regressions]`` leaves every run undetected until it is fixed:
-    the session's summary says so, once, with what to run then (it shows the writer's errors,
-    not its warnings, which are a database's outage it reports in its own words)."""
-    pytester.makepyprojecttoml('[tool.testledger.regressions]\nmin_runs = "five"\n')
+    """A broken ``[tool.testledger.regressions]`` or rules file leaves every run undetected
+    until it is fixed: the session's summary says so, once, with what to run then (it shows the
+    writer's errors, not its warnings, which are a database's outage it reports itself)."""
+    pyproject, rules = BROKEN_SETTINGS[broken]
+    pytester.makepyprojecttoml(pyproject)
+    if rules is not None:
+        pytester.path.joinpath("rules.toml").write_text(rules)
     pytester.makepyfile(test_suite=SUITE)
     result = pytester.runpytest_subprocess(
         *UNUSED_PLUGINS,
@@ -83,7 +93,8 @@ def test_a_setting_detection_cannot_use_is_said_in_the_summary(
     said = [line for line in result.outlines if "issue detection skipped" in line]
     assert len(said) == 1, result.outlines
     assert said[0].startswith("testledger: issue detection skipped for run(s) 1: "), said
-    assert "min_runs must be a whole number" in said[0] and "`testledger detect`" in said[0]
+    why = {"regressions": "min_runs must be a whole number", "rules": "rules file"}[broken]
+    assert why in result.stdout.str() and "`testledger detect`" in result.stdout.str()
     assert rows(db_url, "SELECT detected_at FROM test_runs") == [{"detected_at": None}]
 
 

@@ -22,7 +22,7 @@ from testledger.analyze.issues.rules import RuleSet
 from testledger.analyze.options import detection_settings, regression_settings
 from testledger.analyze.regressions.issues import analyses_series
 from testledger.config import Settings
-from testledger.errors import ConfigError
+from testledger.errors import DatabaseUnavailable, TestledgerError
 from testledger.model import RunStatus
 from testledger.store.database import DATABASE_ERRORS
 from testledger.store.tables import test_runs
@@ -99,15 +99,16 @@ def detect_after_recording(
     """Detection as it runs by itself at the end of recorded, imported or synced runs (none:
     only the runs whose detection was lost): a problem (a bad rules file, the database going
     away) is logged, never raised, since the runs themselves are safely stored and detection
-    completes them the next time it runs. A configuration error is logged as an error: every
-    detection meets it until it is fixed (the pytest plugin's summary shows errors only)."""
+    completes them the next time it runs. A problem that is not an outage (a setting or rules
+    file that cannot be used, a schema) is logged as an error: every detection meets it until
+    it is fixed (and the pytest plugin's summary shows errors only)."""
     run_ids = list(run_ids)
     try:
         rules, config = detection_settings(settings)
         return detect_runs(engine, run_ids, rules, config, catch_up=True)
     except DATABASE_ERRORS as exc:
         shown = ", ".join(str(run_id) for run_id in run_ids) or "left undetected"
-        if isinstance(exc, ConfigError):
+        if isinstance(exc, TestledgerError) and not isinstance(exc, DatabaseUnavailable):
             log.error(
                 "testledger: issue detection skipped for run(s) %s: %s; once it is fixed, "
                 "`testledger detect` detects them",
