@@ -65,20 +65,40 @@ def test_waiting_for_detection_when_asked(pytester: pytest.Pytester, db_url: str
     assert len(rows(db_url, "SELECT id FROM issues")) == 1
 
 
+DETECTION_SKIPPED = "testledger: issue detection skipped for run(s) 1: "
+
+#: name -> (pyproject.toml, rules.toml or None, what the summary's line starts with, its reason)
 BROKEN_SETTINGS = {
-    "regressions": ('[tool.testledger.regressions]\nmin_runs = "five"\n', None),
-    "rules": ('[tool.testledger.detect]\nrules = "rules.toml"\n', "this is [not toml\n"),
+    "regressions": (
+        '[tool.testledger.regressions]\nmin_runs = "five"\n',
+        None,
+        DETECTION_SKIPPED,
+        "min_runs must be a whole number",
+    ),
+    "rules": (
+        '[tool.testledger.detect]\nrules = "rules.toml"\n',
+        "this is [not toml\n",
+        DETECTION_SKIPPED,
+        "rules.toml:1: invalid TOML",
+    ),
+    "retention": (
+        '[tool.testledger.retention]\nkeep_runs = "many"\n',
+        None,
+        "testledger: retention skipped: ",
+        "keep_runs must be a whole number",
+    ),
 }
 
 
 @pytest.mark.parametrize("broken", BROKEN_SETTINGS)
-def test_a_setting_detection_cannot_use_is_said_in_the_summary(
+def test_a_setting_that_cannot_be_used_after_the_run_is_said_in_the_summary(
     pytester: pytest.Pytester, db_url: str, broken: str
 ) -> None:
     """A broken ``[tool.testledger.regressions]`` or rules file leaves every run undetected
-    until it is fixed: the session's summary says so, once, with what to run then (it shows the
-    writer's errors, not its warnings, which are a database's outage it reports itself)."""
-    pyproject, rules = BROKEN_SETTINGS[broken]
+    until it is fixed, a broken ``[tool.testledger.retention]`` every run kept: the session's
+    summary says so, once (it shows the writer's errors, not its warnings, which are a
+    database's outage it reports itself)."""
+    pyproject, rules, line_start, why = BROKEN_SETTINGS[broken]
     pytester.makepyprojecttoml(pyproject)
     if rules is not None:
         pytester.path.joinpath("rules.toml").write_text(rules)
@@ -90,12 +110,14 @@ def test_a_setting_detection_cannot_use_is_said_in_the_summary(
         "--ledger-wait-detection",
     )
     result.assert_outcomes(passed=1, failed=1)
-    said = [line for line in result.outlines if "issue detection skipped" in line]
+    said = [line for line in result.outlines if line.startswith(line_start)]
     assert len(said) == 1, result.outlines
-    assert said[0].startswith("testledger: issue detection skipped for run(s) 1: "), said
-    why = {"regressions": "min_runs must be a whole number", "rules": "rules file"}[broken]
-    assert why in result.stdout.str() and "`testledger detect`" in result.stdout.str()
-    assert rows(db_url, "SELECT detected_at FROM test_runs") == [{"detected_at": None}]
+    assert why in result.stdout.str(), result.outlines
+    detected = rows(db_url, "SELECT detected_at FROM test_runs")[0]["detected_at"]
+    if line_start == DETECTION_SKIPPED:
+        assert "`testledger detect`" in result.stdout.str() and detected is None
+    else:
+        assert detected is not None
 
 
 def _gone(pid: int) -> bool:

@@ -22,9 +22,8 @@ from testledger.analyze.issues.rules import RuleSet
 from testledger.analyze.options import detection_settings, regression_settings
 from testledger.analyze.regressions.issues import analyses_series
 from testledger.config import Settings
-from testledger.errors import DatabaseUnavailable, TestledgerError
 from testledger.model import RunStatus
-from testledger.store.database import DATABASE_ERRORS
+from testledger.store.database import DATABASE_ERRORS, is_outage
 from testledger.store.tables import test_runs
 
 __all__ = [
@@ -108,7 +107,7 @@ def detect_after_recording(
         return detect_runs(engine, run_ids, rules, config, catch_up=True)
     except DATABASE_ERRORS as exc:
         shown = ", ".join(str(run_id) for run_id in run_ids) or "left undetected"
-        if isinstance(exc, TestledgerError) and not isinstance(exc, DatabaseUnavailable):
+        if not is_outage(exc):
             log.error(
                 "testledger: issue detection skipped for run(s) %s: %s; once it is fixed, "
                 "`testledger detect` detects them",

@@ -13,7 +13,7 @@ from testledger.errors import DatabaseUnavailable, NotFound, SchemaError, Testle
 from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in, sqlite_path
 from testledger.store.migrate import ensure_schema, is_at_head, schema_state
 
-__all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "open_engine"]
+__all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "is_outage", "open_engine"]
 
 
 _ERRORS: tuple[type[BaseException], ...] = (
@@ -32,6 +32,13 @@ def database_errors() -> tuple[type[BaseException], ...]:
     pays for importing psycopg (about 45 ms)."""
     psycopg = sys.modules.get("psycopg")
     return _ERRORS if psycopg is None else (*_ERRORS, psycopg.Error)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether one of :func:`database_errors` is the database's trouble, which passes (a work
+    left undone is completed next time), rather than a problem someone must fix first: a
+    setting, a rules file, a schema (every TestledgerError but DatabaseUnavailable)."""
+    return not isinstance(exc, TestledgerError) or isinstance(exc, DatabaseUnavailable)
 
 
 #: :func:`database_errors` as it stood when this module was imported: psycopg's errors are in
