@@ -16,7 +16,9 @@ from testledger.ingest.formats import ctrf
 from testledger.model import TestResult
 from testledger.record import archive as archive_module
 from testledger.store.encoding import encode_result
-from tests.helpers import query, query_rows
+from tests.helpers import UNUSED_PLUGINS, query, query_rows
+
+pytest_plugins = ["pytester"]
 
 NUL_SQL = (
     "SELECT t.test_id, t.error_message, t.traceback, t.details, t.metrics, r.status "
@@ -213,3 +215,45 @@ def test_a_torn_line_inside_the_spool_is_skipped_with_a_warning(
     assert main(["--db", db_url, "--results-dir", str(results_dir), "sync"]) == 0
     assert query(db_url, "SELECT test_id FROM test_results ORDER BY test_id") == [("a/z",)]
     assert any("skipped torn line 2" in r.getMessage() for r in caplog.records)
+
+
+SESSION = "def test_ok():\n    pass\n\ndef test_broken():\n    assert False\n"
+
+
+def _session_whose_files_fail(pytester: pytest.Pytester, ledger_url: str) -> list[str]:
+    """A pytest session recording into ``ledger_url`` with a results folder that cannot be
+    made (under a plain file): the summary's testledger lines."""
+    blocker = pytester.path / "not-a-folder"
+    blocker.write_text("")
+    pytester.makepyfile(test_session=SESSION)
+    result = pytester.runpytest_subprocess(
+        *UNUSED_PLUGINS,
+        f"--ledger={ledger_url}",
+        f"--ledger-results-dir={blocker / 'results'}",
+        "--ledger-wait-detection",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    return [line for line in result.outlines if line.startswith("testledger:")]
+
+
+def test_a_session_whose_files_cannot_be_written_says_the_database_alone_has_it(
+    pytester: pytest.Pytester, db_url: str
+) -> None:
+    said = _session_whose_files_fail(pytester, db_url)
+    assert len(said) == 2, said
+    assert said[0].startswith("testledger: recorded 2 results (run 1) into "), said
+    assert said[1].startswith("testledger: the run's files cannot be written in "), said
+    assert said[1].endswith(": the database alone holds the run"), said
+    assert query(db_url, "SELECT status, total_tests FROM test_runs") == [("finished", 2)]
+
+
+def test_a_session_neither_the_database_nor_the_files_take_says_so(
+    pytester: pytest.Pytester,
+) -> None:
+    away = f"sqlite:///{pytester.path / 'not-a-folder' / 'ledger.db'}"
+    said = _session_whose_files_fail(pytester, away)
+    # One line, and no claim that the results are anywhere (nor a file to sync).
+    assert len(said) == 1, said
+    assert " unreachable (" in said[0] and "the run's files cannot be written in " in said[0]
+    assert said[0].endswith(" are recorded nowhere"), said
+    assert "testledger sync" not in said[0]

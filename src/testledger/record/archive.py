@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from testledger.common.log_marks import SAID_BY_SUMMARY
 from testledger.model import RunInfo, RunStats, Status, TestResult, WatcherObservation
 from testledger.store.types import format_utc, parse_utc
 from testledger.store.writer import ROW_COLUMNS, encode_json
@@ -192,6 +193,7 @@ class RunArchive:
                 self.run_key,
                 self.folder,
                 self.failed,
+                extra={SAID_BY_SUMMARY: True},
             )
 
     def write_run(
@@ -357,24 +359,30 @@ def read_events(
                 yield (event["test_id"], int(event["attempt"]), observation)
 
 
-def _readable_events(path: Path) -> Iterator[TestResult | tuple[str, int, WatcherObservation]]:
+def _readable_events(
+    path: Path, *, missing_ok: bool = False
+) -> Iterator[TestResult | tuple[str, int, WatcherObservation]]:
     """The events of a file the recorder may have failed to write (see RunArchive._trouble):
     the run's statistics are those of what could be read, never an error in the runner."""
     try:
         yield from read_events(path)
     except OSError as exc:
-        log.warning("testledger: cannot read %s (%s)", path, exc.strerror or exc)
+        if not (missing_ok and isinstance(exc, (FileNotFoundError, NotADirectoryError))):
+            log.warning("testledger: cannot read %s (%s)", path, exc.strerror or exc)
 
 
-def stats_from_events(path: Path, wall_clock_secs: float | None) -> RunStats:
+def stats_from_events(
+    path: Path, wall_clock_secs: float | None, *, missing_ok: bool = False
+) -> RunStats:
     """A run's statistics computed from its ``results.jsonl``, by the same rules as the
     database's (``store.runs.compute_stats``): the last attempt of each test decides its status
-    and watcher quality; cost and tokens add up every attempt."""
+    and watcher quality; cost and tokens add up every attempt. ``missing_ok``: no file is no
+    results, unsaid (the recorder has said already that it could not write it)."""
     final: dict[str, tuple[int, Status, int | None]] = {}
     duration = 0.0
     cost: float | None = None
     tokens: int | None = None
-    for event in _readable_events(path):
+    for event in _readable_events(path, missing_ok=missing_ok):
         if isinstance(event, TestResult):
             attempt = event.attempt or 1
             quality = event.watcher.quality_score if event.watcher else None

@@ -471,8 +471,6 @@ class _Recorder:
 
     def summary_lines(self) -> list[tuple[str, bool]]:
         """The lines to print, each with whether it is a warning."""
-        lines: list[tuple[str, bool]] = []
-        noun = "result" if self.recorded == 1 else "results"
         summary = self.summary or {}
         fallback = self.fallback
         if fallback is not None:  # recorded in this process
@@ -482,47 +480,66 @@ class _Recorder:
                 "run_key": fallback.run_key,
                 "spool_reason": fallback.spool_reason,
                 "folder": str(fallback.archive.folder),
+                "files_failed": fallback.archive.failed,
                 "errors": self._fallback_logs.messages if self._fallback_logs else [],
             }
-        if self.writer_death is not None and fallback is not None:
-            lines.append(
-                (
-                    f"testledger: {self.writer_death}; recorded {self.recorded} {noun} "
-                    f"(run {fallback.run_key}) to {fallback.archive.folder}; load it with "
-                    "`testledger sync`",
-                    True,
-                )
-            )
-        elif summary.get("run_key") is not None and summary["spool_reason"] is not None:
-            lines.append(
-                (
-                    f"testledger: database {summary['url']} unreachable "
-                    f"({summary['spool_reason']}); recorded {self.recorded} {noun} "
-                    f"(run {summary['run_key']}) to {summary['folder']}; load it with "
-                    "`testledger sync`",
-                    True,
-                )
-            )
-        elif summary.get("run_key") is not None:
-            lines.append(
-                (
-                    f"testledger: recorded {self.recorded} {noun} "
-                    f"(run {summary['run_id']}) into {summary['url']}",
-                    False,
-                )
-            )
-            if self.detecting_after_exit:
-                lines.append(
-                    (
-                        f"testledger: issue detection of run {summary['run_id']} goes on in the "
-                        f"background (process {self.writer_pid}); should it be stopped, the "
-                        "next recording or `testledger detect` completes it",
-                        False,
-                    )
-                )
+        lines = self._where_recorded(summary, taken_over=fallback is not None)
         # Anything else the runner logged (not the outage it already said it went around).
         messages = [*summary.get("errors", ()), *self.problems, *summary.get("problems", ())]
         lines.extend((f"testledger: {message}", False) for message in messages)
+        return lines
+
+    def _where_recorded(
+        self, summary: dict[str, Any], *, taken_over: bool
+    ) -> list[tuple[str, bool]]:
+        """Where the session's results went: the database, the run's files (its JSON spool),
+        both, or, when neither could take them, nowhere; and whether detection goes on."""
+        noun = "result" if self.recorded == 1 else "results"
+        files = f"{summary.get('folder')}"
+        failed = summary.get("files_failed")
+        unwritable = f"the run's files cannot be written in {files} ({failed})"
+        died = self.writer_death if taken_over else None
+        if died is None and summary.get("run_key") is None:
+            return []
+        if died is not None or summary["spool_reason"] is not None:
+            why = (
+                died
+                if died is not None
+                else f"database {summary['url']} unreachable ({summary['spool_reason']})"
+            )
+            if failed is not None:
+                return [
+                    (
+                        f"testledger: {why}, and {unwritable}: the {self.recorded} {noun} of "
+                        f"run {summary['run_key']} are recorded nowhere",
+                        True,
+                    )
+                ]
+            return [
+                (
+                    f"testledger: {why}; recorded {self.recorded} {noun} (run "
+                    f"{summary['run_key']}) to {files}; load it with `testledger sync`",
+                    True,
+                )
+            ]
+        lines = [
+            (
+                f"testledger: recorded {self.recorded} {noun} (run {summary['run_id']}) into "
+                f"{summary['url']}",
+                False,
+            )
+        ]
+        if failed is not None:
+            lines.append((f"testledger: {unwritable}: the database alone holds the run", True))
+        if self.detecting_after_exit:
+            lines.append(
+                (
+                    f"testledger: issue detection of run {summary['run_id']} goes on in the "
+                    f"background (process {self.writer_pid}); should it be stopped, the "
+                    "next recording or `testledger detect` completes it",
+                    False,
+                )
+            )
         return lines
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

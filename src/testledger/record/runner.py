@@ -27,6 +27,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from testledger.common.log_marks import SAID_BY_SUMMARY
 from testledger.common.run_keys import new_run_key
 from testledger.common.urls import is_http_url
 from testledger.errors import SchemaError, TestledgerError
@@ -219,6 +220,7 @@ class Run:
             reason,
             self.run_key,
             self.archive.folder,
+            extra={SAID_BY_SUMMARY: True},
         )
 
     # -- recording -----------------------------------------------------------------------
@@ -365,7 +367,9 @@ class Run:
         if stats is None:
             # The database did not get the run: its statistics come from its JSON files.
             self.archive.flush()
-            stats = stats_from_events(self.archive.events_path, wall_clock)
+            stats = stats_from_events(
+                self.archive.events_path, wall_clock, missing_ok=self.archive.failed is not None
+            )
         if notes is not None:
             self.info.notes = notes
         database: dict[str, Any] = {"url": self.ledger.url}

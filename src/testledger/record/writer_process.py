@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from testledger.common.framing import encode_frame, read_frame
+from testledger.common.log_marks import SAID_BY_SUMMARY
 from testledger.common.nodeids import split_nodeid
 from testledger.common.own_process import tune_own_process
 from testledger.common.text import bounded_id
@@ -104,15 +105,17 @@ def expand_passing(compact: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 class LogCollector(logging.Handler):
-    """Keeps the runner's error log records for the plugin's summary, instead of printing them
-    (its warnings are the spool's, which the summary says in its own words)."""
+    """Keeps the runner's warnings and errors for the plugin's summary, instead of printing
+    them: the run's files that cannot be written, a setting that cannot be used, detection
+    skipped. Not the database outage that sent the run to its files, which the summary says in
+    its own words (SAID_BY_SUMMARY)."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.levelno >= logging.ERROR:
+        if not getattr(record, SAID_BY_SUMMARY, False):
             # The summary prefixes its lines with "testledger: " itself.
             self.messages.append(record.getMessage().removeprefix("testledger: "))
 
@@ -268,6 +271,7 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
             run_key=run.run_key,
             spool_reason=run.spool_reason,
             folder=str(run.archive.folder),
+            files_failed=run.archive.failed,
             detecting=run.deferred and run.detect_issues,
         )
     _reply(out, ("done", summary))
