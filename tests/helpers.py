@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from testledger.store.database import connect_engine
@@ -46,3 +48,16 @@ def query(url: str, sql: str) -> list[tuple[Any, ...]]:
             return [tuple(row) for row in conn.execute(sa.text(sql))]
     finally:
         engine.dispose()
+
+
+def run_ledger(
+    pytester: pytest.Pytester, ledger_url: str, *args: str, results: Path | None = None
+) -> pytest.RunResult:
+    """A pytest session of pytester's files, in a subprocess, recording into ``ledger_url``
+    (the run's files in ``results``; by default the test folder's ``results``)."""
+    return pytester.runpytest_subprocess(
+        *UNUSED_PLUGINS,
+        f"--ledger={ledger_url}",
+        f"--ledger-results-dir={results or pytester.path / 'results'}",
+        *args,
+    )

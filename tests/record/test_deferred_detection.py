@@ -14,8 +14,8 @@ import pytest
 
 from testledger import Ledger
 from testledger.record import runner
-from tests.helpers import UNUSED_PLUGINS
 from tests.helpers import query_rows as rows
+from tests.helpers import run_ledger
 
 pytest_plugins = ["pytester"]
 
@@ -53,12 +53,7 @@ def test_a_run_finished_without_deferring_is_detected_at_once(ledger: Ledger) ->
 
 def test_waiting_for_detection_when_asked(pytester: pytest.Pytester, db_url: str) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS,
-        f"--ledger={db_url}",
-        f"--ledger-results-dir={pytester.path / 'results'}",
-        "--ledger-wait-detection",
-    )
+    result = run_ledger(pytester, db_url, "--ledger-wait-detection")
     result.assert_outcomes(passed=1, failed=1)
     assert "background" not in result.stdout.str()
     assert rows(db_url, "SELECT detected_at FROM test_runs")[0]["detected_at"] is not None
@@ -103,12 +98,7 @@ def test_a_setting_that_cannot_be_used_after_the_run_is_said_in_the_summary(
     if rules is not None:
         pytester.path.joinpath("rules.toml").write_text(rules)
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS,
-        f"--ledger={db_url}",
-        f"--ledger-results-dir={pytester.path / 'results'}",
-        "--ledger-wait-detection",
-    )
+    result = run_ledger(pytester, db_url, "--ledger-wait-detection")
     result.assert_outcomes(passed=1, failed=1)
     said = [line for line in result.outlines if line.startswith(line_start)]
     assert len(said) == 1, result.outlines
@@ -140,9 +130,7 @@ def test_by_default_detection_finishes_after_the_session(
     pytester: pytest.Pytester, db_url: str
 ) -> None:
     pytester.makepyfile(test_suite=SUITE)
-    result = pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={pytester.path / 'results'}"
-    )
+    result = run_ledger(pytester, db_url)
     result.assert_outcomes(passed=1, failed=1)
     said = re.search(
         r"testledger: issue detection of run \d+ goes on in the background \(process (\d+)\); "

@@ -13,17 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import UNUSED_PLUGINS
+from tests.helpers import UNUSED_PLUGINS, run_ledger
 from tests.helpers import query_rows as rows
 
 pytest_plugins = ["pytester"]
-
-
-def run_ledger(pytester: pytest.Pytester, db_url: str, *args: str) -> pytest.RunResult:
-    results = pytester.path / "results"
-    return pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS, f"--ledger={db_url}", f"--ledger-results-dir={results}", *args
-    )
 
 
 def as_dict(value: Any) -> Any:
@@ -419,12 +412,7 @@ def test_unreachable_database(pytester: pytest.Pytester) -> None:
             assert False
         """
     )
-    results = pytester.path / "results"
-    result = pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS,
-        "--ledger=postgresql://u:pw@127.0.0.1:9/x",
-        f"--ledger-results-dir={results}",
-    )
+    result = run_ledger(pytester, "postgresql://u:pw@127.0.0.1:9/x")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(passed=1, failed=1)
     output = result.stdout.str() + result.stderr.str()
@@ -433,7 +421,7 @@ def test_unreachable_database(pytester: pytest.Pytester) -> None:
     assert len(lines) == 1, lines
     assert "unreachable" in lines[0] and "postgresql://u:***@127.0.0.1:9/x" in lines[0]
     assert "testledger sync" in lines[0] and "recorded 2 results" in lines[0]
-    (run_json,) = results.glob("runs/*/run.json")
+    (run_json,) = (pytester.path / "results").glob("runs/*/run.json")
     assert str(run_json.parent) in lines[0]
     run = json.loads(run_json.read_text())
     assert run["database"]["state"] == "pending" and run["status"] == "finished"

@@ -16,7 +16,7 @@ from testledger.ingest.formats import ctrf
 from testledger.model import TestResult
 from testledger.record import archive as archive_module
 from testledger.store.encoding import encode_result
-from tests.helpers import UNUSED_PLUGINS, query, query_rows
+from tests.helpers import query, query_rows, run_ledger
 
 pytest_plugins = ["pytester"]
 
@@ -226,11 +226,8 @@ def _session_whose_files_fail(pytester: pytest.Pytester, ledger_url: str) -> lis
     blocker = pytester.path / "not-a-folder"
     blocker.write_text("")
     pytester.makepyfile(test_session=SESSION)
-    result = pytester.runpytest_subprocess(
-        *UNUSED_PLUGINS,
-        f"--ledger={ledger_url}",
-        f"--ledger-results-dir={blocker / 'results'}",
-        "--ledger-wait-detection",
+    result = run_ledger(
+        pytester, ledger_url, "--ledger-wait-detection", results=blocker / "results"
     )
     result.assert_outcomes(passed=1, failed=1)
     return [line for line in result.outlines if line.startswith("testledger:")]
