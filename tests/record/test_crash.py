@@ -210,10 +210,19 @@ def test_a_recording_killed_anywhere_shows_no_partial_finished_run_and_loads_exa
     assert stored(db_url, 0) == [("finished", RESULTS, RESULTS, RESULTS // WATCHED_EVERY, True)]
     lengths = phase_lengths(unkilled.markers)
     states: list[tuple[Death, tuple[str, ...]]] = []
-    for index, point in enumerate(kill_points(PLAN, SEED), start=1):
-        death = kill_at(recording(db_url, results, index), tmp_path / f"m{index}", point, lengths)
-        assert death.killed or death.exit_code == 0, death
-        states.append((death, check_one_point(db_url, results, index, death)))
+    index = 0
+    for point in kill_points(PLAN, SEED):
+        # A recorder that ends before its kill (on a loaded machine it can outrun the phases
+        # measured above, or this process see its marker late) leaves a whole run, which is
+        # checked as such; the point is then tried again with a new run, twice at most.
+        for _attempt in range(3):
+            index += 1
+            work = recording(db_url, results, index)
+            death = kill_at(work, tmp_path / f"m{index}", point, lengths)
+            assert death.killed or death.exit_code == 0, death
+            states.append((death, check_one_point(db_url, results, index, death)))
+            if death.killed:
+                break
     # Every run loaded: none left running, all detected, each result once.
     assert query(db_url, "SELECT count(*) FROM test_runs WHERE status = 'running'") == [(0,)]
     assert query(db_url, "SELECT count(*) FROM test_runs WHERE detected_at IS NULL") == [(0,)]
