@@ -118,33 +118,42 @@ def test_an_import_killed_anywhere_leaves_no_partial_run_and_loses_no_detection(
     assert unkilled.exit_code == 0 and unkilled.last_phase == "exit", unkilled
     lengths = phase_lengths(unkilled.markers)
     deaths: list[tuple[Death, list[tuple[str, int, bool]]]] = []
-    for index, point in enumerate(kill_points(PLAN, SEED), start=1):
-        report = junit(tmp_path, index)
-        work = importing(db_url, results, report)
-        death = kill_at(work, tmp_path / f"m{index}", point, lengths)
-        assert death.killed or death.exit_code == 0, death
-        runs = seen_by_users(db_url, results)
-        deaths.append((death, runs))
-        # Never a partial run: the earlier runs, and this one whole or not at all.
-        assert len(runs) in (index, index + 1), (death, runs)
-        assert {(status, total) for status, total, _ in runs} == {("finished", CASES)}
-        # The killed file's run is there only once its transaction began, and surely once it
-        # committed (the marker follows the commit by a few microseconds a kill may fall in).
-        visible = len(runs) == index + 1
-        assert death.reached("transaction") if visible else not death.reached("committed"), (
-            death,
-            runs,
-        )
-        already = next_command(index, db_url, results, report)
-        assert already == visible
-        runs_now = index + 1
-        assert query(db_url, "SELECT count(*), count(detected_at) FROM test_runs") == [
-            (runs_now, runs_now)
-        ]
-        assert query(db_url, "SELECT count(*) FROM test_results") == [(runs_now * CASES,)]
-        assert query(db_url, "SELECT count(*) FROM issues") == [(3,)]
-        occurrences = query(db_url, "SELECT count(*) FROM issue_occurrences")
-        assert occurrences == [(runs_now * FAILURES,)]
+    index = 0
+    for point in kill_points(PLAN, SEED):
+        # An import that ends before its kill (on a loaded machine it can outrun the phases
+        # measured above, or this process see its marker late) is checked as a whole one;
+        # the point is then tried again with a new file, twice at most.
+        for _attempt in range(3):
+            index += 1
+            report = junit(tmp_path, index)
+            work = importing(db_url, results, report)
+            death = kill_at(work, tmp_path / f"m{index}", point, lengths)
+            assert death.killed or death.exit_code == 0, death
+            runs = seen_by_users(db_url, results)
+            deaths.append((death, runs))
+            # Never a partial run: the earlier runs, and this one whole or not at all.
+            assert len(runs) in (index, index + 1), (death, runs)
+            assert {(status, total) for status, total, _ in runs} == {("finished", CASES)}
+            # The killed file's run is there only once its transaction began, and surely once it
+            # committed (the marker follows the commit by a few microseconds a kill may fall in).
+            visible = len(runs) == index + 1
+            assert death.reached("transaction") if visible else not death.reached("committed"), (
+                death,
+                runs,
+            )
+            already = next_command(index, db_url, results, report)
+            assert already == visible
+            runs_now = index + 1
+            assert query(db_url, "SELECT count(*), count(detected_at) FROM test_runs") == [
+                (runs_now, runs_now)
+            ]
+            assert query(db_url, "SELECT count(*) FROM test_results") == [(runs_now * CASES,)]
+            assert query(db_url, "SELECT count(*) FROM issues") == [(3,)]
+            occurrences = query(db_url, "SELECT count(*) FROM issue_occurrences")
+            assert occurrences == [(runs_now * FAILURES,)]
+            if death.killed:
+                break
+
     killed = [death for death, _ in deaths if death.killed]
     assert len(killed) >= 20, [death.point for death, _ in deaths]
     # The kills met every state a crash can leave: rows streaming into a transaction that
