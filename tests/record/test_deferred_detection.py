@@ -91,8 +91,7 @@ def test_a_setting_that_cannot_be_used_after_the_run_is_said_in_the_summary(
 ) -> None:
     """A broken ``[tool.testledger.regressions]`` or rules file leaves every run undetected
     until it is fixed, a broken ``[tool.testledger.retention]`` every run kept: the session's
-    summary says so, once (it shows the writer's errors, not its warnings, which are a
-    database's outage it reports itself)."""
+    summary says so, once."""
     pyproject, rules, line_start, why = BROKEN_SETTINGS[broken]
     pytester.makepyprojecttoml(pyproject)
     if rules is not None:

@@ -269,8 +269,7 @@ def test_the_policy_is_applied_after_each_recorded_run(db_url: str, tmp_path: Pa
 def test_a_bad_policy_is_an_error_logged_and_never_stops_recording(
     db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An error, not a warning: every run meets it until it is fixed (and pytest's summary
-    shows the writer's errors only)."""
+    """An error, not a warning: every run meets it until it is fixed."""
     settings = api.Ledger(db_url, results_dir=tmp_path / "results").settings
     tool = {"retention": {"keep_runs": "two"}}
     with Ledger(settings=dataclasses.replace(settings, tool=tool)) as ledger:

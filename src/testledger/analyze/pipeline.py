@@ -23,7 +23,7 @@ from testledger.analyze.options import detection_settings, regression_settings
 from testledger.analyze.regressions.issues import analyses_series
 from testledger.config import Settings
 from testledger.model import RunStatus
-from testledger.store.database import DATABASE_ERRORS, is_outage
+from testledger.store.database import DATABASE_ERRORS, skipped_work_level
 from testledger.store.tables import test_runs
 
 __all__ = [
@@ -99,23 +99,19 @@ def detect_after_recording(
     only the runs whose detection was lost): a problem (a bad rules file, the database going
     away) is logged, never raised, since the runs themselves are safely stored and detection
     completes them the next time it runs. A problem that is not an outage (a setting or rules
-    file that cannot be used, a schema) is logged as an error: every detection meets it until
-    it is fixed (and the pytest plugin's summary shows errors only)."""
+    file that cannot be used, a schema) is logged as an error, with what to run once it is
+    fixed: every detection meets it until then (see skipped_work_level)."""
     run_ids = list(run_ids)
     try:
         rules, config = detection_settings(settings)
         return detect_runs(engine, run_ids, rules, config, catch_up=True)
     except DATABASE_ERRORS as exc:
         shown = ", ".join(str(run_id) for run_id in run_ids) or "left undetected"
-        if not is_outage(exc):
-            log.error(
-                "testledger: issue detection skipped for run(s) %s: %s; once it is fixed, "
-                "`testledger detect` detects them",
-                shown,
-                exc,
-            )
-        else:
-            log.warning("testledger: issue detection skipped for run(s) %s: %s", shown, exc)
+        level = skipped_work_level(exc)
+        fix = (
+            "; once it is fixed, `testledger detect` detects them" if level >= logging.ERROR else ""
+        )
+        log.log(level, "testledger: issue detection skipped for run(s) %s: %s%s", shown, exc, fix)
         return []
 
 

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 
 from testledger.config import RetentionPolicy, Settings, retention_policy
 from testledger.record.archive import folder_name
-from testledger.store.database import database_errors, is_outage
+from testledger.store.database import database_errors, skipped_work_level
 from testledger.store.retention import PruneProgress, PruneTotals, prune_database
 
 __all__ = ["count_run_files", "prune_after_run", "prune_ledger", "remove_run_files"]
@@ -108,11 +108,7 @@ def prune_after_run(engine: Engine, settings: Settings) -> PruneTotals | None:
             return None
         totals = prune_ledger(engine, settings.results_dir, policy)
     except database_errors() as exc:  # a ConfigError too: every TestledgerError
-        if is_outage(exc):
-            log.warning("testledger: retention skipped: %s", exc)
-        else:
-            # Met after every run until it is fixed (and pytest's summary shows errors only).
-            log.error("testledger: retention skipped: %s", exc)
+        log.log(skipped_work_level(exc), "testledger: retention skipped: %s", exc)
         return None
     if totals.skipped_runs:
         log.warning(

@@ -474,13 +474,10 @@ class _Recorder:
         summary = self.summary or {}
         fallback = self.fallback
         if fallback is not None:  # recorded in this process
+            from testledger.record.writer_process import run_summary
+
             summary = {
-                "url": fallback.ledger.url,
-                "run_id": fallback.run_id,
-                "run_key": fallback.run_key,
-                "spool_reason": fallback.spool_reason,
-                "folder": str(fallback.archive.folder),
-                "files_failed": fallback.archive.failed,
+                **run_summary(fallback),
                 "errors": self._fallback_logs.messages if self._fallback_logs else [],
             }
         lines = self._where_recorded(summary, taken_over=fallback is not None)
@@ -495,7 +492,7 @@ class _Recorder:
         """Where the session's results went: the database, the run's files (its JSON spool),
         both, or, when neither could take them, nowhere; and whether detection goes on."""
         noun = "result" if self.recorded == 1 else "results"
-        files = f"{summary.get('folder')}"
+        files = summary.get("folder")
         failed = summary.get("files_failed")
         unwritable = f"the run's files cannot be written in {files} ({failed})"
         died = self.writer_death if taken_over else None

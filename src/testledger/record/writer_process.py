@@ -35,7 +35,15 @@ if TYPE_CHECKING:
     from testledger.config import Settings
     from testledger.record.runner import Run
 
-__all__ = ["LogCollector", "collect_logs", "expand_passing", "main", "record_items", "start_run"]
+__all__ = [
+    "LogCollector",
+    "collect_logs",
+    "expand_passing",
+    "main",
+    "record_items",
+    "run_summary",
+    "start_run",
+]
 
 _PROBLEM_LIMIT = 5
 
@@ -265,21 +273,26 @@ def _session(stdin: IO[bytes], out: IO[bytes]) -> None:
         run.abort("aborted: the pytest session ended before the run was finished")
     summary: dict[str, Any] = {"problems": problems, "errors": collector.messages}
     if run is not None:
-        summary.update(
-            url=run.ledger.url,
-            run_id=run.run_id,
-            run_key=run.run_key,
-            spool_reason=run.spool_reason,
-            folder=str(run.archive.folder),
-            files_failed=run.archive.failed,
-            detecting=run.deferred and run.detect_issues,
-        )
+        summary.update(run_summary(run), detecting=run.deferred and run.detect_issues)
     _reply(out, ("done", summary))
     if run is not None:
         _after_session(run, out, collector)
         # After the replies, so that the session does not wait for it: closing SQLite's last
         # connection checkpoints its WAL (every result is committed already).
         run.ledger.close()
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """Where the run went, for the plugin's summary: the writer's "done" reply carries it, and
+    the plugin takes it from its own run should the writer have died."""
+    return {
+        "url": run.ledger.url,
+        "run_id": run.run_id,
+        "run_key": run.run_key,
+        "spool_reason": run.spool_reason,
+        "folder": str(run.archive.folder),
+        "files_failed": run.archive.failed,
+    }
 
 
 def _after_session(run: Run, out: IO[bytes], collector: LogCollector) -> None:

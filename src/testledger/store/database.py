@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import sys
 
@@ -13,7 +14,13 @@ from testledger.errors import DatabaseUnavailable, NotFound, SchemaError, Testle
 from testledger.store.engine import create_ledger_engine, mask_url, mask_urls_in, sqlite_path
 from testledger.store.migrate import ensure_schema, is_at_head, schema_state
 
-__all__ = ["DATABASE_ERRORS", "connect_engine", "database_errors", "is_outage", "open_engine"]
+__all__ = [
+    "DATABASE_ERRORS",
+    "connect_engine",
+    "database_errors",
+    "open_engine",
+    "skipped_work_level",
+]
 
 
 _ERRORS: tuple[type[BaseException], ...] = (
@@ -34,11 +41,14 @@ def database_errors() -> tuple[type[BaseException], ...]:
     return _ERRORS if psycopg is None else (*_ERRORS, psycopg.Error)
 
 
-def is_outage(exc: BaseException) -> bool:
-    """Whether one of :func:`database_errors` is the database's trouble, which passes (a work
-    left undone is completed next time), rather than a problem someone must fix first: a
-    setting, a rules file, a schema (every TestledgerError but DatabaseUnavailable)."""
-    return not isinstance(exc, TestledgerError) or isinstance(exc, DatabaseUnavailable)
+def skipped_work_level(exc: BaseException) -> int:
+    """The logging level for work that follows a run (detection, retention) and was skipped
+    over one of :func:`database_errors`: a warning for the database's trouble, which passes
+    (the next command completes the work); an error for a problem someone must fix first, met
+    again after every run until then: a setting, a rules file, a schema (every
+    TestledgerError but DatabaseUnavailable)."""
+    outage = not isinstance(exc, TestledgerError) or isinstance(exc, DatabaseUnavailable)
+    return logging.WARNING if outage else logging.ERROR
 
 
 #: :func:`database_errors` as it stood when this module was imported: psycopg's errors are in
