@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 from testledger import api
 from testledger.cli.coercion import install_plain_coercion
 from testledger.cli.registry import COMMANDS, SECTIONS
-from testledger.cli.visible import visible
+from testledger.common.text import visible
 
 if TYPE_CHECKING:  # the console is made on first use (see __getattr__)
     from testledger.cli.console import console

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from testledger.cli.visible import visible
+from testledger.common.text import visible
 
 __all__ = ["TextConsole", "console"]
 

@@ -1,6 +1,8 @@
-"""Bounding long text and reading exceptions out of messages and pytest's long reports.
+"""Bounding long text, reading exceptions out of messages and pytest's long reports, and
+writing out control characters before text reaches a terminal or a page.
 
-Shared by the importers and the pytest plugin (which must not import SQLAlchemy or the importers).
+Shared by the importers, the pytest plugin (which must not import SQLAlchemy or the importers)
+and the interfaces.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "exception_from_longrepr",
     "join_output",
     "split_exception",
+    "visible",
 ]
 
 #: Bounds (in UTF-8 bytes) of what an importer keeps of a traceback, an output excerpt and an
@@ -136,3 +139,12 @@ def exception_from_longrepr(text: str | None) -> tuple[str | None, str | None]:
                 message = found_msg
             break
     return exc_type, message
+
+
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters (terminal escape sequences, NUL, bell...) written
+    out as ``\\x1b``: shown to the reader, never sent raw to their terminal."""
+    return _CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", text)

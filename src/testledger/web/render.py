@@ -9,7 +9,6 @@ vanishing or upsetting a copy-paste into a terminal.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from importlib import resources
@@ -22,18 +21,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from testledger.common.jsondata import as_json
+from testledger.common.text import visible as text_visible
 from testledger.web.settings import settings_of
 
 __all__ = ["chart_json", "page", "query_url", "visible"]
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
 
 def visible(value: Any) -> str:
     """``value`` as text with its control characters written out as ``\\x1b`` (None: "")."""
-    if value is None:
-        return ""
-    return _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return "" if value is None else text_visible(str(value))
 
 
 def _number(value: float | int | None, fmt: str = "{:,.2f}") -> str:
