@@ -82,6 +82,13 @@ BROKEN_SETTINGS = {
         "testledger: retention skipped: ",
         "keep_runs must be a whole number",
     ),
+    # The setting's own text, shown with its control characters written out.
+    "hostile key": (
+        '[tool.testledger.regressions]\n"\\u001b[31mevil\\u0000" = 1\n',
+        None,
+        DETECTION_SKIPPED,
+        "unknown key(s) \\x1b[31mevil\\x00",
+    ),
 }
 
 
@@ -102,6 +109,7 @@ def test_a_setting_that_cannot_be_used_after_the_run_is_said_in_the_summary(
     said = [line for line in result.outlines if line.startswith(line_start)]
     assert len(said) == 1, result.outlines
     assert why in result.stdout.str(), result.outlines
+    assert "\x1b" not in result.stdout.str() and "\x00" not in result.stdout.str()
     detected = rows(db_url, "SELECT detected_at FROM test_runs")[0]["detected_at"]
     if line_start == DETECTION_SKIPPED:
         assert "`testledger detect`" in result.stdout.str() and detected is None

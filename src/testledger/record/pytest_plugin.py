@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from testledger.common.text import visible
+
 # The ``ledger`` fixture is imported here for pytest to find: it looks for a plugin's fixtures
 # in the plugin module.
 from testledger.record.pytest_measure import (
@@ -484,7 +486,8 @@ class _Recorder:
         # Anything else the runner logged (not the outage it already said it went around).
         messages = [*summary.get("errors", ()), *self.problems, *summary.get("problems", ())]
         lines.extend((f"testledger: {message}", False) for message in messages)
-        return lines
+        # Test ids, paths, settings and messages are data: never raw to the terminal.
+        return [(visible(line), warning) for line, warning in lines]
 
     def _where_recorded(
         self, summary: dict[str, Any], *, taken_over: bool
